@@ -1,0 +1,225 @@
+"""Preprocessing steps and the pipeline that chains them.
+
+Every step is a frozen dataclass with ``apply(signal, sampling_rate) -> (signal,
+sampling_rate)`` on float32 (leads x samples) arrays. A pipeline serialises to a
+plain dict (``to_dict``/``from_dict``) whose SHA-256 ``fingerprint`` keys caches,
+so a changed pipeline never reads a stale cache.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, fields
+from fractions import Fraction
+from typing import ClassVar
+
+import numpy as np
+from scipy import signal as sps
+
+from ..errors import ECGError
+from ..io.record import ECG
+
+
+def resample_signal(signal: np.ndarray, sampling_rate: float, target_rate: float) -> np.ndarray:
+    """Polyphase resampling with an anti-aliasing FIR (scipy ``resample_poly``)."""
+    if float(sampling_rate) == float(target_rate):
+        return np.asarray(signal, dtype=np.float32)
+    ratio = Fraction(float(target_rate) / float(sampling_rate)).limit_denominator(1000)
+    out = sps.resample_poly(np.asarray(signal, dtype=np.float64), ratio.numerator, ratio.denominator, axis=-1)
+    return out.astype(np.float32)
+
+
+class Step(ABC):
+    """Base of all steps: ``name`` identifies the type in the serialised form."""
+
+    name: ClassVar[str] = ""
+
+    @abstractmethod
+    def apply(self, signal: np.ndarray, sampling_rate: float) -> tuple[np.ndarray, float]:
+        """Transform a (leads x samples) float32 signal; return it with its new rate."""
+
+    def to_dict(self) -> dict:
+        d = {"step": self.name}
+        for f in fields(self):
+            v = getattr(self, f.name)
+            d[f.name] = list(v) if isinstance(v, tuple) else v
+        return d
+
+
+@dataclass(frozen=True)
+class Resample(Step):
+    """Resample to ``target_rate`` Hz with anti-aliasing."""
+
+    target_rate: float
+    name: ClassVar[str] = "resample"
+
+    def apply(self, signal, sampling_rate):
+        return resample_signal(signal, sampling_rate, self.target_rate), float(self.target_rate)
+
+
+def _butter_sos(kind: str, cutoff, sampling_rate: float, order: int, source: str = "") -> np.ndarray:
+    nyq = sampling_rate / 2.0
+    edges = np.atleast_1d(np.asarray(cutoff, dtype=float))
+    if np.any(edges <= 0) or np.any(edges >= nyq):
+        raise ECGError(source or None, f"filter cutoff {list(edges)} Hz outside (0, {nyq}) for {sampling_rate} Hz")
+    return sps.butter(order, cutoff, btype=kind, fs=sampling_rate, output="sos")
+
+
+def _zero_phase(sos: np.ndarray, signal: np.ndarray) -> np.ndarray:
+    # sosfiltfilt needs a signal longer than its padding; shorter ones pad less.
+    padlen = min(3 * (2 * len(sos) + 1), signal.shape[-1] - 1)
+    return sps.sosfiltfilt(sos, signal.astype(np.float64), axis=-1, padlen=max(padlen, 0)).astype(np.float32)
+
+
+@dataclass(frozen=True)
+class Highpass(Step):
+    """Zero-phase Butterworth high-pass (baseline wander removal)."""
+
+    cutoff: float = 0.5
+    order: int = 2
+    name: ClassVar[str] = "highpass"
+
+    def apply(self, signal, sampling_rate):
+        return _zero_phase(_butter_sos("highpass", self.cutoff, sampling_rate, self.order), signal), sampling_rate
+
+
+@dataclass(frozen=True)
+class Bandpass(Step):
+    """Zero-phase Butterworth band-pass; ``high`` is clipped below Nyquist."""
+
+    low: float = 0.5
+    high: float = 40.0
+    order: int = 2
+    name: ClassVar[str] = "bandpass"
+
+    def apply(self, signal, sampling_rate):
+        high = min(self.high, 0.45 * sampling_rate)
+        return _zero_phase(_butter_sos("bandpass", (self.low, high), sampling_rate, self.order), signal), sampling_rate
+
+
+@dataclass(frozen=True)
+class Standardize(Step):
+    """Per-record, per-lead z-score (flat leads are left at zero)."""
+
+    eps: float = 1e-6
+    name: ClassVar[str] = "standardize"
+
+    def apply(self, signal, sampling_rate):
+        mean = signal.mean(axis=-1, keepdims=True)
+        std = signal.std(axis=-1, keepdims=True)
+        return ((signal - mean) / np.maximum(std, self.eps)).astype(np.float32), sampling_rate
+
+
+@dataclass(frozen=True)
+class Scale(Step):
+    """Fixed per-lead affine scaling ``(x - mean) / std``, fitted once on a training set."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    name: ClassVar[str] = "scale"
+
+    def __post_init__(self):
+        object.__setattr__(self, "mean", tuple(float(v) for v in self.mean))
+        object.__setattr__(self, "std", tuple(float(v) for v in self.std))
+
+    @classmethod
+    def fit(cls, signals, eps: float = 1e-6) -> "Scale":
+        """Per-lead mean and std over an iterable of (leads x samples) arrays, in float64, streaming."""
+        n = 0
+        s1 = s2 = None
+        for x in signals:
+            x = np.asarray(x, dtype=np.float64)
+            s1 = x.sum(axis=-1) if s1 is None else s1 + x.sum(axis=-1)
+            s2 = (x * x).sum(axis=-1) if s2 is None else s2 + (x * x).sum(axis=-1)
+            n += x.shape[-1]
+        if not n:
+            raise ECGError(None, "Scale.fit needs at least one signal")
+        mean = s1 / n
+        std = np.sqrt(np.maximum(s2 / n - mean**2, 0.0))
+        return cls(tuple(mean), tuple(np.maximum(std, eps)))
+
+    def apply(self, signal, sampling_rate):
+        mean = np.asarray(self.mean, dtype=np.float32)[:, None]
+        std = np.asarray(self.std, dtype=np.float32)[:, None]
+        return ((signal - mean) / std).astype(np.float32), sampling_rate
+
+
+@dataclass(frozen=True)
+class FixLength(Step):
+    """Crop or zero-pad to exactly ``seconds`` (at the current rate).
+
+    ``align='center'`` crops/pads symmetrically, ``'start'`` keeps the beginning.
+    """
+
+    seconds: float
+    align: str = "start"
+    name: ClassVar[str] = "fix_length"
+
+    def __post_init__(self):
+        if self.align not in ("start", "center"):
+            raise ECGError(None, f"FixLength align must be 'start' or 'center', got {self.align!r}")
+
+    def apply(self, signal, sampling_rate):
+        target = int(round(self.seconds * sampling_rate))
+        n = signal.shape[-1]
+        if n > target:
+            off = (n - target) // 2 if self.align == "center" else 0
+            return np.ascontiguousarray(signal[:, off:off + target]), sampling_rate
+        if n < target:
+            before = (target - n) // 2 if self.align == "center" else 0
+            return np.pad(signal, ((0, 0), (before, target - n - before))).astype(np.float32), sampling_rate
+        return signal, sampling_rate
+
+
+STEP_TYPES: dict[str, type[Step]] = {cls.name: cls for cls in (Resample, Highpass, Bandpass, Standardize, Scale, FixLength)}
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    """An ordered chain of steps; serialisable, hashable, applied to any record."""
+
+    steps: tuple[Step, ...] = ()
+
+    def __post_init__(self):
+        object.__setattr__(self, "steps", tuple(self.steps))
+
+    @property
+    def output_rate(self) -> float | None:
+        """The rate the pipeline ends at, if it resamples."""
+        rates = [s.target_rate for s in self.steps if isinstance(s, Resample)]
+        return float(rates[-1]) if rates else None
+
+    def apply_signal(self, signal: np.ndarray, sampling_rate: float) -> tuple[np.ndarray, float]:
+        x = np.asarray(signal, dtype=np.float32)
+        rate = float(sampling_rate)
+        for step in self.steps:
+            x, rate = step.apply(x, rate)
+        return x, rate
+
+    def apply(self, ecg: ECG) -> ECG:
+        x, rate = self.apply_signal(ecg.signal, ecg.sampling_rate)
+        units = "a.u." if any(isinstance(s, (Standardize, Scale)) for s in self.steps) else ecg.units
+        return ecg.with_signal(x, rate, units=units)
+
+    def then(self, *steps: Step) -> "Pipeline":
+        return Pipeline(self.steps + tuple(steps))
+
+    def to_dict(self) -> dict:
+        return {"steps": [s.to_dict() for s in self.steps]}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Pipeline":
+        steps = []
+        for spec in d.get("steps", []):
+            spec = dict(spec)
+            kind = spec.pop("step", None)
+            if kind not in STEP_TYPES:
+                raise ECGError(None, f"unknown preprocessing step {kind!r}; known: {sorted(STEP_TYPES)}")
+            steps.append(STEP_TYPES[kind](**spec))
+        return cls(tuple(steps))
+
+    def fingerprint(self) -> str:
+        """SHA-256 of the canonical JSON form (cache key)."""
+        blob = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(blob.encode()).hexdigest()

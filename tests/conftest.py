@@ -1,0 +1,24 @@
+"""Shared fixtures: the local PTB-XL set (skipped when absent) and bundled samples."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PTBXL_DIR = Path(os.environ.get("ECGLENS_PTBXL", REPO.parent / "shared" / "data" / "ptb-xl"))
+
+
+@pytest.fixture(scope="session")
+def ptbxl_dir() -> Path:
+    """The local PTB-XL copy; tests using it skip with a reason when it is absent."""
+    if not (PTBXL_DIR / "ptbxl_database.csv").is_file():
+        pytest.skip(f"local PTB-XL set not found at {PTBXL_DIR} (set ECGLENS_PTBXL to point at one)")
+    return PTBXL_DIR
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Keep every test's cache writes inside pytest's temporary directory."""
+    monkeypatch.setenv("ECGLENS_CACHE", str(tmp_path_factory.getbasetemp() / "ecglens-cache"))
