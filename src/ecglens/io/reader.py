@@ -1,0 +1,95 @@
+"""``read_ecg``: one entry point for every supported format, chosen by file suffix."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..errors import ECGError
+from .record import ECG
+
+SUPPORTED_SUFFIXES = (".hea", ".dat", ".mat", ".edf", ".csv", ".npy")
+
+
+def _header_of(path: Path) -> Path | None:
+    """The ``.hea`` beside a WFDB/challenge path (``x.hea``, ``x.dat``, ``x.mat`` or bare ``x``), if any."""
+    candidates = [Path(str(path) + ".hea")]
+    if path.suffix.lower() in {".hea", ".dat", ".mat"}:
+        candidates.insert(0, path.with_suffix(".hea"))
+    return next((c for c in candidates if c.is_file()), None)
+
+
+def header_is_challenge(header: Path) -> bool:
+    """True when the header's signal file is a ``.mat`` (PhysioNet/CinC 2020-2021 challenge layout)."""
+    try:
+        lines = [ln for ln in header.read_text(errors="replace").splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+    except OSError as exc:
+        raise ECGError(header, f"cannot read header ({exc})") from exc
+    if len(lines) < 2:
+        return lines[0].split()[0].lower().endswith(".mat") if lines else False
+    return lines[1].split()[0].lower().endswith(".mat")
+
+
+def read_ecg(path: str | os.PathLike, sampling_rate: float | None = None, leads: list[str] | None = None) -> ECG:
+    """Read any supported ECG file into a float32 (12, samples) ECG in mV, standard lead order.
+
+    Formats by suffix: ``.hea``/``.dat``/bare record name (WFDB; challenge when the
+    header's signal file is ``.mat``), ``.mat`` (challenge), ``.edf`` (EDF/EDF+),
+    ``.csv`` and ``.npy`` (these carry no rate, so ``sampling_rate`` is required).
+    For the self-describing formats ``sampling_rate``, when given, must match the
+    file. ``leads`` names the file's channels in order, overriding names in the file
+    (needed for NPY arrays that are not in standard order).
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    header = _header_of(p) if suffix in {"", ".hea", ".dat", ".mat"} or not p.exists() else None
+    if header is not None:
+        if suffix == ".mat" or header_is_challenge(header):
+            from .challenge import read_challenge
+            return read_challenge(p, sampling_rate=sampling_rate, leads=leads)
+        from .wfdb_format import read_wfdb
+        return read_wfdb(p, sampling_rate=sampling_rate, leads=leads)
+    if suffix in {".dat", ".mat"} and p.exists():
+        raise ECGError(p, f"missing header file {p.with_suffix('.hea').name}")
+    if not p.exists():
+        raise ECGError(p, "no such file or record")
+    if p.is_dir():
+        raise ECGError(p, "is a directory; use find_records to list the records in it")
+    if suffix == ".edf":
+        from .edf import read_edf
+        return read_edf(p, sampling_rate=sampling_rate, leads=leads)
+    if suffix == ".csv":
+        from .tabular import read_csv
+        return read_csv(p, sampling_rate=sampling_rate, leads=leads)
+    if suffix == ".npy":
+        from .tabular import read_npy
+        return read_npy(p, sampling_rate=sampling_rate, leads=leads)
+    raise ECGError(p, f"unsupported file type {suffix or '(no suffix)'!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+
+
+def find_records(path: str | os.PathLike) -> list[Path]:
+    """Every readable record under ``path``, one entry per record, sorted.
+
+    A file (or bare WFDB record name) is returned as is. A directory is searched recursively: a WFDB or
+    challenge record is listed once, by its ``.hea`` (its ``.dat``/``.mat`` are not
+    listed again, and a signal file without a header is not readable); ``.edf`` files
+    are listed; ``.csv`` and ``.npy`` files are listed when they look like ECGs
+    (lead-name or numeric header row; a 2-D array with a 12-long axis), so metadata
+    tables such as ``index.csv`` are left out.
+    """
+    from .tabular import csv_looks_like_ecg, npy_looks_like_ecg
+
+    p = Path(path)
+    if p.is_file() or (not p.exists() and Path(f"{p}.hea").is_file()):
+        return [p]  # a file, or a bare WFDB record name
+    if not p.exists():
+        raise ECGError(p, "no such file or directory")
+    found: list[Path] = []
+    for f in p.rglob("*"):
+        if not f.is_file():
+            continue
+        suffix = f.suffix.lower()
+        if (suffix in {".hea", ".edf"}
+                or (suffix == ".csv" and csv_looks_like_ecg(f))
+                or (suffix == ".npy" and npy_looks_like_ecg(f))):
+            found.append(f)
+    return sorted(found)

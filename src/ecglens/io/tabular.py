@@ -1,0 +1,135 @@
+"""Plain arrays: CSV tables and NumPy ``.npy`` files (values in mV; the rate must be given)."""
+from __future__ import annotations
+
+import csv
+import io as _io
+import os
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ECGError
+from ._common import build_ecg
+from .leads import STANDARD_LEADS, normalize_lead_name
+from .record import ECG
+
+_TIME_COLUMN = re.compile(r"^(t|time|times|timestamp|seconds?|secs?|s|ms|sample|samples|index|idx)(\W*\(?(s|ms|sec)\)?)?$")
+
+
+def _is_time_column(name: str) -> bool:
+    return bool(_TIME_COLUMN.match(re.sub(r"[\s_]", "", name.strip().lower())))
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _sniff_delimiter(line: str) -> str:
+    return max([",", ";", "\t"], key=line.count)
+
+
+def _require_rate(sampling_rate: float | None, src: str, kind: str) -> float:
+    if sampling_rate is None:
+        raise ECGError(src, f"{kind} files carry no sampling rate; pass sampling_rate explicitly")
+    if not (float(sampling_rate) > 0 and np.isfinite(float(sampling_rate))):
+        raise ECGError(src, f"sampling_rate must be a positive number, got {sampling_rate!r}")
+    return float(sampling_rate)
+
+
+def read_csv(path: str | os.PathLike, sampling_rate: float | None = None, leads: list[str] | None = None) -> ECG:
+    """Read a CSV ECG: one column per lead, one row per sample, values in mV.
+
+    The first row is either lead names (any common spelling, e.g. ``I,II,...``,
+    ``lead I``, ``AVR``, ``V-1``) or data; without a header there must be exactly
+    12 columns in standard order (or as many as ``leads`` names). A time or index
+    column (``time``, ``t``, ``seconds``, ``ms``, an unnamed first column) is
+    dropped. Delimiter: comma, semicolon or tab.
+    """
+    src = str(path)
+    rate = _require_rate(sampling_rate, src, "CSV")
+    try:
+        text = Path(path).read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ECGError(src, f"cannot read CSV ({exc})") from exc
+    rows = [r for r in csv.reader(_io.StringIO(text), delimiter=_sniff_delimiter(text.split("\n", 1)[0])) if any(c.strip() for c in r)]
+    if not rows:
+        raise ECGError(src, "empty CSV: no rows")
+    first = [c.strip() for c in rows[0]]
+    has_header = not all(_is_number(c) for c in first)
+    if has_header:
+        keep = [i for i, name in enumerate(first) if not (_is_time_column(name) or (i == 0 and name == ""))]
+        names = [first[i] for i in keep]
+        body = rows[1:]
+    else:
+        keep = list(range(len(first)))
+        names = list(STANDARD_LEADS)
+        body = rows
+    if leads is not None:
+        names = list(leads)
+    elif not has_header and len(first) != 12:
+        raise ECGError(src, f"CSV without a header row must have 12 columns in standard order, found {len(first)}")
+    data = np.empty((len(body), len(keep)), dtype=np.float64)
+    for r, row in enumerate(body):
+        if len(row) != len(first):
+            raise ECGError(src, f"line {r + 1 + has_header}: {len(row)} columns, expected {len(first)}")
+        try:
+            data[r] = [float(row[i]) for i in keep]
+        except ValueError as exc:
+            raise ECGError(src, f"line {r + 1 + has_header}: non-numeric value ({exc})") from exc
+    metadata = {"format": "csv", "original_leads": names, "original_units": "mV (assumed)", "header_row": has_header}
+    return build_ecg(data.T, rate, names, src, metadata)
+
+
+def read_npy(path: str | os.PathLike, sampling_rate: float | None = None, leads: list[str] | None = None) -> ECG:
+    """Read a NumPy array in mV: (leads, samples) or (samples, leads).
+
+    Without ``leads`` one axis must have length 12 and hold the standard leads in
+    order; an (n, 12) array with n != 12 is transposed. With ``leads`` the axis of
+    that length holds the named channels.
+    """
+    src = str(path)
+    rate = _require_rate(sampling_rate, src, "NPY")
+    try:
+        arr = np.load(path, allow_pickle=False)
+    except Exception as exc:  # numpy raises ValueError/OSError/EOFError for broken files
+        raise ECGError(src, f"cannot read .npy ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(arr, np.ndarray) or arr.ndim != 2:
+        raise ECGError(src, f"expected a 2-D array (leads, samples), got shape {getattr(arr, 'shape', None)}")
+    if not (np.issubdtype(arr.dtype, np.number) and not np.issubdtype(arr.dtype, np.complexfloating)):
+        raise ECGError(src, f"expected a real numeric array, got dtype {arr.dtype}")
+    names = list(leads) if leads is not None else list(STANDARD_LEADS)
+    n = len(names)
+    shape = list(arr.shape)
+    if arr.shape[0] != n and arr.shape[1] == n:
+        arr = arr.T
+    elif arr.shape[0] != n:
+        raise ECGError(src, f"array of shape {arr.shape} has no axis of length {n} for leads {names}")
+    metadata = {"format": "npy", "original_leads": names, "original_units": "mV (assumed)", "original_shape": shape}
+    return build_ecg(arr.astype(np.float64), rate, names, src, metadata)
+
+
+def csv_looks_like_ecg(path: Path) -> bool:
+    """False only for a readable CSV whose header names no lead (a metadata table)."""
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            line = fh.readline()
+    except (OSError, UnicodeDecodeError):
+        return True
+    cells = [c.strip() for c in line.strip().split(_sniff_delimiter(line))]
+    if all(_is_number(c) for c in cells):
+        return True
+    return any(normalize_lead_name(c) is not None for c in cells)
+
+
+def npy_looks_like_ecg(path: Path) -> bool:
+    """False only for a readable array that cannot be an ECG (not 2-D)."""
+    try:
+        arr = np.load(path, mmap_mode="r", allow_pickle=False)
+    except Exception:
+        return True
+    return isinstance(arr, np.ndarray) and arr.ndim == 2

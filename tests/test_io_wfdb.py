@@ -1,0 +1,197 @@
+"""WFDB reading: bundled PTB-XL samples, golden values, other fmts, and every bad-input case."""
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+import wfdb
+
+from ecglens.errors import ECGError
+from ecglens.io import STANDARD_LEADS, read_ecg, read_wfdb
+from ecglens.samples import sample_path
+
+# Values wfdb.rdrecord(...).p_signal gave once for sample ecg_id 3: (sample index, lead, mV).
+GOLDEN = {
+    100: [(0, "I", -0.029), (10, "II", -0.092), (250, "aVF", 0.2), (500, "V1", 0.084), (999, "V6", 0.006), (137, "V4", 0.086)],
+    500: [(0, "I", -0.035), (10, "II", -0.06), (250, "aVF", 0.08), (500, "V1", -0.01), (999, "V6", 0.032), (137, "V4", -0.016)],
+}
+
+
+def _copy_sample(tmp_path, ecg_id=3, rate=100):
+    base = sample_path(ecg_id, rate)
+    for ext in (".hea", ".dat"):
+        shutil.copy(base.with_name(base.name + ext), tmp_path / (base.name + ext))
+    return tmp_path / base.name
+
+
+@pytest.mark.parametrize("rate, n", [(100, 1000), (500, 5000)])
+def test_sample_shape_order_and_golden_values(rate, n):
+    ecg = read_ecg(sample_path(3, rate))
+    assert ecg.signal.shape == (12, n) and ecg.signal.dtype == np.float32
+    assert ecg.leads == STANDARD_LEADS and ecg.sampling_rate == rate and ecg.units == "mV"
+    for i, lead, value in GOLDEN[rate]:
+        assert ecg.lead(lead)[i] == pytest.approx(value, abs=1e-6)
+    m = ecg.metadata
+    assert m["format"] == "wfdb" and m["original_leads"][3] == "AVR" and m["original_units"] == ["mV"] * 12
+    assert m["n_samples"] == n and m["derived_leads"] == [] and m["adc_gain"] == [1000.0] * 12
+    assert ecg.labels is None
+
+
+@pytest.mark.parametrize("suffix", ["", ".hea", ".dat"])
+def test_dispatch_by_hea_dat_or_bare_name(suffix):
+    base = sample_path(3, 100)
+    ecg = read_ecg(str(base) + suffix)
+    np.testing.assert_array_equal(ecg.signal, read_ecg(base).signal)
+    assert ecg.source == str(base) + suffix
+
+
+def test_matches_wfdb_rdrecord_everywhere():
+    base = sample_path(172, 500)
+    rec = wfdb.rdrecord(str(base))
+    ecg = read_ecg(base)
+    np.testing.assert_allclose(ecg.signal, rec.p_signal.T.astype(np.float32))
+
+
+@pytest.mark.parametrize("fmt", ["212", "16"])
+def test_wrsamp_other_fmt_with_odd_lead_names_and_comments(tmp_path, fmt):
+    ref = read_ecg(sample_path(3, 100))
+    order = [6, 0, 3, 1, 2, 5, 4, 11, 7, 8, 9, 10]
+    odd = {"I": "lead I", "II": "II", "III": "III", "aVR": "avr", "aVL": "AVL", "aVF": "a-VF",
+           "V1": "V-1", "V2": "v2", "V3": "V3", "V4": "C4", "V5": "V5", "V6": "lead V6"}
+    wfdb.wrsamp("odd", fs=100, units=["mV"] * 12, sig_name=[odd[STANDARD_LEADS[i]] for i in order],
+                p_signal=ref.signal[order].T.astype(np.float64), fmt=[fmt] * 12,
+                comments=["Age: 37", "Sex: F", "written by a test"], write_dir=str(tmp_path))
+    ecg = read_ecg(tmp_path / "odd.hea")
+    assert ecg.leads == STANDARD_LEADS
+    span = ref.signal.max(axis=1) - ref.signal.min(axis=1)
+    step = span / (2 ** (12 if fmt == "212" else 16) - 2)  # one quantisation step per lead
+    assert np.all(np.abs(ecg.signal - ref.signal) <= step[:, None] + 1e-6)
+    assert ecg.metadata["fmt"] == [fmt] * 12
+    assert ecg.metadata["comments"] == ["Age: 37", "Sex: F", "written by a test"]
+    assert ecg.metadata["age"] == 37 and ecg.metadata["sex"] == "F"
+
+
+@pytest.mark.parametrize("unit, scale", [("uV", 1000.0), ("V", 0.001)])
+def test_units_converted_to_mv(tmp_path, unit, scale):
+    ref = read_ecg(sample_path(3, 100))
+    d = np.round(ref.signal.T.astype(np.float64) * 1000).astype(np.int16)
+    wfdb.wrsamp("u", fs=100, units=[unit] * 12, sig_name=list(STANDARD_LEADS), d_signal=d, fmt=["16"] * 12,
+                adc_gain=[1000.0 / scale] * 12, baseline=[0] * 12, write_dir=str(tmp_path))
+    ecg = read_ecg(tmp_path / "u")
+    np.testing.assert_allclose(ecg.signal, ref.signal, atol=1e-6)
+    assert ecg.metadata["original_units"] == [unit] * 12 and ecg.units == "mV"
+
+
+def test_only_i_and_ii_limb_leads_are_derived(tmp_path):
+    ref = read_ecg(sample_path(3, 100))
+    keep = [0, 1, 6, 7, 8, 9, 10, 11]
+    wfdb.wrsamp("eight", fs=100, units=["mV"] * 8, sig_name=[STANDARD_LEADS[i] for i in keep],
+                d_signal=np.round(ref.signal[keep].T * 1000).astype(np.int16), fmt=["16"] * 8,
+                adc_gain=[1000.0] * 8, baseline=[0] * 8, write_dir=str(tmp_path))
+    ecg = read_ecg(tmp_path / "eight")
+    assert ecg.metadata["derived_leads"] == ["III", "aVR", "aVL", "aVF"]
+    i, ii = ecg.lead("I").astype(np.float64), ecg.lead("II").astype(np.float64)
+    np.testing.assert_allclose(ecg.lead("III"), ii - i, atol=1e-6)
+    np.testing.assert_allclose(ecg.lead("aVR"), -(i + ii) / 2, atol=1e-6)
+    # PTB-XL's own III is II - I to within rounding of its integer samples
+    np.testing.assert_allclose(ecg.lead("III"), ref.lead("III"), atol=0.0021)
+
+
+def _assert_error(path, problem, **kw):
+    with pytest.raises(ECGError) as err:
+        read_ecg(path, **kw)
+    msg = str(err.value)
+    assert problem in msg, msg
+    return msg
+
+
+def test_missing_record(tmp_path):
+    msg = _assert_error(tmp_path / "nothere", "no such file")
+    assert "nothere" in msg
+
+
+def test_missing_dat(tmp_path):
+    base = _copy_sample(tmp_path)
+    (tmp_path / "00003_lr.dat").unlink()
+    assert "00003_lr.dat" in _assert_error(base.with_suffix(".hea"), "missing signal file")
+
+
+def test_dat_without_header(tmp_path):
+    base = _copy_sample(tmp_path)
+    (tmp_path / "00003_lr.hea").unlink()
+    assert "00003_lr" in _assert_error(tmp_path / "00003_lr.dat", "missing header file")
+
+
+def test_truncated_dat(tmp_path):
+    base = _copy_sample(tmp_path)
+    dat = tmp_path / "00003_lr.dat"
+    dat.write_bytes(dat.read_bytes()[:10000])
+    msg = _assert_error(base, "truncated signal file")
+    assert "00003_lr.dat" in msg and "24000" in msg and "10000" in msg
+
+
+def test_header_signal_count_disagrees_with_dat(tmp_path):
+    base = _copy_sample(tmp_path)
+    hea = tmp_path / "00003_lr.hea"
+    lines = hea.read_text().splitlines()
+    hea.write_text("\n".join([lines[0].replace(" 12 ", " 11 ")] + lines[1:12]) + "\n")  # drop V6
+    assert "00003_lr.dat" in _assert_error(base, "header/data mismatch")
+
+
+def test_header_promises_more_samples(tmp_path):
+    base = _copy_sample(tmp_path)
+    hea = tmp_path / "00003_lr.hea"
+    hea.write_text(hea.read_text().replace("00003_lr 12 100 1000", "00003_lr 12 100 1200", 1))
+    _assert_error(base, "truncated signal file")
+
+
+@pytest.mark.parametrize("garbage", ["this is not a header\n", "00003_lr twelve 100 1000\nfoo bar\n", ""])
+def test_garbled_header(tmp_path, garbage):
+    base = _copy_sample(tmp_path)
+    (tmp_path / "00003_lr.hea").write_text(garbage)
+    msg = _assert_error(base, "header")
+    assert "00003_lr" in msg
+
+
+def test_nan_in_signal(tmp_path):
+    sig = read_ecg(sample_path(3, 100)).signal.T.astype(np.float64)
+    sig[100:110, 4] = np.nan  # wrsamp writes the invalid-sample value, rdrecord reads NaN
+    wfdb.wrsamp("gap", fs=100, units=["mV"] * 12, sig_name=list(STANDARD_LEADS), p_signal=sig, fmt=["16"] * 12, write_dir=str(tmp_path))
+    msg = _assert_error(tmp_path / "gap", "NaN/inf")
+    assert "gap" in msg and "aVL" in msg
+
+
+def test_flat_signal(tmp_path):
+    wfdb.wrsamp("flat", fs=100, units=["mV"] * 12, sig_name=list(STANDARD_LEADS), d_signal=np.full((1000, 12), 7, dtype=np.int16),
+                fmt=["16"] * 12, adc_gain=[1000.0] * 12, baseline=[0] * 12, write_dir=str(tmp_path))
+    assert "flat" in _assert_error(tmp_path / "flat.hea", "flat signal")
+
+
+def test_empty_signal(tmp_path):
+    base = _copy_sample(tmp_path)
+    hea = tmp_path / "00003_lr.hea"
+    hea.write_text(hea.read_text().replace("00003_lr 12 100 1000", "00003_lr 12 100 0", 1))
+    (tmp_path / "00003_lr.dat").write_bytes(b"")
+    assert "00003_lr" in _assert_error(base, "0 samples")
+
+
+def test_wrong_lead_set(tmp_path):
+    sig = read_ecg(sample_path(3, 100)).signal.T.astype(np.float64)
+    names = list(STANDARD_LEADS[:11]) + ["Resp"]
+    wfdb.wrsamp("resp", fs=100, units=["mV"] * 12, sig_name=names, p_signal=sig, fmt=["16"] * 12, write_dir=str(tmp_path))
+    assert "resp" in _assert_error(tmp_path / "resp", "unrecognised lead name")
+
+
+def test_duplicate_leads(tmp_path):
+    base = _copy_sample(tmp_path)
+    hea = tmp_path / "00003_lr.hea"
+    text = hea.read_text()
+    hea.write_text(text[: text.rindex(" V6")] + " v5" + text[text.rindex(" V6") + 3:])
+    msg = _assert_error(base, "duplicate lead")
+    assert "00003_lr" in msg and "V5" in msg
+
+
+def test_sampling_rate_must_match(tmp_path):
+    assert "00003_lr" in _assert_error(sample_path(3, 100), "sampled at 100 Hz", sampling_rate=500)
+    assert read_wfdb(sample_path(3, 100), sampling_rate=100).sampling_rate == 100
