@@ -1,0 +1,98 @@
+"""Preprocessing: resampling keeps a sine, filters are zero-phase, the pipeline serialises."""
+import json
+
+import numpy as np
+import pytest
+
+from ecglens.errors import ECGError
+from ecglens.io.record import ECG
+from ecglens.io.leads import STANDARD_LEADS
+from ecglens.preprocess import (Bandpass, FixLength, Highpass, Pipeline, Resample, Scale, Standardize,
+                                resample_signal)
+
+
+def sine(freq, rate, seconds=10.0, amp=1.0):
+    t = np.arange(int(seconds * rate)) / rate
+    return (amp * np.sin(2 * np.pi * freq * t)).astype(np.float32)
+
+
+def dominant(x, rate):
+    spec = np.abs(np.fft.rfft(x))
+    return np.fft.rfftfreq(len(x), 1 / rate)[np.argmax(spec)], 2 * spec.max() / len(x)
+
+
+@pytest.mark.parametrize("src,dst", [(500, 100), (100, 500), (360, 100), (1000, 250), (257, 100)])
+def test_resampling_keeps_a_sines_amplitude_and_frequency(src, dst):
+    x = np.stack([sine(5.0, src, amp=1.5)] * 2)
+    y = resample_signal(x, src, dst)
+    assert y.shape == (2, int(round(10 * dst)))
+    freq, amp = dominant(y[0, 100:-100] if dst >= 250 else y[0], dst)
+    assert abs(freq - 5.0) < 0.15
+    core = y[0, len(y[0]) // 10: -len(y[0]) // 10]
+    assert abs(np.abs(core).max() - 1.5) < 0.03
+
+
+def test_downsampling_removes_content_above_the_new_nyquist():
+    # 70 Hz at 500 Hz would alias to 30 Hz at 100 Hz without the anti-aliasing filter.
+    x = sine(70.0, 500)[None]
+    y = resample_signal(x, 500, 100)
+    assert np.abs(y[0, 50:-50]).max() < 0.05
+
+
+def test_bandpass_is_zero_phase_and_removes_drift():
+    rate = 100
+    wave = sine(5.0, rate)
+    drift = 2.0 * np.sin(2 * np.pi * 0.05 * np.arange(wave.size) / rate).astype(np.float32)
+    y, r = Bandpass(0.5, 40.0).apply(np.stack([wave + drift]), rate)
+    assert r == rate
+    core = slice(300, -300)
+    assert np.abs(y[0, core] - wave[core]).max() < 0.05  # no phase shift, drift gone
+    h, _ = Highpass(0.5).apply(np.stack([wave + 3.0]), rate)
+    assert abs(h[0, core].mean()) < 0.02
+
+
+def test_filter_cutoff_outside_the_band_is_an_error():
+    with pytest.raises(ECGError, match="cutoff"):
+        Highpass(80.0).apply(np.zeros((1, 1000), np.float32) + 1, 100)
+
+
+def test_standardize_and_scale():
+    x = np.stack([np.arange(10, dtype=np.float32), np.full(10, 3.0, np.float32)])
+    y, _ = Standardize().apply(x, 100)
+    assert np.allclose(y[0].mean(), 0, atol=1e-6) and np.allclose(y[0].std(), 1, atol=1e-5)
+    assert np.all(y[1] == 0)  # a flat lead stays at zero instead of dividing by zero
+    scale = Scale.fit([x, x + 1])
+    assert np.allclose(scale.mean, [5.0, 3.5])
+    assert np.allclose(scale.std[0], np.concatenate([x[0], x[0] + 1]).std())
+    z, _ = scale.apply(x, 100)
+    assert np.allclose(z[1], (3.0 - 3.5) / scale.std[1])
+
+
+@pytest.mark.parametrize("n,align,expect_first", [(1200, "start", 0), (1200, "center", 100), (800, "center", None)])
+def test_fix_length(n, align, expect_first):
+    x = np.arange(n, dtype=np.float32)[None]
+    y, _ = FixLength(10.0, align=align).apply(x, 100)
+    assert y.shape == (1, 1000)
+    if expect_first is not None:
+        assert y[0, 0] == expect_first
+    else:
+        assert y[0, 99] == 0 and y[0, 101] == 1 and y[0, 899] == 799 and y[0, 900] == 0
+
+
+def test_pipeline_round_trip_and_fingerprint():
+    pipe = Pipeline((Resample(100), Bandpass(0.5, 40.0), Scale((0.0,) * 12, (1.0,) * 12), FixLength(10.0)))
+    d = json.loads(json.dumps(pipe.to_dict()))
+    again = Pipeline.from_dict(d)
+    assert again == pipe and again.fingerprint() == pipe.fingerprint()
+    assert Pipeline((Resample(100), Bandpass(0.5, 45.0))).fingerprint() != Pipeline((Resample(100), Bandpass(0.5, 40.0))).fingerprint()
+    assert pipe.output_rate == 100.0
+    with pytest.raises(ECGError, match="unknown preprocessing step"):
+        Pipeline.from_dict({"steps": [{"step": "magic"}]})
+
+
+def test_pipeline_adapts_any_rate_to_the_model_input():
+    pipe = Pipeline((Resample(100), Bandpass(0.5, 40.0), Standardize(), FixLength(10.0)))
+    for rate, seconds in [(500, 10), (257, 12.5), (1000, 7)]:
+        ecg = ECG(np.stack([sine(1.2, rate, seconds)] * 12), rate, STANDARD_LEADS, source="sim")
+        out = pipe.apply(ecg)
+        assert out.signal.shape == (12, 1000) and out.sampling_rate == 100.0 and out.units == "a.u."
