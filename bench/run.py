@@ -1,0 +1,205 @@
+"""The benchmark protocol: every model side by side on the local PTB-XL set, one table.
+
+Trains on folds 1-8, validates on 9, tests on 10; scores every model on the same
+bootstrap resamples of the test fold. Each (model, label set, seed) is one job run
+in its own process (so its peak memory is its own) and leaves one JSON in
+``bench/results/runs/``; a job whose JSON exists is not run again, so an
+interrupted benchmark resumes. The table (``bench/results/benchmark.md`` and
+``benchmark.json``) is rebuilt from all run JSONs at the end of every call.
+
+    python bench/run.py                                   # everything registered
+    python bench/run.py --models baseline --seeds 0       # a subset
+    python bench/run.py --table-only                      # rebuild the table
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+RESULTS = REPO / "bench" / "results"
+WORK = REPO / "bench" / "work"
+DEFAULT_DATA = REPO.parent / "shared" / "data" / "ptb-xl"
+TEST_FOLD = 10
+N_BOOTSTRAP = 1000
+
+
+def _train_baseline(recipe: str):
+    def train(data: Path, label_set: str, seed: int, out: Path, epochs: int | None) -> Path:
+        from ecglens.models.baseline import train_baseline
+        return train_baseline(data, label_set=label_set, recipe=recipe, out_dir=out, seed=seed, epochs=epochs,
+                              cache_dir=WORK / "cache", progress=False)
+    return train
+
+
+# name -> (description, train function). Later models add one line each.
+MODELS = {
+    "baseline": ("xresnet1d18-style, 10-s input (ecglens default recipe)", _train_baseline("default")),
+    "recipe": ("xresnet1d101, PTB-XL benchmark recipe (Strodthoff et al. 2021)", _train_baseline("ptbxl-benchmark")),
+}
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def inference_throughput(clf, ecgs, batch: int = 64, repeats: int = 2) -> float:
+    """Records/s from decoded raw records (mV, source rate) to probabilities: preprocessing included."""
+    best = 0.0
+    for _ in range(repeats):
+        t = time.perf_counter()
+        for i in range(0, len(ecgs), batch):
+            clf.predict_ecgs(ecgs[i:i + batch])
+        best = max(best, len(ecgs) / (time.perf_counter() - t))
+    return best
+
+
+def run_job(model: str, label_set: str, seed: int, data: Path, epochs: int | None) -> dict:
+    """Train, then score on the test fold; returns the run's JSON-ready record."""
+    import torch
+
+    from ecglens.datasets import PTBXL
+    from ecglens.metrics import evaluate_predictions, get_or_make_bootstrap
+    from ecglens.models import load_classifier
+
+    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    out = WORK / "runs" / model / label_set / f"seed{seed}"
+    t0 = time.perf_counter()
+    path = MODELS[model][1](data, label_set, seed, out, epochs)
+    train_s = time.perf_counter() - t0
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines() if line.strip()]
+    epoch_rates = [r["records_per_s"] for r in log if "records_per_s" in r]
+
+    clf = load_classifier(path)
+    ds = PTBXL(data, sampling_rate=100)
+    test = ds.load(label_set, (TEST_FOLD,), clf.pipeline, cache_dir=WORK / "cache", progress=False)
+    col = [clf.labels.index(n) for n in test.label_names]
+    scores = clf.predict_batch(np.asarray(test.signals), test.sampling_rate)[:, col]
+    boot = get_or_make_bootstrap(WORK / "bootstrap" / f"fold{TEST_FOLD}_{label_set}.npy", len(test.ecg_ids),
+                                 n_resamples=N_BOOTSTRAP, seed=0)
+    y_train = ds.labels(label_set, tuple(range(1, 9))).y
+    report = evaluate_predictions(test.y, scores, test.label_names, bootstrap_indices=boot, y_train=y_train)
+
+    raw = [ds.read(int(i)) for i in test.ecg_ids]
+    t = time.perf_counter()
+    clf.predict_ecgs(raw[:8])  # warm-up
+    infer = inference_throughput(clf, raw)
+    size = sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())
+    return {
+        "model": model, "description": MODELS[model][0], "label_set": label_set, "seed": seed,
+        "macro_auroc": report["macro_auroc"], "n_scored": report["n_scored"], "bootstrap": report["bootstrap"],
+        "fmax": report["fmax"], "prevalence_baseline": report["prevalence_baseline"],
+        "train_wall_s": train_s, "epochs_run": sum(1 for r in log if "records_per_s" in r),
+        "train_records_per_s": float(np.median(epoch_rates)) if epoch_rates else None,
+        "inference_records_per_s": infer, "peak_rss_mib": peak_rss_mib(), "model_bytes": size,
+        "n_train": int(clf.config.get("training", {}).get("n_train", 0)), "n_test": int(len(test.ecg_ids)),
+        "checkpoint": str(Path(path).relative_to(REPO)), "per_label": report["per_label"],
+        "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+                    "python": sys.version.split()[0], "torch": torch.__version__},
+        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def _fmt(values, digits=3):
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return "-"
+    if len(vals) == 1:
+        return f"{vals[0]:.{digits}f}"
+    return f"{np.mean(vals):.{digits}f} ± {np.std(vals, ddof=1):.{digits}f}"
+
+
+def build_table() -> str:
+    runs = [json.loads(p.read_text()) for p in sorted((RESULTS / "runs").glob("*.json"))]
+    groups: dict[tuple[str, str], list[dict]] = {}
+    for r in runs:
+        name = r["model"] + (f" ({r['epochs_override']} epochs)" if r.get("epochs_override") else "")
+        groups.setdefault((r["label_set"], name), []).append(r)
+    lines = ["# Benchmark: local PTB-XL (3,507 records, 100 Hz), folds 1-8 train / 9 val / 10 test", "",
+             "Macro AUROC over the test-fold labels with both classes; mean ± SD over seeds; 90% bootstrap "
+             f"interval ({N_BOOTSTRAP} resamples shared by all models) of seed 0. Inference: decoded raw records "
+             "to probabilities, preprocessing included, batches of 64, 2 CPU cores. Regenerate with "
+             "`python bench/run.py` (see its --help).", "",
+             "| label set | model | seeds | macro AUROC | 90% CI (seed 0) | labels scored | Fmax | train wall (s) "
+             "| epochs | train rec/s | infer rec/s | peak RAM (MiB) | size (MB) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    summary = []
+    for (label_set, model), rs in sorted(groups.items()):
+        rs = sorted(rs, key=lambda r: r["seed"])
+        b = rs[0]["bootstrap"] or {}
+        ci = f"{b['low']:.3f}-{b['high']:.3f}" if b else "-"
+        row = {
+            "label_set": label_set, "model": model, "seeds": [r["seed"] for r in rs],
+            "macro_auroc": [r["macro_auroc"] for r in rs], "ci_seed0": [b.get("low"), b.get("high")],
+            "n_scored": rs[0]["n_scored"], "fmax": [r["fmax"]["fmax"] if isinstance(r["fmax"], dict) else r["fmax"] for r in rs],
+            "train_wall_s": [r["train_wall_s"] for r in rs], "inference_records_per_s": [r["inference_records_per_s"] for r in rs],
+        }
+        summary.append(row)
+        lines.append(
+            f"| {label_set} | {model} | {len(rs)} | {_fmt(row['macro_auroc'])} | {ci} | {rs[0]['n_scored']} "
+            f"| {_fmt(row['fmax'])} | {_fmt(row['train_wall_s'], 0)} | {_fmt([r['epochs_run'] for r in rs], 0)} "
+            f"| {_fmt([r['train_records_per_s'] for r in rs], 0)} | {_fmt(row['inference_records_per_s'], 0)} "
+            f"| {_fmt([r['peak_rss_mib'] for r in rs], 0)} | {rs[0]['model_bytes'] / 1e6:.1f} |")
+    (RESULTS / "benchmark.json").write_text(json.dumps(summary, indent=2))
+    text = "\n".join(lines) + "\n"
+    (RESULTS / "benchmark.md").write_text(text)
+    return text
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", type=Path, default=DEFAULT_DATA, help="PTB-XL root (default ../shared/data/ptb-xl)")
+    p.add_argument("--models", default=",".join(MODELS), help=f"comma-separated, of: {', '.join(MODELS)}")
+    p.add_argument("--label-sets", default="all,superdiagnostic")
+    p.add_argument("--seeds", default="0,1,2")
+    p.add_argument("--epochs", type=int, help="override every recipe's epochs (quick checks; results are marked)")
+    p.add_argument("--rerun", action="store_true", help="run jobs even if their result JSON exists")
+    p.add_argument("--table-only", action="store_true")
+    p.add_argument("--job", help=argparse.SUPPRESS)  # internal: model,label_set,seed in a child process
+    args = p.parse_args(argv)
+    if args.job:
+        model, label_set, seed = args.job.split(",")
+        record = run_job(model, label_set, int(seed), args.data, args.epochs)
+        record["epochs_override"] = args.epochs
+        print(json.dumps(record))
+        return 0
+    (RESULTS / "runs").mkdir(parents=True, exist_ok=True)
+    if not args.table_only:
+        unknown = set(args.models.split(",")) - set(MODELS)
+        if unknown:
+            p.error(f"unknown model(s) {sorted(unknown)}; known: {', '.join(MODELS)}")
+        for model in args.models.split(","):
+            for label_set in args.label_sets.split(","):
+                for seed in (int(s) for s in args.seeds.split(",")):
+                    suffix = "" if args.epochs is None else f"_e{args.epochs}"
+                    target = RESULTS / "runs" / f"{model}_{label_set}_seed{seed}{suffix}.json"
+                    if target.exists() and not args.rerun:
+                        print(f"[skip] {target.name} exists")
+                        continue
+                    print(f"[run ] {model} / {label_set} / seed {seed}", flush=True)
+                    cmd = [sys.executable, __file__, "--job", f"{model},{label_set},{seed}", "--data", str(args.data)]
+                    if args.epochs is not None:
+                        cmd += ["--epochs", str(args.epochs)]
+                    proc = subprocess.run(cmd, capture_output=True, text=True)
+                    if proc.returncode != 0:
+                        sys.stderr.write(proc.stderr[-4000:])
+                        print(f"[fail] {model} / {label_set} / seed {seed}")
+                        continue
+                    record = json.loads(proc.stdout.strip().splitlines()[-1])
+                    target.write_text(json.dumps(record, indent=2))
+                    print(f"[done] macro AUROC {record['macro_auroc']:.3f}, {record['train_wall_s']:.0f} s, "
+                          f"{record['inference_records_per_s']:.0f} rec/s", flush=True)
+    print(build_table())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,96 @@
+"""DDP under torchrun (2 CPU processes, gloo) reproduces a single-process run with the same global batch.
+
+One process with batch 8 and two with batch 4 each see the same samples per
+step (DistributedSampler deals one permutation out rank by rank) and DDP
+averages the two gradients, so losses, validation metric and weights agree up
+to float rounding (relative 1e-5). The model has no batch norm or dropout, so
+nothing depends on the per-process batch. Each rank is given its own run
+directory, which shows that only rank 0 writes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+SCRIPT = textwrap.dedent('''
+    import json, os, sys
+    import numpy as np
+    import torch
+    from torch import nn
+    from torch.utils.data import TensorDataset
+    from ecglens.training import TrainConfig, Trainer, Validation, cleanup, init_distributed
+
+    out_dir, batch_size = sys.argv[1], int(sys.argv[2])
+    dist = init_distributed()
+    g = torch.Generator().manual_seed(0)
+    x, w = torch.randn(64, 6, generator=g), torch.randn(6, 2, generator=g)
+    train = TensorDataset(x, (x @ w > 0).float())
+    vx = torch.randn(13, 6, generator=g)  # 13: the two ranks get unequal shares
+    val = TensorDataset(torch.arange(13), vx, (vx @ w > 0).float())
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 16), nn.Tanh(), nn.Linear(16, 2))
+
+    def loss_fn(m, b):
+        return nn.functional.binary_cross_entropy_with_logits(m(b[0]), b[1]), {}
+
+    def outputs(m, b):
+        i, xx, yy = b
+        return {"index": i, "loss": nn.functional.binary_cross_entropy_with_logits(m(xx), yy, reduction="none").mean(1)}
+
+    def metric(a):
+        assert (a["index"] == np.arange(13)).all(), a["index"]  # gathered back in dataset order
+        return {"val_loss": float(a["loss"].mean()), "val_n": float(len(a["loss"]))}
+
+    cfg = TrainConfig(epochs=3, batch_size=batch_size, lr=0.05, select="best", patience=5, progress=False, seed=1)
+    result = Trainer(model, loss_fn, train, cfg, run_dir=os.path.join(out_dir, f"rank{dist.rank}"),
+                     validation=Validation(val, outputs, metric, name="val_loss", mode="min")).fit()
+    with open(os.path.join(out_dir, f"result{dist.rank}.json"), "w") as fh:
+        json.dump({"world": dist.world_size, "history": result.history,
+                   "weights": {k: v.tolist() for k, v in model.state_dict().items()}}, fh)
+    cleanup()
+''')
+
+
+def _run(cmd, cwd):
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
+    env["OMP_NUM_THREADS"] = "1"
+    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+
+
+@pytest.mark.slow
+def test_two_process_ddp_matches_single_process(tmp_path):
+    script = tmp_path / "ddp_train.py"
+    script.write_text(SCRIPT)
+    single, multi = tmp_path / "single", tmp_path / "multi"
+    single.mkdir()
+    multi.mkdir()
+    _run([sys.executable, str(script), str(single), "8"], tmp_path)
+    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+          str(script), str(multi), "4"], tmp_path)
+
+    one = json.loads((single / "result0.json").read_text())
+    r0 = json.loads((multi / "result0.json").read_text())
+    r1 = json.loads((multi / "result1.json").read_text())
+    assert (one["world"], r0["world"], r1["world"]) == (1, 2, 2)
+
+    for key in ("train_loss", "val_loss"):
+        ref = [h[key] for h in one["history"]]
+        np.testing.assert_allclose([h[key] for h in r0["history"]], ref, rtol=1e-5)
+        assert [h[key] for h in r1["history"]] == [h[key] for h in r0["history"]]  # broadcast: identical
+    assert [h["records"] for h in r0["history"]] == [64, 64, 64]
+    assert [h["val_n"] for h in r0["history"]] == [13.0, 13.0, 13.0]
+    assert [h["best"] for h in r0["history"]] == [h["best"] for h in one["history"]]
+    for k, v in one["weights"].items():
+        np.testing.assert_allclose(r0["weights"][k], v, rtol=1e-5, atol=1e-6)
+        assert r1["weights"][k] == r0["weights"][k]  # DDP keeps the replicas bit-identical
+
+    assert {p.name for p in (multi / "rank0").iterdir()} == {"best", "last", "train_log.jsonl"}
+    assert not (multi / "rank1").exists()
+    assert len((multi / "rank0" / "train_log.jsonl").read_text().splitlines()) == 3
