@@ -9,7 +9,7 @@ from ..errors import ECGError
 
 # Subcommand modules (in ecglens.cli); each defines register(subparsers) which
 # adds its parser and sets ``func`` (args -> exit code).
-COMMANDS = ("read", "plot", "data", "beat", "train", "predict", "evaluate", "demo")
+COMMANDS = ("read", "plot", "data", "beat", "train", "predict", "evaluate", "explain", "demo")
 
 
 def build_parser() -> argparse.ArgumentParser:

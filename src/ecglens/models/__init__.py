@@ -13,6 +13,7 @@ from typing import Callable
 import torch
 
 from ..errors import ECGError
+from ..pretrained import pretrained_dir
 from ..training.checkpoint import CONFIG_FILE, load_checkpoint
 from .baseline.config import classifier_from_checkpoint as _baseline_classifier
 from .classifier import AGGREGATES, Classifier, make_windows, window_starts, windowed_probabilities
@@ -23,8 +24,11 @@ LOADERS: dict[str, Callable[..., Classifier]] = {
 
 
 def resolve_checkpoint(path: str | os.PathLike) -> Path:
-    """A checkpoint directory, or a training run directory whose final model is ``<run>/model``."""
+    """A checkpoint directory, a training run directory (its final model is ``<run>/model``), or the
+    name of a pretrained model shipped with ecglens (``ecglens.pretrained.list_pretrained()``)."""
     p = Path(path)
+    if not p.exists() and pretrained_dir(str(path)) is not None:
+        return pretrained_dir(str(path))
     if not (p / CONFIG_FILE).is_file() and (p / "model" / CONFIG_FILE).is_file():
         return p / "model"
     return p
