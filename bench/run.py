@@ -104,7 +104,7 @@ def run_job(model: str, label_set: str, seed: int, data: Path, epochs: int | Non
         "checkpoint": str(Path(path).relative_to(REPO)), "per_label": report["per_label"],
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "python": sys.version.split()[0], "torch": torch.__version__},
-        "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "load_average_at_end": list(os.getloadavg()), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
 

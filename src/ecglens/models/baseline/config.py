@@ -33,15 +33,14 @@ class BaselineConfig:
 
     ``default`` is ours, designed for small training sets and cheap inference:
 
-    * xresnet1d18-style basic blocks [2, 2, 2, 2] at widths 48-384 (about
-      3.6 M weights, 14 MB): on a few thousand records a 34 M-weight network
-      mostly memorises, and the small one is far cheaper per sample.
+    * xresnet1d18-style basic blocks [2, 2, 2, 2] at widths 32-256 (about
+      1.6 M weights): on a few thousand records a 34 M-weight network mostly
+      memorises, and the small one is far cheaper per sample, so an epoch of
+      the local set trains in well under a minute on 2 CPU cores.
     * the whole 10-s record in one forward pass (stride 5 s for longer
       records): one pass over 1000 samples replaces seven over 250, and the
       model sees rhythm context (irregular RR, pauses) that a 2.5-s crop cuts
-      off. Together with the smaller network, prediction (preprocessing
-      included) ran at 18.8 vs 2.2 records/s for the benchmark recipe on 2
-      CPU threads (8.6x).
+      off. Measured speeds are in bench/results/benchmark.md.
     * band-pass 0.5-40 Hz then per-record, per-lead standardisation: removes
       baseline wander and mains/EMG noise and makes records from other devices
       and gains look alike without a training-set statistic.
@@ -49,7 +48,7 @@ class BaselineConfig:
       lr 1e-2 on ~22 batches per epoch leaves batch-norm statistics and the
       validation score near chance for many epochs and varies between seeds;
       a lower peak with warm-up trains smoothly from the first epoch.
-    * early stopping on validation macro AUROC (patience 10 of at most 40
+    * early stopping on validation macro AUROC (patience 8 of at most 30
       epochs), keeping the best epoch: with few records the best epoch varies
       by seed, and a fixed "final model" either stops early or overfits.
     * random time shift of up to 1 s (zero fill) as augmentation: cheap,
@@ -63,7 +62,7 @@ class BaselineConfig:
 
     name: str = "default"
     model: XResNetConfig = field(default_factory=lambda: XResNetConfig(
-        layers=(2, 2, 2, 2), expansion=1, widths=(48, 96, 192, 384), head_hidden=None, head_dropout=0.25))
+        layers=(2, 2, 2, 2), expansion=1, widths=(32, 64, 128, 256), head_hidden=None, head_dropout=0.25))
     sampling_rate: float = 100.0
     preprocessing: str = "standardize"
     bandpass: tuple[float, float] = (0.5, 40.0)
@@ -72,13 +71,13 @@ class BaselineConfig:
     window_s: float = 10.0
     stride_s: float = 5.0
     aggregate: str = "max"
-    epochs: int = 40
+    epochs: int = 30
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-2
     pct_start: float = 0.3
     select: str = "best"
-    patience: int | None = 10
+    patience: int | None = 8
     pos_weight: str = "none"
     num_workers: int = 0
 
