@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,3 +23,16 @@ def ptbxl_dir() -> Path:
 def _isolated_cache(tmp_path_factory, monkeypatch):
     """Keep every test's cache writes inside pytest's temporary directory."""
     monkeypatch.setenv("ECGLENS_CACHE", str(tmp_path_factory.getbasetemp() / "ecglens-cache"))
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """One intra-op thread for torch tests: tiny convolutions only lose to OpenMP hand-offs on 2 cores."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

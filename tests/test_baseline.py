@@ -27,13 +27,6 @@ from ecglens.training import read_log
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny convolutions only lose to OpenMP hand-offs on a shared 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 @pytest.mark.parametrize("config, length", [
     (XResNetConfig.named("xresnet1d18", widths=(16, 32, 64, 128)), 1000),

@@ -17,13 +17,6 @@ LABELS = ["CD", "HYP", "MI", "NORM", "STTC"]
 TINY = XResNetConfig(layers=(1, 1), expansion=1, widths=(8, 16), stem=(8, 8, 8), head_hidden=12)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny convolutions only lose to OpenMP hand-offs on a shared 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def baseline_config(recipe: BaselineConfig, pipeline: Pipeline) -> dict:

@@ -22,13 +22,6 @@ from ecglens.training import save_checkpoint
 LABELS = ["CD", "HYP", "MI", "NORM", "STTC"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny convolutions only lose to OpenMP hand-offs on a shared 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 class MeanOfLeadI(nn.Module):

@@ -15,12 +15,6 @@ from ecglens.models.factorecg import (ActiveFactors, FactorModelConfig, FactorMo
                                       describe_factor, factor_percentiles, toward_normal, traverse_factor)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_active_factors_hand_made():

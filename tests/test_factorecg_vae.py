@@ -14,13 +14,6 @@ from ecglens.models.factorecg import (BeatClassifier, BeatClassifierConfig, Beat
                                       kl_divergence, kl_warmup, vae_loss)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models run fastest single-threaded (and the CI box is shared)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny(beat_samples=120, lead_mode="8+derived", **kw) -> FactorVAEConfig:

@@ -14,13 +14,6 @@ from ecglens.training.schedule import make_optimizer, make_scheduler
 
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """One intra-op thread: tiny convolutions only lose to OpenMP hand-offs on a shared 2-core box."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 def separable(n=64, seed=0):
     g = torch.Generator().manual_seed(seed)
