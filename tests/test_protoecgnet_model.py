@@ -110,6 +110,19 @@ def test_config_round_trip_and_validation():
         BranchConfig(kind="2d", widths=(4, 8), time_strides=(2, 2))
     with pytest.raises(ECGError, match="unknown config keys"):
         ProtoECGNetConfig.from_dict({"labls": ["SR"]})
+    bad = cfg.to_dict()
+    bad["branches"]["global"]["widths_"] = [4]
+    with pytest.raises(ECGError, match="unknown keys"):
+        ProtoECGNetConfig.from_dict(bad)
+
+
+def test_sigmoid_addon_gives_positive_latents_and_prototypes():
+    torch.manual_seed(0)
+    model = ProtoECGNet(tiny_config(addon_activation="sigmoid", labels=tuple(SUPER), branch_map=SUPER)).eval()
+    out = model(torch.randn(2, 12, 1000))
+    for name in model.branch_names:
+        assert (out.latents[name] > 0).all() and (model.branches[name].prototype_layer.prototypes > 0).all()
+        assert (out.similarities[name] > 0).all()
 
 
 # ---------------------------------------------------------------- shapes and windows

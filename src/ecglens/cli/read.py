@@ -1,7 +1,6 @@
 """``ecglens read``: what is in each ECG file (leads, rate, duration, units, metadata, labels)."""
 from __future__ import annotations
 
-import ast
 import csv
 import json
 import math
@@ -13,12 +12,12 @@ from typing import Any
 
 import numpy as np
 
+from ..datasets.ptbxl import PTBXL_SEX, parse_scp_codes
 from ..errors import ECGError
 
 COMMENT_CHARS = 120  # comments are trimmed to this many characters in the text summary
 RATELESS_SUFFIXES = (".csv", ".npy")
 PTBXL_DATABASE = "ptbxl_database.csv"
-PTBXL_SEX = {"0": "Male", "1": "Female"}  # PTB-XL codes sex as 0 = male, 1 = female
 
 
 def register(subparsers) -> None:
@@ -95,12 +94,7 @@ def attach_ptbxl_facts(ecg, path: str | Path):
     row = _ptbxl_rows(table).get(key)
     if row is None:
         return ecg
-    try:
-        codes = ast.literal_eval(row["scp_codes"])
-        if not isinstance(codes, dict):
-            raise ValueError("not a dict")
-    except (ValueError, SyntaxError) as exc:
-        raise ECGError(table, f"ecg_id {row['ecg_id']}: scp_codes {row['scp_codes']!r} is unreadable ({exc})") from exc
+    codes = parse_scp_codes(row["scp_codes"], table, row["ecg_id"])
     meta = {**ecg.metadata, "dataset": "PTB-XL", "ecg_id": int(row["ecg_id"]), "scp_codes": codes}
     age = row.get("age", "")
     try:
@@ -109,8 +103,8 @@ def attach_ptbxl_facts(ecg, path: str | Path):
     except ValueError:
         pass
     sex = str(row.get("sex", "")).split(".")[0]
-    if sex in PTBXL_SEX:
-        meta["sex"] = PTBXL_SEX[sex]
+    if sex in ("0", "1"):
+        meta["sex"] = PTBXL_SEX[int(sex)]
     return replace(ecg, labels=tuple(sorted(codes)), metadata=meta)
 
 

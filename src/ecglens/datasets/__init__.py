@@ -13,7 +13,7 @@ _EXPORTS = {
     "PTBXL_URL": "download", "download_file": "download", "download_ptbxl": "download",
     "parse_sha256sums": "download", "sha256_file": "download", "verify_dir": "download",
     "LABEL_SETS": "ptbxl", "PTBXL": "ptbxl", "TRAIN_FOLDS": "ptbxl", "LabelTable": "ptbxl",
-    "LabelledSplit": "ptbxl", "jaccard_cooccurrence": "ptbxl",
+    "LabelledSplit": "ptbxl", "jaccard_cooccurrence": "ptbxl", "PTBXL_SEX": "ptbxl", "parse_scp_codes": "ptbxl",
 }
 
 __all__ = sorted(_EXPORTS)

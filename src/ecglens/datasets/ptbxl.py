@@ -42,7 +42,18 @@ TRAIN_FOLDS = (1, 2, 3, 4, 5, 6, 7, 8)
 DATABASE_CSV = "ptbxl_database.csv"
 STATEMENTS_CSV = "scp_statements.csv"
 _FILENAME_COLUMN = {100: "filename_lr", 500: "filename_hr"}
-_SEX = {0: "Male", 1: "Female"}  # PTB-XL codes sex as 0 = male, 1 = female
+PTBXL_SEX = {0: "Male", 1: "Female"}  # PTB-XL codes sex as 0 = male, 1 = female
+
+
+def parse_scp_codes(text, source, ecg_id) -> dict:
+    """The ``scp_codes`` column's dict literal (statement -> likelihood), parsed without ``eval``."""
+    try:
+        value = ast.literal_eval(str(text))
+    except (ValueError, SyntaxError) as exc:
+        raise ECGError(source, f"ecg_id {ecg_id}: scp_codes {text!r} is not a dict literal ({exc})") from exc
+    if not isinstance(value, dict):
+        raise ECGError(source, f"ecg_id {ecg_id}: scp_codes {text!r} is not a dict")
+    return value
 
 
 @dataclass
@@ -143,13 +154,7 @@ class PTBXL:
             )
 
     def _parse_scp(self, ecg_id: int, text) -> dict:
-        try:
-            value = ast.literal_eval(str(text))
-        except (ValueError, SyntaxError) as exc:
-            raise ECGError(self._database_csv, f"ecg_id {ecg_id}: scp_codes {text!r} is not a dict literal ({exc})") from exc
-        if not isinstance(value, dict):
-            raise ECGError(self._database_csv, f"ecg_id {ecg_id}: scp_codes {text!r} is not a dict")
-        return value
+        return parse_scp_codes(text, self._database_csv, ecg_id)
 
     @staticmethod
     def _build_label_maps(st: pd.DataFrame) -> dict[str, dict[str, str]]:
@@ -244,7 +249,7 @@ class PTBXL:
             "ecg_id": int(ecg_id),
             "patient_id": None if pd.isna(row.get("patient_id")) else int(row["patient_id"]),
             "age": None if pd.isna(age) else int(age) if float(age).is_integer() else float(age),
-            "sex": None if pd.isna(sex) else _SEX.get(int(sex), str(sex)),
+            "sex": None if pd.isna(sex) else PTBXL_SEX.get(int(sex), str(sex)),
             "fold": int(row["fold"]),
             "scp_codes": dict(row["scp"]),
         }

@@ -5,7 +5,6 @@ The WFDB files are unchanged copies from PTB-XL v1.0.3 (CC BY 4.0; see
 """
 from __future__ import annotations
 
-import ast
 import csv
 from dataclasses import dataclass, replace
 from functools import lru_cache
@@ -13,6 +12,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from ..errors import ECGError
+from ..datasets.ptbxl import PTBXL_SEX, parse_scp_codes
 from ..io import ECG, read_ecg
 
 
@@ -42,7 +42,7 @@ def _index() -> dict[int, SampleInfo]:
     out: dict[int, SampleInfo] = {}
     with open(root / "index.csv", newline="", encoding="utf-8") as fh:
         for row in csv.DictReader(fh):
-            codes = {str(k): float(v) for k, v in ast.literal_eval(row["scp_codes"]).items()}
+            codes = {str(k): float(v) for k, v in parse_scp_codes(row["scp_codes"], root / "index.csv", row["ecg_id"]).items()}
             paths = {100: root / row["filename_lr"]}
             if row["filename_hr"]:
                 paths[500] = root / row["filename_hr"]
@@ -81,7 +81,7 @@ def load_sample(ecg_id: int, sampling_rate: int = 100) -> ECG:
     ecg = read_ecg(sample_path(ecg_id, sampling_rate))
     info = _index()[int(ecg_id)]
     meta = dict(ecg.metadata)
-    meta.update(ecg_id=info.ecg_id, scp_codes=dict(info.scp_codes), strat_fold=info.strat_fold, age=info.age, sex=info.sex, dataset="PTB-XL 1.0.3")
+    meta.update(ecg_id=info.ecg_id, scp_codes=dict(info.scp_codes), strat_fold=info.strat_fold, age=info.age, sex=PTBXL_SEX.get(info.sex, info.sex), dataset="PTB-XL 1.0.3")
     return replace(ecg, labels=info.labels, metadata=meta)
 
 

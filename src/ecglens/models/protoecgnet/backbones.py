@@ -1,0 +1,154 @@
+"""Small CPU-friendly ResNet-style backbones and their time geometry.
+
+The paper used an ImageNet-pretrained 2D ResNet-18; we cannot download weights and the
+whole pipeline must train on two CPU cores in minutes, so the backbones are small residual
+stacks trained from scratch:
+
+- ``Backbone1d`` (rhythm): leads are channels, convolutions run over time.
+- ``Backbone2d`` (morphology, global): the record is a 1-channel image (leads x time).
+  Blocks convolve (3 x k) across neighbouring leads and time, then (1 x k) over time.
+  Strides in time set the latent resolution; optional strides across leads shrink the
+  12 lead rows to a few (cheaper, at the price of coarser lead specificity).
+
+Every convolution on the main path is recorded as (kernel, stride, padding) along time,
+so ``time_geometry`` gives exactly which input samples each latent step sees and
+``window_input_span`` maps a latent window back to input samples.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+import torch
+from torch import nn
+
+from ...errors import ECGError
+
+
+@dataclass(frozen=True)
+class TimeGeometry:
+    """Latent-to-input mapping along time.
+
+    Latent step t sees input samples ``[start + t*stride, start + t*stride + receptive_field)``
+    (``start`` is negative when padding is involved); its centre is the middle of that range.
+    """
+
+    stride: int
+    receptive_field: int
+    start: int
+
+    def center(self, t: float) -> float:
+        return self.start + t * self.stride + (self.receptive_field - 1) / 2
+
+
+def compose_time_geometry(layers: Sequence[tuple[int, int, int]]) -> TimeGeometry:
+    """Geometry of a chain of (kernel, stride, padding) convolutions/pools (dilation 1)."""
+    jump, field, start = 1, 1, 0
+    for kernel, stride, padding in layers:
+        field += (kernel - 1) * jump
+        start -= padding * jump
+        jump *= stride
+    return TimeGeometry(stride=jump, receptive_field=field, start=start)
+
+
+def window_input_span(window_start: int, window_length: int, geometry: TimeGeometry, n_samples: int,
+                      mode: str = "footprint") -> tuple[int, int]:
+    """Input samples ``[start, end)`` covered by latent steps ``[window_start, window_start+window_length)``.
+
+    ``mode="footprint"``: the samples the window's steps stand for, i.e. from half a stride
+    before the first step's centre to half a stride after the last one's
+    (``window_length * stride`` samples; a 6-step window at stride 16 is 96 samples, ~1 s
+    at 100 Hz). ``mode="receptive_field"``: every sample that can influence the window
+    (wider; deep CNNs see far). Both are clipped to ``[0, n_samples)``.
+    """
+    if window_length < 1:
+        raise ECGError(None, f"window_length must be >= 1, got {window_length}")
+    if mode == "footprint":
+        lo = math.floor(geometry.center(window_start) - geometry.stride / 2 + 0.5)
+        hi = lo + window_length * geometry.stride
+    elif mode == "receptive_field":
+        lo = geometry.start + window_start * geometry.stride
+        hi = lo + (window_length - 1) * geometry.stride + geometry.receptive_field
+    else:
+        raise ECGError(None, f"mode must be 'footprint' or 'receptive_field', got {mode!r}")
+    return max(0, min(lo, n_samples)), max(0, min(hi, n_samples))
+
+
+class _ResBlock1d(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel: int, stride: int):
+        super().__init__()
+        pad = kernel // 2
+        self.conv1 = nn.Conv1d(cin, cout, kernel, stride, pad, bias=False)
+        self.bn1 = nn.BatchNorm1d(cout)
+        self.conv2 = nn.Conv1d(cout, cout, kernel, 1, pad, bias=False)
+        self.bn2 = nn.BatchNorm1d(cout)
+        self.shortcut = (nn.Identity() if cin == cout and stride == 1 else
+                         nn.Sequential(nn.Conv1d(cin, cout, 1, stride, bias=False), nn.BatchNorm1d(cout)))
+        self.time_layers = [(kernel, stride, pad), (kernel, 1, pad)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+
+class _ResBlock2d(nn.Module):
+    def __init__(self, cin: int, cout: int, kernel: int, time_stride: int, lead_stride: int, lead_kernel: int = 3):
+        super().__init__()
+        pad = kernel // 2
+        self.conv1 = nn.Conv2d(cin, cout, (lead_kernel, kernel), (lead_stride, time_stride),
+                               (lead_kernel // 2, pad), bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.conv2 = nn.Conv2d(cout, cout, (1, kernel), 1, (0, pad), bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        stride = (lead_stride, time_stride)
+        self.shortcut = (nn.Identity() if cin == cout and stride == (1, 1) else
+                         nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)))
+        self.time_layers = [(kernel, time_stride, pad), (kernel, 1, pad)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = torch.relu(self.bn1(self.conv1(x)))
+        return torch.relu(self.bn2(self.conv2(y)) + self.shortcut(x))
+
+
+class Backbone1d(nn.Module):
+    """Stem conv + one residual block per stage; (B, leads, T) -> (B, widths[-1], T')."""
+
+    def __init__(self, n_leads: int, widths: Sequence[int], time_strides: Sequence[int], kernel: int = 7,
+                 stem_kernel: int = 7, stem_stride: int = 2):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv1d(n_leads, widths[0], stem_kernel, stem_stride, stem_kernel // 2, bias=False),
+                                  nn.BatchNorm1d(widths[0]), nn.ReLU())
+        blocks, cin = [], widths[0]
+        for width, stride in zip(widths, time_strides):
+            blocks.append(_ResBlock1d(cin, width, kernel, stride))
+            cin = width
+        self.blocks = nn.Sequential(*blocks)
+        self.out_channels = cin
+        self.time_geometry = compose_time_geometry(
+            [(stem_kernel, stem_stride, stem_kernel // 2)] + [t for b in blocks for t in b.time_layers])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.stem(x))
+
+
+class Backbone2d(nn.Module):
+    """Stem (1 x k) conv + one residual block per stage; (B, leads, T) -> (B, C, leads', T')."""
+
+    def __init__(self, widths: Sequence[int], time_strides: Sequence[int], lead_strides: Sequence[int],
+                 kernel: int = 7, stem_kernel: int = 7, stem_stride: int = 2):
+        super().__init__()
+        self.stem = nn.Sequential(
+            nn.Conv2d(1, widths[0], (1, stem_kernel), (1, stem_stride), (0, stem_kernel // 2), bias=False),
+            nn.BatchNorm2d(widths[0]), nn.ReLU())
+        blocks, cin = [], widths[0]
+        for width, t_stride, l_stride in zip(widths, time_strides, lead_strides):
+            blocks.append(_ResBlock2d(cin, width, kernel, t_stride, l_stride))
+            cin = width
+        self.blocks = nn.Sequential(*blocks)
+        self.out_channels = cin
+        self.time_geometry = compose_time_geometry(
+            [(stem_kernel, stem_stride, stem_kernel // 2)] + [t for b in blocks for t in b.time_layers])
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.blocks(self.stem(x.unsqueeze(1)))
