@@ -235,3 +235,21 @@ def test_validation_metric_errors_surface():
     validation = Validation(separable(4), lambda m, b: {"y": b[1]}, lambda a: {"other": 1.0}, name="score")
     with pytest.raises(RuntimeError, match="without 'score'"):
         Trainer(mlp(), bce, separable(8), TrainConfig(epochs=1, batch_size=8, progress=False), validation=validation).fit()
+
+
+def test_a_last_batch_of_one_sample_is_dropped_so_batch_norm_can_train(tmp_path):
+    """9 samples at batch 4 would leave a lone sample that BatchNorm cannot normalise in training mode."""
+    from torch import nn
+    from torch.utils.data import TensorDataset
+
+    from ecglens.training import TrainConfig, Trainer
+
+    data = TensorDataset(torch.randn(9, 3), torch.rand(9, 1).round())
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4), nn.Linear(4, 1))
+
+    def loss_fn(net, batch):
+        x, y = batch
+        return nn.functional.binary_cross_entropy_with_logits(net(x), y), {}
+
+    result = Trainer(model, loss_fn, data, TrainConfig(epochs=1, batch_size=4, progress=False)).fit()
+    assert result.model is not None

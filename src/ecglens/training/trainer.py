@@ -236,9 +236,12 @@ class Trainer:
         sampler = DistributedSampler(self.train_data, num_replicas=dist.world_size, rank=dist.rank,
                                      shuffle=True, seed=cfg.seed, drop_last=cfg.drop_last)
         generator = torch.Generator().manual_seed(cfg.seed + dist.rank)
+        # A last batch of one sample breaks batch norm in training mode: drop it (only then).
+        has_bn = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.model.modules())
+        drop_last = cfg.drop_last or (has_bn and len(sampler) % cfg.batch_size == 1)
         loader = DataLoader(self.train_data, batch_size=cfg.batch_size, sampler=sampler, num_workers=cfg.num_workers,
                             collate_fn=self.collate_fn, generator=generator, worker_init_fn=seed_worker,
-                            drop_last=cfg.drop_last, pin_memory=dist.device.type == "cuda")
+                            drop_last=drop_last, pin_memory=dist.device.type == "cuda")
         if len(loader) == 0:
             raise ECGError(None, f"stage {cfg.stage}: no training batches ({len(self.train_data)} samples, "
                                  f"batch {cfg.batch_size}, drop_last={cfg.drop_last})")
