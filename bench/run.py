@@ -89,7 +89,6 @@ def run_job(model: str, label_set: str, seed: int, data: Path, epochs: int | Non
     report = evaluate_predictions(test.y, scores, test.label_names, bootstrap_indices=boot, y_train=y_train)
 
     raw = [ds.read(int(i)) for i in test.ecg_ids]
-    t = time.perf_counter()
     clf.predict_ecgs(raw[:8])  # warm-up
     infer = inference_throughput(clf, raw)
     size = sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())

@@ -118,7 +118,7 @@ def test_missing_dat(tmp_path):
 
 
 def test_dat_without_header(tmp_path):
-    base = _copy_sample(tmp_path)
+    _copy_sample(tmp_path)
     (tmp_path / "00003_lr.hea").unlink()
     assert "00003_lr" in _assert_error(tmp_path / "00003_lr.dat", "missing header file")
 
