@@ -1,0 +1,103 @@
+"""qLST settings (one dataclass, stored in every qLST checkpoint).
+
+Defaults (our choices; every one is a setting):
+
+* ``target_loss="kl"``: the target term is the Bernoulli KL divergence
+  ``KL(q || p)`` between the queried score ``q`` and the score ``p`` the
+  classifier gives the moved beat, i.e. binary cross-entropy minus the
+  entropy of ``q`` so it is 0 exactly at ``p == q``. Its gradient in the
+  logit is ``p - q``, like BCE, which does not vanish when the classifier
+  saturates the way a squared error in probability does (``"mse"``).
+* ``w_proximity=2.0`` per mV of RMSE between the decoded original and the
+  decoded moved beat, scaled per query by ``exp(-|q - p0| / proximity_tau)``
+  with ``proximity_tau=0.2`` (``p0``: the current score). A query close to the
+  current score should barely move the beat, so proximity weighs fully; a
+  query far away cannot be met without a visible change, so proximity is
+  relaxed (at ``|q - p0| = 0.5`` the weight is ``e^-2.5 = 0.08``) and does not
+  stop the traversal from reaching ``q``. The weight is computed from ``p0``
+  (a constant of the query), not from the moving score.
+* ``prior="radius"`` with ``w_prior=1.0``: ``relu(||z + dz|| - radius)^2``,
+  free inside the typical set of the N(0, I) prior (radius ``sqrt(latent_dim)``
+  by default, where nearly all its mass lies) and quadratic beyond it, so the
+  traversal stays where the VAE decodes realistic beats without pulling every
+  latent toward the origin. ``prior="nll"`` uses ``-log N(z + dz; 0, I)``
+  divided by ``latent_dim`` instead.
+* ``far_fraction=0.3``: that share of training queries is drawn from the
+  extremes (``U(0, 0.1)`` or ``U(0.9, 1)``), the rest from ``U(0, 1)``; users
+  mostly ask "what would make this positive / negative".
+* ``tolerance=0.1``: a query succeeds when the classifier's score of the
+  explained beat lies within 0.1 of ``q`` (the success rate is the
+  validation metric for early stopping).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+from ...errors import ECGError
+
+TARGET_LOSSES = ("kl", "mse")
+PRIORS = ("radius", "nll")
+
+
+@dataclass(frozen=True)
+class QLSTConfig:
+    """Traversal network, loss weights and training settings of qLST (see the module docstring)."""
+
+    statements: tuple[str, ...]
+    latent_dim: int
+    hidden: tuple[int, ...] = (256, 256)
+    embed_dim: int = 16
+    target_loss: str = "kl"
+    w_target: float = 1.0
+    w_proximity: float = 2.0
+    proximity_tau: float = 0.2
+    prior: str = "radius"
+    w_prior: float = 1.0
+    prior_radius: float | None = None
+    far_fraction: float = 0.3
+    tolerance: float = 0.1
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    epochs: int = 40
+    batch_size: int = 128
+    queries_per_epoch: int = 8192
+    val_queries: int = 1024
+    patience: int | None = 8
+    seed: int = 0
+
+    def __post_init__(self):
+        object.__setattr__(self, "statements", tuple(str(s) for s in self.statements))
+        object.__setattr__(self, "hidden", tuple(int(h) for h in self.hidden))
+        if not self.statements or len(set(self.statements)) != len(self.statements):
+            raise ECGError(None, f"qLST needs one or more distinct statements, got {list(self.statements)}")
+        if int(self.latent_dim) < 1 or int(self.embed_dim) < 1 or any(h < 1 for h in self.hidden):
+            raise ECGError(None, "latent_dim, embed_dim and hidden sizes must be positive")
+        if self.target_loss not in TARGET_LOSSES:
+            raise ECGError(None, f"target_loss must be one of {TARGET_LOSSES}, got {self.target_loss!r}")
+        if self.prior not in PRIORS:
+            raise ECGError(None, f"prior must be one of {PRIORS}, got {self.prior!r}")
+        if min(self.w_target, self.w_proximity, self.w_prior) < 0 or not self.proximity_tau > 0:
+            raise ECGError(None, "loss weights must be >= 0 and proximity_tau > 0")
+        if self.prior_radius is not None and not self.prior_radius > 0:
+            raise ECGError(None, f"prior_radius must be positive, got {self.prior_radius}")
+        if not 0 <= self.far_fraction <= 1 or not 0 < self.tolerance < 1:
+            raise ECGError(None, "far_fraction must be in [0, 1] and tolerance in (0, 1)")
+        if min(self.epochs, self.batch_size, self.queries_per_epoch, self.val_queries) < 1:
+            raise ECGError(None, "epochs, batch_size, queries_per_epoch and val_queries must be positive")
+
+    @property
+    def radius(self) -> float:
+        """The prior radius in latent units (``sqrt(latent_dim)`` unless set)."""
+        return float(self.prior_radius) if self.prior_radius is not None else math.sqrt(self.latent_dim)
+
+    def to_dict(self) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> QLSTConfig:
+        names = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - names)
+        if unknown:
+            raise ECGError(None, f"unknown QLSTConfig field(s) {unknown}")
+        return cls(**d)

@@ -1,0 +1,116 @@
+"""The qLST traversal network and the frozen parts it works with.
+
+``TraversalNetwork`` is a small MLP: (latent mean z, the classifier's scores of
+the decoded z for the configured statements, an embedding of the queried
+statement, the target score q, and q - p) -> a latent step dz. One network
+serves every configured statement. Its last layer starts at zero, so an
+untrained network leaves the beat where it is.
+
+``QLST`` bundles the network with the frozen VAE and classifier adapter:
+``explain(z, statement, q)`` is one forward pass (no per-record optimisation).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from ...errors import ECGError
+from .config import QLSTConfig
+
+
+class TraversalNetwork(nn.Module):
+    """(z, scores, statement index, q) -> dz (see the module docstring)."""
+
+    def __init__(self, config: QLSTConfig):
+        super().__init__()
+        self.config = config
+        k, d = len(config.statements), int(config.latent_dim)
+        self.embedding = nn.Embedding(k, config.embed_dim)
+        widths = [d + k + config.embed_dim + 2, *config.hidden]
+        layers: list[nn.Module] = []
+        for a, b in zip(widths[:-1], widths[1:]):
+            layers += [nn.Linear(a, b), nn.GELU()]
+        self.body = nn.Sequential(*layers)
+        self.out = nn.Linear(widths[-1], d)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
+
+    def forward(self, z: torch.Tensor, scores: torch.Tensor, statement: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
+        p = scores.gather(1, statement.view(-1, 1)).squeeze(1)
+        h = torch.cat([z, scores, self.embedding(statement), q.view(-1, 1), (q - p).view(-1, 1)], dim=1)
+        return self.out(self.body(h))
+
+
+@dataclass
+class Explanation:
+    """One batch of answered queries: the moved latents, beats and achieved scores."""
+
+    z: torch.Tensor
+    dz: torch.Tensor
+    original: torch.Tensor
+    beats: torch.Tensor
+    score_before: torch.Tensor
+    score_after: torch.Tensor
+
+
+class QLST(nn.Module):
+    """A traversal network with its frozen VAE and classifier adapter.
+
+    ``classifier`` follows the ``DifferentiableClassifier`` protocol; the
+    configured statements must be among its labels (``columns`` maps them).
+    """
+
+    def __init__(self, network: TraversalNetwork, vae: nn.Module, classifier, config: QLSTConfig | None = None):
+        super().__init__()
+        self.network = network
+        self.config = config or network.config
+        self.vae = vae.eval()
+        for p in self.vae.parameters():
+            p.requires_grad_(False)
+        self.classifier = classifier
+        missing = [s for s in self.config.statements if s not in classifier.labels]
+        if missing:
+            raise ECGError(None, f"statement(s) {missing} are not outputs of the classifier ({classifier.labels})")
+        self.columns = [list(classifier.labels).index(s) for s in self.config.statements]
+
+    def statement_index(self, statement: str) -> int:
+        if statement not in self.config.statements:
+            raise ECGError(None, f"qLST was trained for {list(self.config.statements)}, not {statement!r}")
+        return self.config.statements.index(statement)
+
+    def scores(self, beats: torch.Tensor, context: Any = None) -> torch.Tensor:
+        """(B, k) classifier scores of the configured statements for mV beats."""
+        cols = torch.tensor(self.columns, device=beats.device)
+        return self.classifier(beats, context).index_select(1, cols)
+
+    def step(self, z: torch.Tensor, statement: torch.Tensor, q: torch.Tensor, context: Any = None):
+        """Decoded original, its scores and the network's dz (gradients flow into the network only)."""
+        with torch.no_grad():
+            x0 = self.vae.decode(z)
+            s0 = self.scores(x0, context)
+        return x0, s0, self.network(z, s0, statement, q)
+
+    def explain(self, z: torch.Tensor, statement: str | torch.Tensor, q: torch.Tensor | float,
+                context: Any = None) -> Explanation:
+        """Answer queries "what would this beat look like with score q for the statement?" in one pass."""
+        z = torch.as_tensor(z, dtype=torch.float32).reshape(-1, self.config.latent_dim)
+        b = len(z)
+        if isinstance(statement, str):
+            statement = torch.full((b,), self.statement_index(statement), dtype=torch.long)
+        statement = statement.to(z.device)
+        q = torch.as_tensor(q, dtype=torch.float32, device=z.device)
+        q = q.expand(b) if q.ndim == 0 else q.reshape(b)
+        was = self.network.training
+        self.network.eval()
+        try:
+            with torch.no_grad():
+                x0, s0, dz = self.step(z, statement, q, context)
+                x1 = self.vae.decode(z + dz)
+                s1 = self.scores(x1, context)
+        finally:
+            self.network.train(was)
+        pick = statement.view(-1, 1)
+        return Explanation(z + dz, dz, x0, x1, s0.gather(1, pick).squeeze(1), s1.gather(1, pick).squeeze(1))

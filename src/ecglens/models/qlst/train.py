@@ -1,0 +1,309 @@
+"""Train qLST (``ecglens train qlst``): the traversal network against a frozen VAE and classifier.
+
+Queries are triples (latent mean z of a training record, statement, target
+score q): z from the caller's latent means (the FactorECG VAE's posterior
+means of training-fold median beats), the statement uniformly from the
+configured ones, q from ``U(0, 1)`` mixed with the extremes (``far_fraction``).
+Training queries are drawn afresh every epoch; the validation queries are a
+fixed set on the validation records. The generic ``Trainer`` optimises the
+network only (VAE and classifier frozen, in eval mode) and stops early on the
+validation success rate (share of queries answered within ``tolerance``),
+keeping the best epoch.
+
+The checkpoint (kind ``qlst``) holds only the network weights; its config
+names the VAE and classifier checkpoints it depends on, so ``load_qlst`` can
+rebuild the whole explainer.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from ...errors import ECGError
+from ...training import (
+    TrainConfig,
+    Trainer,
+    Validation,
+    barrier,
+    cleanup,
+    init_distributed,
+    load_checkpoint,
+    load_config,
+    save_checkpoint,
+    seed_everything,
+)
+from .adapters import RecordClassifierAdapter, RecordContext, adapter_for
+from .config import QLSTConfig
+from .losses import beat_rmse, qlst_loss
+from .network import QLST, TraversalNetwork
+from .resynth import regular_peaks
+
+log = logging.getLogger(__name__)
+
+KIND = "qlst"
+
+
+def sample_targets(n: int, far_fraction: float, generator: torch.Generator | None = None) -> torch.Tensor:
+    """n target scores: ``U(0, 1)``, except a ``far_fraction`` share from ``U(0, 0.1)`` or ``U(0.9, 1)``."""
+    u = torch.rand(n, generator=generator)
+    far = torch.rand(n, generator=generator) < far_fraction
+    end = torch.rand(n, generator=generator) < 0.5
+    extreme = torch.where(end, 0.9 + 0.1 * u, 0.1 * u)
+    return torch.where(far, extreme, u)
+
+
+class QueryDataset(Dataset):
+    """Queries ``(z, statement index, q[, r_peaks])`` over latent means ``z`` (n, d).
+
+    With ``seed`` the queries are a fixed table (validation); without, each item
+    is drawn afresh from the global torch RNG (training: new queries every
+    epoch, reproducible under the trainer's seeding). ``r_peaks`` (n, P), padded
+    with -1, gives each record's R peaks for a record classifier.
+    """
+
+    def __init__(self, z, n_statements: int, size: int, far_fraction: float, seed: int | None = None,
+                 r_peaks: torch.Tensor | None = None):
+        self.z = torch.as_tensor(np.asarray(z), dtype=torch.float32)
+        if self.z.ndim != 2 or not len(self.z):
+            raise ECGError(None, f"latent means must be a non-empty (n, latent_dim) array, got {tuple(self.z.shape)}")
+        if not torch.isfinite(self.z).all():
+            raise ECGError(None, "latent means hold non-finite values")
+        self.k, self.size, self.far = int(n_statements), int(size), float(far_fraction)
+        self.r_peaks = None if r_peaks is None else torch.as_tensor(r_peaks, dtype=torch.long)
+        if self.r_peaks is not None and len(self.r_peaks) != len(self.z):
+            raise ECGError(None, f"{len(self.r_peaks)} R-peak rows for {len(self.z)} latent means")
+        self.table = None
+        if seed is not None:
+            g = torch.Generator().manual_seed(int(seed))
+            self.table = (torch.randint(len(self.z), (self.size,), generator=g),
+                          torch.randint(self.k, (self.size,), generator=g),
+                          sample_targets(self.size, self.far, g))
+
+    def __len__(self) -> int:
+        return self.size
+
+    def __getitem__(self, i: int):
+        if self.table is not None:
+            row, s, q = (t[i] for t in self.table)
+        else:
+            row = torch.randint(len(self.z), ()).item()
+            s = torch.randint(self.k, ())
+            q = sample_targets(1, self.far)[0]
+        item = (self.z[row], s.long(), q.float())
+        return item if self.r_peaks is None else item + (self.r_peaks[row],)
+
+
+def _context(qlst: QLST, batch) -> Any:
+    if len(batch) < 4:
+        return None
+    n = getattr(qlst.classifier, "n_samples", None)
+    if n is None:
+        raise ECGError(None, "R peaks were given but the classifier takes no record context")
+    return RecordContext(batch[3], n)
+
+
+def query_terms(qlst: QLST, network, batch) -> dict[str, torch.Tensor]:
+    """Per-query loss, achieved score and proximity for a batch of queries (``network`` may be DDP-wrapped)."""
+    z, s, q = batch[0], batch[1], batch[2]
+    context = _context(qlst, batch)
+    with torch.no_grad():
+        x0 = qlst.vae.decode(z)
+        s0 = qlst.scores(x0, context)
+    dz = network(z, s0, s, q)
+    x1 = qlst.vae.decode(z + dz)
+    p1 = qlst.scores(x1, context).gather(1, s.view(-1, 1)).squeeze(1)
+    p0 = s0.gather(1, s.view(-1, 1)).squeeze(1)
+    loss, logs = qlst_loss(p1, q, p0, x0, x1, z + dz, qlst.config)
+    return {"loss": loss, "logs": logs, "score": p1, "target": q, "proximity_mv": beat_rmse(x0, x1)}
+
+
+def train_qlst(vae, classifier, z_train, z_val, config: QLSTConfig, *, run_dir: str | os.PathLike | None = None,
+               identity: dict | None = None, r_peaks_train=None, r_peaks_val=None, resume: bool = False,
+               progress: bool = True) -> tuple[QLST, Any]:
+    """Train a traversal network; returns the ``QLST`` (best validation epoch) and the ``TrainResult``.
+
+    ``vae``: a frozen ``FactorVAE`` (anything with ``decode``); ``classifier``: a
+    ``DifferentiableClassifier``; ``z_train``/``z_val``: latent means (n, d).
+    ``identity`` (``{"vae": ..., "classifier": ..., "beat": ...}``) goes into the
+    checkpoint written to ``<run_dir>/model`` (when ``run_dir`` is given).
+    """
+    dist = init_distributed()
+    seed_everything(config.seed)
+    network = TraversalNetwork(config)
+    vae = vae.to(dist.device)
+    if isinstance(classifier, torch.nn.Module):
+        classifier = classifier.to(dist.device)
+    qlst = QLST(network, vae, classifier, config)
+    train_data = QueryDataset(z_train, len(config.statements), config.queries_per_epoch, config.far_fraction,
+                              r_peaks=r_peaks_train)
+    val_data = QueryDataset(z_val, len(config.statements), config.val_queries, config.far_fraction,
+                            seed=config.seed + 1, r_peaks=r_peaks_val)
+
+    def loss_fn(net, batch):
+        out = query_terms(qlst, net, batch)
+        return out["loss"].mean(), out["logs"]
+
+    def outputs(net, batch):
+        out = query_terms(qlst, net, batch)
+        return {"score": out["score"], "target": out["target"], "proximity_mv": out["proximity_mv"]}
+
+    def metric(a):
+        hit = np.abs(a["score"] - a["target"]) <= config.tolerance
+        return {"val_success": float(hit.mean()), "val_proximity_uv": float(a["proximity_mv"].mean() * 1e3)}
+
+    ckpt = {"kind": KIND, "qlst": config.to_dict(), "statements": list(config.statements), **(identity or {})}
+    train_cfg = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
+                            weight_decay=config.weight_decay, select="best", patience=config.patience,
+                            seed=config.seed, progress=progress, stage="qlst", grad_clip=10.0)
+    trainer = Trainer(network, loss_fn, train_data, train_cfg,
+                      validation=Validation(val_data, outputs, metric, name="val_success", mode="max"),
+                      run_dir=run_dir, checkpoint_config=ckpt)
+    result = trainer.fit(resume=resume)
+    qlst.network = result.model
+    if run_dir is not None:
+        ckpt["training"] = {k: v for k, v in result.facts.items()}
+        ckpt["training"].update({"n_train": len(train_data.z), "n_val": len(val_data.z)})
+        if dist.is_main:
+            save_checkpoint(Path(run_dir) / "model", result.model, ckpt)
+        barrier()
+    return qlst, result
+
+
+def load_vae_checkpoint(path: str | os.PathLike, device: str = "cpu"):
+    """A FactorECG VAE from a ``factorecg`` model, its VAE stage (``factorecg-vae``) or a run directory.
+
+    Returns ``(vae, identity, beat)``: ``identity`` names the checkpoint
+    (path, kind) and ``beat`` is the ``BeatSettings`` dict it was trained with.
+    """
+    from .. import resolve_checkpoint
+    from ..factorecg.data import BeatSettings
+    from ..factorecg.train import load_vae
+
+    directory = resolve_checkpoint(path)
+    if not (directory / "config.json").is_file() and (Path(path) / "vae" / "model" / "config.json").is_file():
+        directory = Path(path) / "vae" / "model"
+    kind = load_config(directory).get("kind")
+    if kind not in ("factorecg", "factorecg-vae"):
+        raise ECGError(directory, f"not a FactorECG VAE checkpoint (kind {kind!r})")
+    vae, config = load_vae(directory, prefix="vae." if kind == "factorecg" else "", device=device)
+    beat = config.get("beat") or BeatSettings(beat_rate=vae.config.sampling_rate).to_dict()
+    return vae, {"path": str(directory.resolve()), "kind": kind}, beat
+
+
+def load_classifier_adapter(path: str | os.PathLike, beat: dict, device: str = "cpu"):
+    """A loaded classifier checkpoint wrapped in its differentiable adapter (``adapter_for``)."""
+    from .. import load_classifier, resolve_checkpoint
+    from ..factorecg.data import BeatSettings
+
+    directory = resolve_checkpoint(path)
+    clf = load_classifier(directory, device=device)
+    settings = BeatSettings.from_dict(beat)
+    identity = {"path": str(Path(directory).resolve()), "kind": clf.config.get("kind"),
+                "label_set": clf.config.get("label_set")}
+    return adapter_for(clf, settings.beat_rate, settings.r_index, identity), clf
+
+
+def load_qlst(path: str | os.PathLike, vae=None, classifier=None, device: str = "cpu") -> QLST:
+    """A trained ``QLST`` from its checkpoint (or run directory); the VAE and classifier come from the
+    checkpoints its config names unless given. ``qlst.checkpoint`` holds the config and
+    ``qlst.record_classifier`` the loaded ``Classifier`` (None when ``classifier`` was given)."""
+    from .. import resolve_checkpoint
+
+    directory = resolve_checkpoint(path)
+    state, config = load_checkpoint(directory, device=device)
+    if config.get("kind") != KIND:
+        raise ECGError(directory, f"not a qLST checkpoint (kind {config.get('kind')!r})")
+    try:
+        cfg = QLSTConfig.from_dict(config["qlst"])
+    except (KeyError, TypeError) as exc:
+        raise ECGError(directory, f"qlst config is incomplete ({exc})") from exc
+    if vae is None:
+        vae, _, _ = load_vae_checkpoint(config["vae"]["path"], device=device)
+    record_classifier = None
+    if classifier is None:
+        classifier, record_classifier = load_classifier_adapter(config["classifier"]["path"], config["beat"],
+                                                                device=device)
+    network = TraversalNetwork(cfg)
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as exc:
+        raise ECGError(directory, f"weights do not fit the configured network ({str(exc).splitlines()[0]})") from exc
+    qlst = QLST(network.to(device).eval(), vae.to(device), classifier, cfg)
+    qlst.checkpoint = {**config, "path": str(directory)}
+    qlst.record_classifier = record_classifier
+    return qlst
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``ecglens train qlst``."""
+    parser.add_argument("--vae", required=True, metavar="MODEL", help="FactorECG model, its VAE stage or run directory")
+    parser.add_argument("--classifier", required=True, metavar="MODEL", help="classifier checkpoint to explain")
+    parser.add_argument("--statement", action="append", default=[],
+                        help="statement to learn queries for (repeatable; default: every classifier output)")
+    parser.add_argument("--data", required=True, metavar="DIR", help="PTB-XL root (training records' median beats)")
+    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory; the model goes to RUN_DIR/model")
+    parser.add_argument("--epochs", type=int, default=QLSTConfig.epochs, help="maximum epochs (default %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
+    parser.add_argument("--cache", metavar="DIR", help="beat cache directory (default $ECGLENS_CACHE or ~/.cache/ecglens)")
+    parser.add_argument("--max-records", type=int, help="use only the first N records of each split (quick checks)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def _record_peaks(adapter, rr: np.ndarray):
+    """Regular rhythms at each record's median RR (70 bpm where unknown) for a record classifier."""
+    if not isinstance(adapter, RecordClassifierAdapter):
+        return None
+    rr = np.where(np.isfinite(rr) & (rr > 0.2), rr, 60.0 / 70.0)
+    return regular_peaks(rr, adapter.n_samples, adapter.rate)
+
+
+def train_from_paths(vae_path, classifier_path, data_root, out_dir, statements=(), epochs: int | None = None,
+                     seed: int = 0, resume: bool = False, cache_dir=None, max_records: int | None = None,
+                     progress: bool = True, config_overrides: dict | None = None) -> Path:
+    """Train qLST on PTB-XL (training folds 1-8, validation fold 9); returns ``<out_dir>/model``."""
+    from ...datasets import PTBXL, TRAIN_FOLDS
+    from ..factorecg.data import BeatSettings, load_beats
+    from ..factorecg.vae import encode_beats
+
+    vae, vae_id, beat = load_vae_checkpoint(vae_path)
+    adapter, clf = load_classifier_adapter(classifier_path, beat)
+    statements = tuple(statements) or tuple(clf.labels)
+    settings = BeatSettings.from_dict(beat)
+    ds = PTBXL(data_root, sampling_rate=100)
+    splits = {name: load_beats(ds, folds, settings, None, cache_dir, max_records, progress)
+              for name, folds in (("train", TRAIN_FOLDS), ("val", (9,)))}
+    for name, s in splits.items():
+        if s.skipped:
+            log.warning("%s: %d record(s) without a usable median beat, skipped (first: %s)", name, len(s.skipped),
+                        "; ".join(f"{i}: {r}" for i, r in s.skipped[:3]))
+    z = {name: encode_beats(vae, s.beats)[0] for name, s in splits.items()}
+    cfg = QLSTConfig(statements=statements, latent_dim=vae.config.latent_dim, epochs=int(epochs or QLSTConfig.epochs),
+                     seed=seed, **(config_overrides or {}))
+    identity = {"vae": vae_id, "classifier": adapter.identity, "beat": beat,
+                "data": {"root": str(data_root), "identity": ds.identity(),
+                         "skipped": {n: len(s.skipped) for n, s in splits.items()}}}
+    train_qlst(vae, adapter, z["train"], z["val"], cfg, run_dir=out_dir, identity=identity,
+               r_peaks_train=_record_peaks(adapter, splits["train"].rr),
+               r_peaks_val=_record_peaks(adapter, splits["val"].rr), resume=resume, progress=progress)
+    return Path(out_dir) / "model"
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    main = init_distributed().is_main
+    try:
+        path = train_from_paths(args.vae, args.classifier, args.data, args.out, args.statement, args.epochs,
+                                args.seed, args.resume, args.cache, args.max_records, not args.no_progress)
+    finally:
+        cleanup()
+    if main:
+        print(path)
+    return 0
