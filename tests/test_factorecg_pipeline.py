@@ -1,0 +1,165 @@
+"""FactorECG end to end on a tiny PTB-XL subset: beats, stages, resume, checkpoint, classifier adapters."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from ecglens.beats import ecg_simulate
+from ecglens.cli import build_parser
+from ecglens.errors import ECGError
+from ecglens.io import ECG, STANDARD_LEADS
+from ecglens.models import load_classifier
+from ecglens.models.factorecg import FactorVAEConfig
+from ecglens.models.factorecg.classifier import BeatModelClassifier, FactorECGClassifier
+from ecglens.models.factorecg.data import BeatSettings, ecg_factorbeat, load_beats
+from ecglens.models.factorecg.train import (
+    FactorTrainConfig,
+    train_beat_blackbox,
+    train_factorecg,
+)
+from ecglens.samples import list_samples, load_sample
+
+TINY_VAE = FactorVAEConfig(latent_dim=6, channels=(8, 16), kernel_sizes=(5, 3), hidden_dim=32, kl_warmup_epochs=1)
+TINY_TRAIN = FactorTrainConfig(epochs=2, batch_size=8, patience=None, active_threshold=0.0, property_records=12,
+                               blackbox_epochs=1, blackbox_patience=None)
+N = 12
+
+
+def _train(ptbxl_dir, out, cache, resume=False):
+    return train_factorecg(ptbxl_dir, "superdiagnostic", out, seed=0, resume=resume, cache_dir=cache, max_records=N,
+                           vae_config=TINY_VAE, train_config=TINY_TRAIN, progress=False)
+
+
+@pytest.fixture(scope="module")
+def run(ptbxl_dir, tmp_path_factory):
+    base = tmp_path_factory.mktemp("factorecg")
+    path = _train(ptbxl_dir, base / "run", base / "cache")
+    return {"path": path, "out": base / "run", "cache": base / "cache", "data": ptbxl_dir}
+
+
+def _log(out):
+    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+
+
+def test_stages_produce_a_complete_checkpoint(run):
+    path = run["path"]
+    assert path == run["out"] / "model"
+    config = json.loads((path / "config.json").read_text())
+    assert config["kind"] == "factorecg"
+    assert config["labels"] == ["CD", "HYP", "MI", "NORM", "STTC"]
+    assert config["vae"]["latent_dim"] == 6 and config["vae"]["beat_samples"] == 120
+    assert config["beat"] == BeatSettings().to_dict()
+    active = config["active"]
+    assert active["rule"] == "kl" and len(active["kl_per_dim"]) == 6
+    assert active["indices"] == [i for i, v in enumerate(active["kl_per_dim"]) if v > 0.0]
+    assert config["standardizer"]["indices"] == active["indices"] == config["factor_models"]["factor_indices"]
+    q = np.asarray(config["population"]["quantiles"])
+    assert q.shape == (len(active["indices"]), 101) and np.all(np.diff(q, axis=1) >= 0)
+    assert set(config["descriptions"]) == {str(i) for i in active["indices"]}
+    splits = config["training"]["splits"]
+    assert splits["train"]["n"] + splits["train"]["dropped_no_label"] + splits["train"]["skipped"]["count"] == N
+    assert config["training"]["reconstruction"]["test"]["mae_uv"] > 0
+    stages = [r["stage"] for r in _log(run["out"]) if "records_per_s" not in r]
+    assert stages == ["beats", "vae", "factors", "factor_models"]
+    assert all(r["seconds"] >= 0 for r in _log(run["out"]) if "records_per_s" not in r)
+
+
+def test_resume_skips_finished_stages(run, tmp_path):
+    out = tmp_path / "run"
+    shutil.copytree(run["out"], out)
+    shutil.rmtree(out / "model")
+    before = (out / "factors.json").read_text()
+    path = _train(run["data"], out, run["cache"], resume=True)
+    records = _log(out)[len(_log(run["out"])):]
+    assert [(r["stage"], r.get("skipped", False)) for r in records] == [
+        ("beats", False), ("vae", True), ("factors", True), ("factor_models", False)]
+    assert (out / "factors.json").read_text() == before
+    a, b = load_classifier(path), load_classifier(run["path"])
+    np.testing.assert_allclose(a.factor_models.coef, b.factor_models.coef)
+    with pytest.raises(ECGError, match="previous run"):
+        _train(run["data"], out, run["cache"], resume=False)
+
+
+def test_checkpoint_loads_without_training_data_and_predicts_samples(run, tmp_path):
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(run["path"], moved)
+    clf = load_classifier(moved, device="cpu")
+    assert isinstance(clf, FactorECGClassifier)
+    ecgs = [load_sample(s.ecg_id) for s in list_samples()[:4]]
+    probs = clf.predict_ecgs(ecgs)
+    assert probs.shape == (4, 5) and np.all((probs >= 0) & (probs <= 1))
+    # By hand: beat -> mu -> standardised active factors -> logistic regression.
+    beat = ecg_factorbeat(ecgs[0].signal, ecgs[0].sampling_rate, clf.settings)[0]
+    mu = clf.vae.encode(torch.from_numpy(beat[None]))[0].detach().numpy()[0]
+    z = (mu[clf.standardizer.indices] - clf.standardizer.mean) / clf.standardizer.std
+    expected = 1 / (1 + np.exp(-(clf.factor_models.coef @ z + clf.factor_models.intercept)))
+    np.testing.assert_allclose(probs[0], expected, rtol=1e-5, atol=1e-6)
+    # The benchmark path (pipeline output, then predict_batch) agrees with predict_ecgs.
+    x = np.stack([clf.pipeline.apply_signal(e.signal, e.sampling_rate)[0] for e in ecgs])
+    np.testing.assert_allclose(clf.predict_batch(x, clf.sampling_rate), probs, atol=1e-6)
+    np.testing.assert_allclose(clf.preprocess(ecgs[0]), beat)  # the model input is the median beat
+    assert clf.skipped == []
+
+
+def test_flat_record_is_an_error_or_a_counted_prevalence(run):
+    clf = load_classifier(run["path"], device="cpu")
+    flat = ECG(np.zeros((12, 1000), np.float32), 100.0, STANDARD_LEADS, source="flat.csv")
+    with pytest.raises(ECGError, match="flat.csv.*flat record"):
+        clf.predict_ecgs([flat])
+    sample = load_sample(list_samples()[0].ecg_id)
+    good = clf.pipeline.apply_signal(sample.signal, sample.sampling_rate)[0]
+    probs = clf.predict_batch(np.stack([good, np.zeros_like(good)]), clf.sampling_rate)
+    np.testing.assert_allclose(probs[1], clf.factor_models.prevalence)
+    assert [i for i, _ in clf.skipped] == [1] and "flat" in clf.skipped[0][1]
+
+
+class _FakeSet:
+    """The parts of ``PTBXL`` that ``load_beats`` uses, over .npy records (one of them flat)."""
+
+    def __init__(self, root):
+        self.root, self.sampling_rate = root, 100
+        self.records = pd.DataFrame({"fold": [1, 1, 1]}, index=[1, 2, 3])
+        for i in (1, 2):
+            np.save(root / f"{i}.npy", ecg_simulate(10, 100, heart_rate=60 + 10 * i, seed=i)[0])
+        np.save(root / "3.npy", np.zeros((12, 1000), np.float32))
+
+    def identity(self):
+        return {"root": str(self.root)}
+
+    def header_path(self, ecg_id):
+        return self.root / f"{ecg_id}.npy"
+
+
+def test_load_beats_caches_and_lists_failed_extractions(tmp_path):
+    ds = _FakeSet(tmp_path)
+    split = load_beats(ds, (1,), BeatSettings(), cache_dir=tmp_path / "cache", progress=False)
+    assert split.ecg_ids.tolist() == [1, 2] and split.beats.shape == (2, 12, 120)
+    assert [i for i, _ in split.skipped] == [3] and "flat" in split.skipped[0][1]
+    np.testing.assert_allclose(60 / split.rr, [70, 80], atol=1.0)
+    again = load_beats(ds, (1,), BeatSettings(), cache_dir=tmp_path / "cache", progress=False)
+    np.testing.assert_array_equal(again.beats, split.beats)
+    fine = load_beats(ds, (1,), BeatSettings(beat_rate=500.0), cache_dir=tmp_path / "cache", progress=False)
+    assert fine.beats.shape == (2, 12, 600)
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_beat_blackbox_trains_and_loads(run, tmp_path):
+    path = train_beat_blackbox(run["data"], "superdiagnostic", tmp_path / "bb", cache_dir=run["cache"], max_records=N,
+                               vae_config=TINY_VAE, train_config=TINY_TRAIN, progress=False)
+    clf = load_classifier(path, device="cpu")
+    assert type(clf) is BeatModelClassifier and clf.config["kind"] == "beat-blackbox"
+    probs = clf.predict_ecgs([load_sample(s.ecg_id) for s in list_samples()[:2]])
+    assert probs.shape == (2, 5) and np.all((probs > 0) & (probs < 1))
+
+
+def test_train_command_options():
+    args = build_parser().parse_args(["train", "factorecg", "--data", "D", "--out", "R", "--labels", "superdiagnostic",
+                                      "--beat-rate", "500", "--resume", "--cache", "C", "--epochs", "3"])
+    assert (args.labels, args.beat_rate, args.resume, args.cache, args.epochs) == ("superdiagnostic", 500, True, "C", 3)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "factorecg", "--data", "D", "--out", "R", "--beat-rate", "250"])
