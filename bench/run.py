@@ -40,10 +40,28 @@ def _train_baseline(recipe: str):
     return train
 
 
+def _train_beat_model(kind: str):
+    def train(data: Path, label_set: str, seed: int, out: Path, epochs: int | None) -> Path:
+        from ecglens.models.factorecg import train as factorecg
+        fn = factorecg.train_factorecg if kind == "factorecg" else factorecg.train_beat_blackbox
+        return fn(data, label_set=label_set, out_dir=out, seed=seed, epochs=epochs, cache_dir=WORK / "cache", progress=False)
+    return train
+
+
+def _train_protoecgnet(data: Path, label_set: str, seed: int, out: Path, epochs: int | None) -> Path:
+    from ecglens.models.protoecgnet.train import ProtoTrainConfig, train_protoecgnet
+    recipe = ProtoTrainConfig() if epochs is None else ProtoTrainConfig(joint_epochs=epochs)
+    return train_protoecgnet(data, label_set=label_set, out_dir=out, recipe=recipe, seed=seed,
+                             cache_dir=WORK / "cache", progress=False)
+
+
 # name -> (description, train function). Later models add one line each.
 MODELS = {
     "baseline": ("xresnet1d18-style, 10-s input (ecglens default recipe)", _train_baseline("default")),
     "recipe": ("xresnet1d101, PTB-XL benchmark recipe (Strodthoff et al. 2021)", _train_baseline("ptbxl-benchmark")),
+    "protoecgnet": ("ProtoECGNet, 3 prototype branches, masked fusion (Sethi et al. 2025)", _train_protoecgnet),
+    "factorecg": ("FactorECG: median-beat VAE factors + logistic regression per statement", _train_beat_model("factorecg")),
+    "beat-blackbox": ("median-beat CNN (FactorECG's encoder) trained end to end", _train_beat_model("beat-blackbox")),
 }
 
 
@@ -62,7 +80,7 @@ def inference_throughput(clf, ecgs, batch: int = 64, repeats: int = 2) -> float:
     return best
 
 
-def run_job(model: str, label_set: str, seed: int, data: Path, epochs: int | None) -> dict:
+def run_job(model: str, label_set: str, seed: int, data: Path, epochs: int | None, threads: int) -> dict:
     """Train, then score on the test fold; returns the run's JSON-ready record."""
     import torch
 
@@ -70,12 +88,13 @@ def run_job(model: str, label_set: str, seed: int, data: Path, epochs: int | Non
     from ecglens.metrics import evaluate_predictions, get_or_make_bootstrap
     from ecglens.models import load_classifier
 
-    torch.set_num_threads(max(1, os.cpu_count() or 1))
+    torch.set_num_threads(threads)
     out = WORK / "runs" / model / label_set / f"seed{seed}"
     t0 = time.perf_counter()
     path = MODELS[model][1](data, label_set, seed, out, epochs)
     train_s = time.perf_counter() - t0
-    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines() if line.strip()]
+    log = [json.loads(line) for p in sorted(out.rglob("train_log.jsonl"))  # one per stage in multi-stage models
+           for line in p.read_text().splitlines() if line.strip()]
     epoch_rates = [r["records_per_s"] for r in log if "records_per_s" in r]
 
     clf = load_classifier(path)
@@ -83,6 +102,7 @@ def run_job(model: str, label_set: str, seed: int, data: Path, epochs: int | Non
     test = ds.load(label_set, (TEST_FOLD,), clf.pipeline, cache_dir=WORK / "cache", progress=False)
     col = [clf.labels.index(n) for n in test.label_names]
     scores = clf.predict_batch(np.asarray(test.signals), test.sampling_rate)[:, col]
+    unscored = [[int(test.ecg_ids[i]), why] for i, why in getattr(clf, "skipped", [])]  # predicted as prevalence
     boot = get_or_make_bootstrap(WORK / "bootstrap" / f"fold{TEST_FOLD}_{label_set}.npy", len(test.ecg_ids),
                                  n_resamples=N_BOOTSTRAP, seed=0)
     y_train = ds.labels(label_set, tuple(range(1, 9))).y
@@ -100,7 +120,9 @@ def run_job(model: str, label_set: str, seed: int, data: Path, epochs: int | Non
         "train_records_per_s": float(np.median(epoch_rates)) if epoch_rates else None,
         "inference_records_per_s": infer, "peak_rss_mib": peak_rss_mib(), "model_bytes": size,
         "n_train": int(clf.config.get("training", {}).get("n_train", 0)), "n_test": int(len(test.ecg_ids)),
+        "training_summary": clf.config.get("training", {}).get("summary"),  # per-stage facts a model records
         "checkpoint": str(Path(path).relative_to(REPO)), "per_label": report["per_label"],
+        "test_records_without_input": {"count": len(unscored), "records": unscored},
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
                     "python": sys.version.split()[0], "torch": torch.__version__},
         "load_average_at_end": list(os.getloadavg()), "finished": time.strftime("%Y-%m-%d %H:%M:%S"),
@@ -161,12 +183,14 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--epochs", type=int, help="override every recipe's epochs (quick checks; results are marked)")
     p.add_argument("--rerun", action="store_true", help="run jobs even if their result JSON exists")
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1,
+                   help="torch threads per job (default: all cores; 1 when other work shares the machine)")
     p.add_argument("--table-only", action="store_true")
     p.add_argument("--job", help=argparse.SUPPRESS)  # internal: model,label_set,seed in a child process
     args = p.parse_args(argv)
     if args.job:
         model, label_set, seed = args.job.split(",")
-        record = run_job(model, label_set, int(seed), args.data, args.epochs)
+        record = run_job(model, label_set, int(seed), args.data, args.epochs, args.threads)
         record["epochs_override"] = args.epochs
         print(json.dumps(record))
         return 0
@@ -184,7 +208,8 @@ def main(argv=None) -> int:
                         print(f"[skip] {target.name} exists")
                         continue
                     print(f"[run ] {model} / {label_set} / seed {seed}", flush=True)
-                    cmd = [sys.executable, __file__, "--job", f"{model},{label_set},{seed}", "--data", str(args.data)]
+                    cmd = [sys.executable, __file__, "--job", f"{model},{label_set},{seed}", "--data", str(args.data),
+                           "--threads", str(args.threads)]
                     if args.epochs is not None:
                         cmd += ["--epochs", str(args.epochs)]
                     proc = subprocess.run(cmd, capture_output=True, text=True)
