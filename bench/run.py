@@ -52,7 +52,7 @@ def _train_protoecgnet(data: Path, label_set: str, seed: int, out: Path, epochs:
     from ecglens.models.protoecgnet.train import ProtoTrainConfig, train_protoecgnet
     recipe = ProtoTrainConfig() if epochs is None else ProtoTrainConfig(joint_epochs=epochs)
     return train_protoecgnet(data, label_set=label_set, out_dir=out, recipe=recipe, seed=seed,
-                             cache_dir=WORK / "cache", progress=False)
+                             cache_dir=WORK / "cache", progress=False, threads=None)  # keep --threads
 
 
 # name -> (description, train function). Later models add one line each.

@@ -7,9 +7,10 @@ import numpy as np
 import pytest
 import torch
 
+from ecglens.datasets import jaccard_cooccurrence
 from ecglens.errors import ECGError
 from ecglens.models.protoecgnet import (BranchConfig, LossWeights, ProtoECGNet, ProtoECGNetConfig,
-                                        classification_loss, cluster_loss, contrastive_loss, cooccurrence_jaccard,
+                                        classification_loss, cluster_loss, contrastive_loss,
                                         diversity_loss, l1_offclass_loss, pos_weight_from_labels,
                                         prototype_contrastive_loss, separation_loss, total_loss)
 
@@ -44,15 +45,6 @@ def test_classification_loss_by_hand():
     assert classification_loss(logits, targets, torch.tensor([2.0, 1.0])).item() == pytest.approx(expected, rel=1e-6)
     assert classification_loss(logits, targets).item() == pytest.approx(
         (math.log(2) + math.log(1 + math.e ** 2)) / 2, rel=1e-6)
-
-
-def test_cooccurrence_jaccard_by_hand():
-    y = np.array([[1, 0, 1, 0], [1, 1, 0, 0], [0, 1, 0, 0], [1, 0, 0, 0]])
-    expected = torch.tensor([[1.0, 1 / 4, 1 / 3, 0.0],   # 0&1: 1 both / 4 either; 0&2: 1 / 3
-                             [1 / 4, 1.0, 0.0, 0.0],
-                             [1 / 3, 0.0, 1.0, 0.0],
-                             [0.0, 0.0, 0.0, 0.0]])      # class 3 never present
-    assert torch.allclose(cooccurrence_jaccard(y), expected)
 
 
 def test_cluster_loss_by_hand():
@@ -132,7 +124,7 @@ def test_total_loss_combines_terms_and_reaches_prototypes():
     model = _tiny_model().train()
     x = torch.randn(4, 12, 1000)
     y = torch.tensor([[1, 0, 1, 0, 0], [0, 1, 0, 1, 0], [1, 0, 0, 0, 1], [1, 0, 0, 1, 0]], dtype=torch.float32)
-    cooc = cooccurrence_jaccard(y.numpy())
+    cooc = jaccard_cooccurrence(y.numpy())
     pw = pos_weight_from_labels(y.numpy())
     out = model(x)
     weights = LossWeights(fusion_ce=0.5)

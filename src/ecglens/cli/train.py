@@ -10,9 +10,16 @@ import argparse
 from typing import Callable
 
 from ..models.baseline import train as baseline_train
+from ..models.factorecg import train as factorecg_train
+from ..models.protoecgnet import train as protoecgnet_train
+from ..models.qlst import train as qlst_train
 
 TRAINERS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
     "baseline": (baseline_train.add_arguments, baseline_train.run),
+    "factorecg": (factorecg_train.add_arguments, factorecg_train.run),
+    "beat-blackbox": (factorecg_train.add_blackbox_arguments, factorecg_train.run_blackbox),
+    "protoecgnet": (protoecgnet_train.add_arguments, protoecgnet_train.run),
+    "qlst": (qlst_train.add_arguments, qlst_train.run),
 }
 
 

@@ -13,7 +13,11 @@ from typing import Any
 
 from ..errors import ECGError
 
-EXPLAINERS: dict[str, str] = {}
+EXPLAINERS: dict[str, str] = {
+    "factorecg": "ecglens.explain.factorecg",
+    "protoecgnet": "ecglens.explain.protoecgnet",
+    "qlst": "ecglens.explain.qlst",
+}
 
 
 @dataclass

@@ -16,10 +16,14 @@ from ..errors import ECGError
 from ..pretrained import pretrained_dir
 from ..training.checkpoint import CONFIG_FILE, load_checkpoint
 from .baseline.config import classifier_from_checkpoint as _baseline_classifier
+from .factorecg import classifier as _factorecg
+from .protoecgnet.classifier import protoecgnet_from_checkpoint as _protoecgnet_classifier
 from .classifier import AGGREGATES, Classifier, make_windows, window_starts, windowed_probabilities
 
 LOADERS: dict[str, Callable[..., Classifier]] = {
     "baseline": _baseline_classifier,
+    "factorecg": _factorecg.factorecg_from_checkpoint, "beat-blackbox": _factorecg.blackbox_from_checkpoint,
+    "protoecgnet": _protoecgnet_classifier,
 }
 
 

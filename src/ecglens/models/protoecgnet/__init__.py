@@ -8,8 +8,8 @@ per-prototype contributions. Losses are pure functions in ``losses``.
 from .backbones import TimeGeometry, compose_time_geometry, window_input_span
 from .branches import BRANCHES, branch_indices, load_branch_table
 from .config import BranchConfig, ProtoECGNetConfig, default_branches
-from .losses import (LossWeights, classification_loss, cluster_loss, contrastive_loss, cooccurrence_jaccard,
-                     diversity_loss, l1_offclass_loss, pos_weight_from_labels, prototype_contrastive_loss,
+from .losses import (LossWeights, classification_loss, cluster_loss, contrastive_loss,
+                     diversity_loss, l1_offclass_loss, pos_weight_from_labels, prototype_contrastive_loss, proximity_loss,
                      separation_loss, total_loss)
 from .model import BranchOutput, Contributions, PrototypeBranch, ProtoECGNet, ProtoECGNetOutput
 from .prototypes import ClassConnectedLinear, PrototypeLayer, SimilarityNorm, cosine_similarity_map
@@ -18,7 +18,7 @@ __all__ = [
     "BRANCHES", "BranchConfig", "BranchOutput", "ClassConnectedLinear", "Contributions", "LossWeights",
     "PrototypeBranch", "PrototypeLayer", "ProtoECGNet", "ProtoECGNetConfig", "ProtoECGNetOutput",
     "SimilarityNorm", "TimeGeometry", "branch_indices", "classification_loss", "cluster_loss",
-    "compose_time_geometry", "contrastive_loss", "cooccurrence_jaccard", "cosine_similarity_map",
-    "default_branches", "diversity_loss", "l1_offclass_loss", "load_branch_table", "pos_weight_from_labels",
+    "compose_time_geometry", "contrastive_loss", "cosine_similarity_map",
+    "default_branches", "diversity_loss", "l1_offclass_loss", "load_branch_table", "pos_weight_from_labels", "proximity_loss",
     "prototype_contrastive_loss", "separation_loss", "total_loss", "window_input_span",
 ]

@@ -37,22 +37,6 @@ def classification_loss(logits: torch.Tensor, targets: torch.Tensor,
     return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), pos_weight=pos_weight)
 
 
-def cooccurrence_jaccard(y) -> torch.Tensor:
-    """Label co-occurrence as Jaccard index: ``J[i, j] = n(i and j) / n(i or j)``, (k, k).
-
-    ``J[i, i] = 1`` for a class seen at least once; pairs never present (``n(i or j) = 0``)
-    get 0.
-    """
-    y = torch.as_tensor(np.asarray(y), dtype=torch.float64)
-    if y.ndim != 2:
-        raise ECGError(None, f"labels must be (records, classes), got shape {tuple(y.shape)}")
-    y = (y > 0).double()
-    both = y.T @ y
-    count = both.diagonal()
-    either = count[:, None] + count[None, :] - both
-    return torch.where(either > 0, both / either.clamp_min(1), torch.zeros_like(both)).float()
-
-
 def _class_max(sim: torch.Tensor, proto_class: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Best similarity among each class's prototypes (B, k) and which classes have any (k,)."""
     member = F.one_hot(proto_class, n_classes).T.bool()  # (k, P)
@@ -96,6 +80,25 @@ def separation_loss(sim: torch.Tensor, targets: torch.Tensor, proto_class: torch
     class present are ignored.
     """
     return _masked_mean(*_separation_terms(sim, targets, proto_class))
+
+
+def _proximity_terms(sim, targets, proto_class):
+    owners = targets[:, proto_class] > 0  # (B, P): records that carry the prototype's class
+    best = sim.masked_fill(~owners, float("-inf")).amax(dim=0)
+    valid = owners.any(dim=0)
+    return torch.where(valid, 1.0 - best, torch.zeros_like(best)), valid
+
+
+def proximity_loss(sim: torch.Tensor, targets: torch.Tensor, proto_class: torch.Tensor) -> torch.Tensor:
+    """Mean over prototypes of ``1 - best similarity with a record of its class`` in the batch.
+
+    The cluster loss pulls only the best prototype of each present class, so the others can
+    drift far from every real patch and projection then changes them (and the logits) a
+    lot. This term (ProtoPNet's prototype-to-patch regulariser) keeps *every* prototype
+    near some patch of its own class. Prototypes whose class is absent from the batch are
+    ignored.
+    """
+    return _masked_mean(*_proximity_terms(sim, targets, proto_class))
 
 
 def _flat_cosine(prototypes: torch.Tensor) -> torch.Tensor:
@@ -196,6 +199,8 @@ class LossWeights:
         so they shape rather than dominate the latent space.
     l1 1e-4, fusion_l1 1e-4: ProtoPNet's last-layer sparsity coefficient (the loss is a sum
         over many weights).
+    proximity 0.0: every prototype near a patch of its class (``proximity_loss``); the
+        training recipe turns it on.
     cooccurrence_threshold 0.05: Jaccard above which two statements count as co-occurring.
     contrastive_margin 0.2 (record term) and prototype_margin 0.5 (prototype term): cosine
         margins.
@@ -213,6 +218,7 @@ class LossWeights:
     cooccurrence_threshold: float = 0.05
     contrastive_margin: float = 0.2
     prototype_margin: float = 0.5
+    proximity: float = 0.0
 
 
 def _pooled(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
@@ -229,8 +235,8 @@ def total_loss(outputs, targets: torch.Tensor, weights: LossWeights | None = Non
     Prototype terms are computed per branch (a branch's prototypes live in its own latent
     space and only see its own statements) and pooled: each is the mean over all valid
     (record, class) / record / prototype-pair terms of all branches. ``cooccurrence`` is
-    the (k, k) Jaccard matrix over all labels (``cooccurrence_jaccard`` of the training
-    labels); it is required when a contrastive weight is non-zero. Only terms with a
+    the (k, k) Jaccard matrix over all labels (``ecglens.datasets.jaccard_cooccurrence`` of the
+    training labels); it is required when a contrastive weight is non-zero. Only terms with a
     non-zero weight are computed and reported.
     """
     w = weights or LossWeights()
@@ -239,7 +245,7 @@ def total_loss(outputs, targets: torch.Tensor, weights: LossWeights | None = Non
     needs_cooc = w.contrastive != 0 or w.prototype_contrastive != 0
     if needs_cooc:
         if cooccurrence is None:
-            raise ECGError(None, "contrastive losses need the label co-occurrence matrix (cooccurrence_jaccard)")
+            raise ECGError(None, "contrastive losses need the label co-occurrence matrix (datasets.jaccard_cooccurrence)")
         cooccurrence = torch.as_tensor(cooccurrence, device=targets.device)
     sub = {n: targets[:, outputs.class_index[n]] for n in names}
     cooc = ({n: cooccurrence[outputs.class_index[n]][:, outputs.class_index[n]] for n in names}
@@ -266,6 +272,9 @@ def total_loss(outputs, targets: torch.Tensor, weights: LossWeights | None = Non
         terms["prototype_contrastive"] = _pooled([
             _prototype_contrastive_terms(outputs.prototypes[n], outputs.prototype_class[n], cooc[n],
                                          w.cooccurrence_threshold, w.prototype_margin) for n in names])
+    if w.proximity:
+        terms["proximity"] = _pooled([_proximity_terms(outputs.similarities[n], sub[n], outputs.prototype_class[n])
+                                      for n in names])
     if w.l1:
         terms["l1"] = sum(l1_offclass_loss(outputs.last_layer_weight[n], outputs.class_identity[n]) for n in names)
     if w.fusion_l1:

@@ -1,0 +1,197 @@
+"""ProtoECGNet training stages end to end on a few dozen PTB-XL records with a tiny model."""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from ecglens.errors import ECGError
+from ecglens.models import load_classifier
+from ecglens.models.protoecgnet import BranchConfig
+from ecglens.models.protoecgnet.classifier import model_from_checkpoint
+from ecglens.models.protoecgnet.projection import Gallery, _assign
+from ecglens.models.protoecgnet.train import (
+    STAGES,
+    ProtoTrainConfig,
+    parse_stage_epochs,
+    train_protoecgnet,
+)
+from ecglens.training import load_checkpoint
+
+
+def tiny_recipe(**kw) -> ProtoTrainConfig:
+    branches = {
+        "rhythm": BranchConfig(kind="1d", widths=(8, 8), time_strides=(2, 4), kernel=5, prototype_channels=8,
+                               prototypes_per_class=2, prototype_mode="pooled"),
+        "morphology": BranchConfig(kind="2d", widths=(4, 8), time_strides=(2, 4), lead_strides=(2, 2), kernel=5,
+                                   prototype_channels=4, prototypes_per_class=2, prototype_mode="partial"),
+        "global": BranchConfig(kind="2d", widths=(4, 4), time_strides=(2, 4), lead_strides=(2, 2), kernel=5,
+                               prototype_channels=4, prototypes_per_class=2, prototype_mode="full"),
+    }
+    base = {"warmup_epochs": 1, "joint_epochs": 1, "last_layer_epochs": 2, "fusion_epochs": 2, "batch_size": 32,
+            "branches": branches, "max_records": 48}
+    base.update(kw)
+    return ProtoTrainConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def trained(ptbxl_dir, tmp_path_factory):
+    out = tmp_path_factory.mktemp("proto") / "run"
+    cache = tmp_path_factory.mktemp("proto-cache")
+    path = train_protoecgnet(ptbxl_dir, "superdiagnostic", out, tiny_recipe(), folds_train=(1, 2), fold_val=9,
+                             cache_dir=cache, progress=False)
+    return out, path, cache
+
+
+def test_all_stages_run_to_a_loadable_checkpoint(trained):
+    out, path, _ = trained
+    assert path == out / "model"
+    for stage in STAGES:
+        assert (out / stage / "stage.json").is_file()
+        assert (out / stage / "model" / "config.json").is_file()
+    _, config = load_checkpoint(path)
+    facts = config["training"]
+    assert set(facts["wall_s"]) == set(STAGES) and all(v > 0 for v in facts["wall_s"].values())
+    summary = facts["summary"]
+    for scores in summary["branches"].values():
+        assert {"pre_projection", "post_projection", "after_last_layer"} <= set(scores)
+    assert "fusion_dense" in summary["val_macro_auroc"] and "fusion_masked" in summary["val_macro_auroc"]
+
+
+def test_checkpoint_loads_without_training_data_and_predicts(trained, tmp_path):
+    _, path, _ = trained
+    copy = tmp_path / "copy"
+    shutil.copytree(path, copy)
+    clf = load_classifier(copy, device="cpu")
+    assert clf.labels == ["CD", "HYP", "MI", "NORM", "STTC"]
+    x = np.random.default_rng(0).standard_normal((3, 12, 1000)).astype(np.float32)
+    p = clf.predict_batch(x, 100.0)
+    assert p.shape == (3, 5) and np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
+    gallery = Gallery.load(copy)
+    assert gallery.signals.dtype == np.float16 and gallery.signals.shape[1:] == (12, 1000)
+
+
+def test_projection_leaves_bounded_non_constant_logits(trained, ptbxl_dir):
+    """The failure designed out: after projection every raw similarity is large and close
+    to 1; the refitted normalisation keeps logits O(1) and records distinguishable."""
+    _, path, _ = trained
+    state, config = load_checkpoint(path.parent / "projection" / "model")
+    facts = json.loads((path.parent / "projection" / "stage.json").read_text())
+    assert facts["logit_abs_max_val"] < 50
+    assert facts["logit_std_val"] > 1e-3
+    model = model_from_checkpoint(state, config)
+    x = torch.from_numpy(np.random.default_rng(1).standard_normal((8, 12, 1000)).astype(np.float32))
+    with torch.no_grad():
+        out = model(x)
+    assert out.branch_logits_full.abs().max() < 50
+    assert out.branch_logits_full.std(dim=0).max() > 1e-4
+    post = facts["post_projection"]["val_macro_auroc"]
+    assert np.isfinite(post) and post != 0.5
+
+
+def test_projected_prototypes_are_real_windows(trained):
+    _, path, _ = trained
+    state, config = load_checkpoint(path)
+    model = model_from_checkpoint(state, config)
+    gallery = Gallery.load(path)
+    projected = [r for r in gallery.prototypes if r["projected"]]
+    assert projected
+    # each projected prototype has similarity 1 with its own source window
+    from ecglens.preprocess import Pipeline
+    pipeline = Pipeline.from_dict(config["pipeline"])
+    for row in projected[:6]:
+        raw = gallery.signals[row["source"]].astype(np.float32)
+        x = torch.from_numpy(pipeline.apply_signal(raw, 100.0)[0])[None]
+        # the gallery holds the band-passed mV record; standardising it again reproduces the model input
+        with torch.no_grad():
+            out = model(x)
+        sim = out.similarities[row["branch"]][0, row["index"]].item()
+        assert sim == pytest.approx(1.0, abs=2e-2)
+        assert row["label"] in row["source_labels"]
+        assert 0 <= row["start"] < row["end"] <= 1000
+
+
+def test_gallery_sources_are_unique_within_a_class(trained):
+    _, path, _ = trained
+    gallery = Gallery.load(path)
+    by_class: dict[tuple[str, str], list[tuple[int, int]]] = {}
+    for r in gallery.prototypes:
+        if r["projected"]:
+            by_class.setdefault((r["branch"], r["label"]), []).append((r["ecg_id"], r["window"]))
+    for key, sources in by_class.items():
+        assert len(set(sources)) == len(sources), key
+
+
+def test_assign_prefers_unused_records_then_disjoint_windows():
+    sims = np.zeros((2, 3, 10))
+    sims[0, :, 4] = [0.9, 0.8, 0.7]     # everyone likes record 0, window 4
+    sims[1, :, 2] = [0.5, 0.6, 0.4]
+    sims[0, 2, 8] = 0.65                 # prototype 2's next best in record 0 is far from window 4
+    picks = _assign(sims, length=3)
+    assert picks[0][:2] == (0, 4) and picks[0][3] == "unique"
+    assert picks[1][:2] == (1, 2) and picks[1][3] == "unique"
+    assert picks[2][:2] == (0, 8) and picks[2][3] == "shared"
+
+
+def test_resume_skips_finished_stages(trained, ptbxl_dir, tmp_path):
+    out, _, cache = trained
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    shutil.rmtree(run / "model")
+    shutil.rmtree(run / "fusion")
+    before = {s: (run / s / "stage.json").read_text() for s in STAGES[:-1]}
+    train_protoecgnet(ptbxl_dir, "superdiagnostic", run, tiny_recipe(), folds_train=(1, 2), fold_val=9,
+                      cache_dir=cache, resume=True, progress=False)
+    for s in STAGES[:-1]:
+        assert (run / s / "stage.json").read_text() == before[s]
+    assert (run / "fusion" / "stage.json").is_file() and (run / "model" / "gallery.json").is_file()
+    with pytest.raises(ECGError, match="previous run"):
+        train_protoecgnet(ptbxl_dir, "superdiagnostic", run, tiny_recipe(), folds_train=(1, 2), fold_val=9,
+                          cache_dir=cache, progress=False)
+
+
+def test_fusion_heads_start_from_the_branch_last_layers():
+    from ecglens.models.protoecgnet import ProtoECGNet, ProtoECGNetConfig
+    from ecglens.models.protoecgnet.train import BranchHeads, FusionHeads
+
+    torch.manual_seed(0)
+    model = ProtoECGNet(ProtoECGNetConfig(labels=("SR", "AFIB", "IMI", "LVH", "NORM"), branches=tiny_recipe().branches))
+    for name in model.branch_names:
+        with torch.no_grad():
+            model.branches[name].last_layer.weight.normal_()
+            model.branches[name].last_layer.bias.normal_()
+    scores = torch.randn(4, model.fusion.weight.shape[1])
+    heads = FusionHeads(model, -0.5)
+    expected = BranchHeads(model)(scores)
+    masked, dense = heads(scores)
+    assert torch.allclose(masked, expected, atol=1e-5) and torch.allclose(dense, expected, atol=1e-5)
+
+
+def test_parse_stage_epochs():
+    assert parse_stage_epochs("warmup=2, joint=10") == {"warmup_epochs": 2, "joint_epochs": 10}
+    with pytest.raises(ECGError):
+        parse_stage_epochs("projection=3")
+
+
+def test_proximity_loss_by_hand():
+    from ecglens.models.protoecgnet import proximity_loss
+
+    sim = torch.tensor([[0.9, 0.5, 0.2], [0.3, 0.6, 0.8]])
+    targets = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    proto_class = torch.tensor([0, 0, 1])
+    # p0: best own-class record 0.9 -> 0.1; p1: 0.6 -> 0.4; p2: only record 1 has class 1, 0.8 -> 0.2
+    assert proximity_loss(sim, targets, proto_class).item() == pytest.approx((0.1 + 0.4 + 0.2) / 3, abs=1e-6)
+    # a prototype whose class is absent from the batch is ignored
+    assert proximity_loss(sim, torch.tensor([[1.0, 0.0], [1.0, 0.0]]), proto_class).item() == pytest.approx(0.25)
+
+
+def test_cli_registers_the_trainer():
+    from ecglens.cli import build_parser
+
+    args = build_parser().parse_args(["train", "protoecgnet", "--data", "D", "--out", "R", "--epochs-per-stage",
+                                      "joint=3", "--resume", "--threads", "2"])
+    assert args.model == "protoecgnet" and args.resume and args.threads == 2
+    assert parse_stage_epochs(args.epochs_per_stage) == {"joint_epochs": 3}
