@@ -147,10 +147,11 @@ def build_table() -> str:
     lines = ["# Benchmark: local PTB-XL (3,507 records, 100 Hz), folds 1-8 train / 9 val / 10 test", "",
              "Macro AUROC over the test-fold labels with both classes; mean ± SD over seeds; 90% bootstrap "
              f"interval ({N_BOOTSTRAP} resamples shared by all models) of seed 0. Inference: decoded raw records "
-             "to probabilities, preprocessing included, batches of 64, 2 CPU cores. Regenerate with "
+             f"to probabilities, preprocessing included, batches of 64, {os.cpu_count()} CPU cores, torch threads per job: "
+             f"{sorted({r['machine']['torch_threads'] for r in runs})}. Regenerate with "
              "`python bench/run.py` (see its --help).", "",
-             "| label set | model | seeds | macro AUROC | 90% CI (seed 0) | labels scored | Fmax | train wall (s) "
-             "| epochs | train rec/s | infer rec/s | peak RAM (MiB) | size (MB) |",
+             "| label set | model | seeds | macro AUROC | 90% CI (seed 0) | labels scored (mean in resamples) | Fmax "
+             "| train wall (s) | epochs | train rec/s | infer rec/s | peak RAM (MiB) | size (MB) |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     summary = []
     for (label_set, model), rs in sorted(groups.items()):
@@ -160,12 +161,13 @@ def build_table() -> str:
         row = {
             "label_set": label_set, "model": model, "seeds": [r["seed"] for r in rs],
             "macro_auroc": [r["macro_auroc"] for r in rs], "ci_seed0": [b.get("low"), b.get("high")],
-            "n_scored": rs[0]["n_scored"], "fmax": [r["fmax"]["fmax"] if isinstance(r["fmax"], dict) else r["fmax"] for r in rs],
+            "n_scored": rs[0]["n_scored"], "fmax": [r["fmax"]["value"] for r in rs],
             "train_wall_s": [r["train_wall_s"] for r in rs], "inference_records_per_s": [r["inference_records_per_s"] for r in rs],
         }
         summary.append(row)
         lines.append(
-            f"| {label_set} | {model} | {len(rs)} | {_fmt(row['macro_auroc'])} | {ci} | {rs[0]['n_scored']} "
+            f"| {label_set} | {model} | {len(rs)} | {_fmt(row['macro_auroc'])} | {ci} "
+            f"| {rs[0]['n_scored']} ({b.get('mean_n_scored', float('nan')):.1f}) "
             f"| {_fmt(row['fmax'])} | {_fmt(row['train_wall_s'], 0)} | {_fmt([r['epochs_run'] for r in rs], 0)} "
             f"| {_fmt([r['train_records_per_s'] for r in rs], 0)} | {_fmt(row['inference_records_per_s'], 0)} "
             f"| {_fmt([r['peak_rss_mib'] for r in rs], 0)} | {rs[0]['model_bytes'] / 1e6:.1f} |")
