@@ -30,12 +30,15 @@ def run(args) -> int:
     samples = list_samples()
     records = {s.ecg_id: load_sample(s.ecg_id, sampling_rate=max(s.rates)) for s in samples}
     summary: dict = {"records": [], "models": {}}
-    print("bundled PTB-XL records (raw rate -> model rate), with their PTB-XL statements:")
+    folds = {s.ecg_id: s.strat_fold for s in samples}
+    print("bundled PTB-XL records (raw rate -> model rate, PTB-XL fold), with their PTB-XL statements.\n"
+          "The shipped models trained on folds 1-8: only fold 9-10 records are unseen by them.")
     for eid, ecg in records.items():
         prepared = DEMO_PIPELINE.apply(ecg)
-        summary["records"].append({"ecg_id": eid, "labels": list(ecg.labels or ()), "raw_rate": ecg.sampling_rate,
-                                   "prepared_shape": list(prepared.signal.shape)})
-        print(f"  {eid:>5}  {ecg.sampling_rate:>4.0f} Hz -> {prepared.sampling_rate:.0f} Hz  {', '.join(ecg.labels or ())}")
+        summary["records"].append({"ecg_id": eid, "fold": folds[eid], "labels": list(ecg.labels or ()),
+                                   "raw_rate": ecg.sampling_rate, "prepared_shape": list(prepared.signal.shape)})
+        print(f"  {eid:>5}  {ecg.sampling_rate:>4.0f} Hz -> {prepared.sampling_rate:.0f} Hz  fold {folds[eid]:>2}  "
+              f"{', '.join(ecg.labels or ())}")
     figure = out / f"ecg_{EXPLAIN_RECORD}.png"
     plot_ecg(records[EXPLAIN_RECORD], figure, layout="3x4", title=f"PTB-XL record {EXPLAIN_RECORD} (bundled sample)")
     print(f"wrote {figure}")
