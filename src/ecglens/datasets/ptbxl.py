@@ -85,6 +85,11 @@ class LabelledSplit:
     skipped: list[tuple[int, str]] = field(default_factory=list)
     dropped: list[int] = field(default_factory=list)
 
+    def arrays(self, limit: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(ecg_ids, signals, y)``, the first ``limit`` records only when given (quick runs, tests)."""
+        n = len(self.ecg_ids) if limit is None else min(int(limit), len(self.ecg_ids))
+        return self.ecg_ids[:n], self.signals[:n], self.y[:n]
+
 
 def jaccard_cooccurrence(y: np.ndarray) -> np.ndarray:
     """(k, k) Jaccard index of label columns: records with both / records with either.

@@ -82,12 +82,6 @@ def positive_weights(y: np.ndarray, mode: str, cap: float = 10.0) -> torch.Tenso
     return torch.as_tensor(np.clip(w, 1.0, cap), dtype=torch.float32)
 
 
-def _subset(split, n: int | None):
-    if n is None or n >= len(split.ecg_ids):
-        return split.ecg_ids, split.signals, split.y
-    return split.ecg_ids[:n], split.signals[:n], split.y[:n]
-
-
 def train_baseline(
     data_root: str | os.PathLike,
     label_set: str = "all",
@@ -129,8 +123,8 @@ def train_baseline(
     val_split = ds.load(label_set, (fold_val,), base, cache_dir=cache_dir, progress=progress and dist.is_main)
     if dist.is_main:
         barrier()
-    train_ids, train_x, train_y = _subset(train_split, max_records)
-    val_ids, val_x, val_y = _subset(val_split, max_records)
+    train_ids, train_x, train_y = train_split.arrays(max_records)
+    val_ids, val_x, val_y = val_split.arrays(max_records)
     rate = train_split.sampling_rate
     labels = list(train_split.label_names)
 

@@ -452,12 +452,6 @@ def _run_stage(ctx: _Context, stage: str, fn: Callable[[], dict[str, Any]]) -> N
 
 
 # --------------------------------------------------------------- entry point
-def _subset(split, n: int | None):
-    if n is None or n >= len(split.ecg_ids):
-        return split.ecg_ids, split.signals, split.y
-    return split.ecg_ids[:n], split.signals[:n], split.y[:n]
-
-
 def train_protoecgnet(
     data_root: str | os.PathLike,
     label_set: str = "all",
@@ -504,8 +498,8 @@ def _train(data_root, label_set, out_dir, recipe, folds_train, fold_val, seed, c
     val_split = ds.load(label_set, (fold_val,), pipeline, cache_dir=cache_dir, progress=progress and dist.is_main)
     if dist.is_main:
         barrier()
-    train_ids, train_x, train_y = _subset(train_split, recipe.max_records)
-    _, val_x, val_y = _subset(val_split, recipe.max_records)
+    train_ids, train_x, train_y = train_split.arrays(recipe.max_records)
+    _, val_x, val_y = val_split.arrays(recipe.max_records)
     labels = list(train_split.label_names)
 
     seed_everything(seed)
