@@ -19,7 +19,7 @@ from ...datasets import LABEL_SETS, PTBXL, TRAIN_FOLDS, jaccard_cooccurrence
 from ...errors import ECGError
 from ...metrics import macro_auroc
 from ...preprocess import Pipeline, Scale
-from ...training import Trainer, Validation, barrier, cleanup, init_distributed, save_checkpoint, seed_everything
+from ...training import Trainer, Validation, barrier, cleanup, init_distributed, seed_everything
 from ..classifier import windowed_probabilities
 from .config import RECIPES, BaselineConfig, get_recipe
 from .xresnet1d import XResNet1d
@@ -181,14 +181,7 @@ def train_baseline(
     trainer = Trainer(model, loss_fn, train_data, cfg.train_config(seed, progress),
                       validation=Validation(val_data, outputs, metric, name="val_macro_auroc", mode="max"),
                       run_dir=out_dir, checkpoint_config=config)
-    result = trainer.fit(resume=resume)
-    config["training"].update({k: v for k, v in result.facts.items() if k != "stage"})
-    final = out_dir / "model"
-    if dist.is_main:
-        save_checkpoint(final, result.model, config)
-        log.info("baseline saved to %s", final)
-    barrier()
-    return final
+    return trainer.fit_and_save(out_dir / "model", resume=resume)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -480,14 +480,7 @@ def train_beat_blackbox(
     trainer = Trainer(model, loss_fn, BeatDataset(train.beats, train.y), train_cfg,
                       validation=Validation(BeatDataset(val.beats, val.y), outputs, metric, name="val_macro_auroc"),
                       run_dir=out_dir, checkpoint_config=config)
-    result = trainer.fit(resume=resume)
-    config["training"].update({k: v for k, v in result.facts.items() if k != "stage"})
-    final = out_dir / "model"
-    if dist.is_main:
-        save_checkpoint(final, result.model, config)
-        log.info("beat black box saved to %s", final)
-    barrier()
-    return final
+    return trainer.fit_and_save(out_dir / "model", resume=resume)
 
 
 def _common_arguments(parser: argparse.ArgumentParser) -> None:
