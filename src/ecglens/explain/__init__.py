@@ -31,6 +31,23 @@ class ExplainOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+def choose_statements(labels: list[str], probs, options: ExplainOptions, source=None) -> tuple[list[str], str | None]:
+    """Statements to explain, most probable first: those at or above the threshold plus those asked for.
+
+    When none qualifies the most probable one is explained, and the returned note says so.
+    """
+    unknown = [s for s in options.statements if s not in labels]
+    if unknown:
+        raise ECGError(source, f"unknown statement(s) {unknown}; the model knows {list(labels)}")
+    chosen = [s for s, p in zip(labels, probs) if p >= options.threshold or s in options.statements]
+    note = None
+    if not chosen:
+        chosen = [labels[max(range(len(labels)), key=lambda i: probs[i])]]
+        note = f"no statement reached {options.threshold:g}; the most probable one is explained"
+    chosen.sort(key=lambda s: -probs[labels.index(s)])
+    return chosen, note
+
+
 def explainer_for(kind: str) -> ModuleType:
     """The explainer module for a model kind (ECGError when the kind has none)."""
     if kind not in EXPLAINERS:

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import ECGError
 from ..io.leads import STANDARD_LEADS
 from ..io.record import ECG
-from . import ExplainOptions
+from . import ExplainOptions, choose_statements
 
 FAITHFUL_TOL = 1e-6
 TRAVERSE_SD = np.linspace(-3.0, 3.0, 7)
@@ -58,15 +58,7 @@ def explain(model_dir, ecg: ECG, out_dir, options: ExplainOptions | None = None)
                 "description": clf.describe(f)} for f, v, p, n in zip(std.indices, z, pct, norm_mean)]
     by_factor = {d["factor"]: d for d in factors}
 
-    unknown = [s for s in options.statements if s not in clf.labels]
-    if unknown:
-        raise ECGError(model_dir, f"unknown statement(s) {unknown}; the model knows {clf.labels}")
-    chosen = [s for s, p in zip(clf.labels, probs) if p >= options.threshold or s in options.statements]
-    note = None
-    if not chosen:
-        chosen = [clf.labels[int(np.argmax(probs))]]
-        note = f"no statement reached {options.threshold:g}; the most probable one is explained"
-    chosen.sort(key=lambda s: -probs[clf.labels.index(s)])
+    chosen, note = choose_statements(clf.labels, probs, options, model_dir)
 
     statements, influential = [], []
     max_error = 0.0

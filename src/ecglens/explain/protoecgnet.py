@@ -20,7 +20,7 @@ import torch
 from ..errors import ECGError
 from ..io.leads import STANDARD_LEADS
 from ..io.record import ECG
-from . import ExplainOptions
+from . import ExplainOptions, choose_statements
 
 FAITHFUL_TOL = 1e-4
 COLORS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown")
@@ -72,15 +72,7 @@ def explain(model_dir, ecg: ECG, out_dir, options: ExplainOptions | None = None)
     table = model.prototype_table()
 
     labels = model.labels
-    unknown = [s for s in options.statements if s not in labels]
-    if unknown:
-        raise ECGError(model_dir, f"unknown statement(s) {unknown}; the model knows {labels}")
-    chosen = [s for s, p in zip(labels, probs) if p >= options.threshold or s in options.statements]
-    note = None
-    if not chosen:
-        chosen = [labels[int(np.argmax(probs))]]
-        note = f"no statement reached {options.threshold:g}; the most probable one is explained"
-    chosen.sort(key=lambda s: -probs[labels.index(s)])
+    chosen, note = choose_statements(labels, probs, options, model_dir)
 
     statements, figures = [], {}
     display = _display_ecg(ecg, config, rate)
