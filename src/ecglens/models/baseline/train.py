@@ -15,12 +15,12 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from ... import __version__
-from ...datasets import LABEL_SETS, PTBXL, TRAIN_FOLDS, jaccard_cooccurrence
-from ...errors import ECGError
+from ...datasets import LABEL_SETS, TRAIN_FOLDS, jaccard_cooccurrence
 from ...metrics import macro_auroc
 from ...preprocess import Pipeline, Scale
-from ...training import Trainer, Validation, barrier, cleanup, init_distributed, seed_everything
+from ...training import Trainer, Validation, cleanup, init_distributed, seed_everything
 from ..classifier import windowed_probabilities
+from ..splits import load_train_val
 from .config import RECIPES, BaselineConfig, get_recipe
 from .xresnet1d import XResNet1d
 
@@ -107,22 +107,10 @@ def train_baseline(
     cfg = recipe if isinstance(recipe, BaselineConfig) else get_recipe(recipe)
     if epochs is not None:
         cfg = replace(cfg, epochs=int(epochs))
-    if label_set not in LABEL_SETS:
-        raise ECGError(None, f"unknown label set {label_set!r}; choose one of {', '.join(LABEL_SETS)}")
-    if fold_val in folds_train:
-        raise ECGError(None, f"validation fold {fold_val} is also a training fold")
     out_dir = Path(out_dir)
-    dist = init_distributed()
-
-    ds = PTBXL(data_root, sampling_rate=sampling_rate)
     base = cfg.base_pipeline()
-    # Rank 0 builds the signal cache; the others wait, then open it.
-    if not dist.is_main:
-        barrier()
-    train_split = ds.load(label_set, tuple(folds_train), base, cache_dir=cache_dir, progress=progress and dist.is_main)
-    val_split = ds.load(label_set, (fold_val,), base, cache_dir=cache_dir, progress=progress and dist.is_main)
-    if dist.is_main:
-        barrier()
+    ds, train_split, val_split = load_train_val(data_root, label_set, folds_train, fold_val, base,
+                                                sampling_rate=sampling_rate, cache_dir=cache_dir, progress=progress)
     train_ids, train_x, train_y = train_split.arrays(max_records)
     val_ids, val_x, val_y = val_split.arrays(max_records)
     rate = train_split.sampling_rate

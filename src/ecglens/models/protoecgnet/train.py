@@ -54,6 +54,7 @@ from ...training import (
     seed_everything,
 )
 from ..baseline.train import RecordDataset
+from ..splits import load_train_val
 from .branches import load_branch_table
 from .config import BranchConfig, ProtoECGNetConfig, default_branches
 from .losses import LossWeights, l1_offclass_loss, pos_weight_from_labels, total_loss
@@ -484,20 +485,11 @@ def train_protoecgnet(
 
 def _train(data_root, label_set, out_dir, recipe, folds_train, fold_val, seed, cache_dir, resume, progress) -> Path:
     recipe = recipe or ProtoTrainConfig()
-    if label_set not in LABEL_SETS:
-        raise ECGError(None, f"unknown label set {label_set!r}; choose one of {', '.join(LABEL_SETS)}")
-    if fold_val in folds_train:
-        raise ECGError(None, f"validation fold {fold_val} is also a training fold")
     out = Path(out_dir)
     dist = init_distributed()
-    ds = PTBXL(data_root, sampling_rate=100)
     pipeline = recipe.pipeline(100.0)
-    if not dist.is_main:
-        barrier()
-    train_split = ds.load(label_set, tuple(folds_train), pipeline, cache_dir=cache_dir, progress=progress and dist.is_main)
-    val_split = ds.load(label_set, (fold_val,), pipeline, cache_dir=cache_dir, progress=progress and dist.is_main)
-    if dist.is_main:
-        barrier()
+    ds, train_split, val_split = load_train_val(data_root, label_set, folds_train, fold_val, pipeline,
+                                                cache_dir=cache_dir, progress=progress)
     train_ids, train_x, train_y = train_split.arrays(recipe.max_records)
     _, val_x, val_y = val_split.arrays(recipe.max_records)
     labels = list(train_split.label_names)
