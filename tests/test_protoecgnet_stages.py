@@ -12,10 +12,17 @@ from ecglens.errors import ECGError
 from ecglens.models import load_classifier
 from ecglens.models.protoecgnet import BranchConfig
 from ecglens.models.protoecgnet.classifier import model_from_checkpoint
-from ecglens.models.protoecgnet.projection import Gallery, _assign
+from ecglens.models.protoecgnet.projection import (
+    Gallery,
+    _assign,
+    collect_latents,
+    project_prototypes,
+    sync_prototypes,
+)
 from ecglens.models.protoecgnet.train import (
     STAGES,
     ProtoTrainConfig,
+    branches_to_refine,
     parse_stage_epochs,
     train_protoecgnet,
 )
@@ -31,8 +38,8 @@ def tiny_recipe(**kw) -> ProtoTrainConfig:
         "global": BranchConfig(kind="2d", widths=(4, 4), time_strides=(2, 4), lead_strides=(2, 2), kernel=5,
                                prototype_channels=4, prototypes_per_class=2, prototype_mode="full"),
     }
-    base = {"warmup_epochs": 1, "joint_epochs": 1, "last_layer_epochs": 2, "fusion_epochs": 2, "batch_size": 32,
-            "branches": branches, "max_records": 48}
+    base = {"warmup_epochs": 1, "joint_epochs": 1, "refine_epochs": 1, "last_layer_epochs": 2, "fusion_epochs": 2,
+            "batch_size": 32, "branches": branches, "max_records": 48}
     base.update(kw)
     return ProtoTrainConfig(**base)
 
@@ -195,3 +202,38 @@ def test_cli_registers_the_trainer():
                                       "joint=3", "--resume", "--threads", "2"])
     assert args.model == "protoecgnet" and args.resume and args.threads == 2
     assert parse_stage_epochs(args.epochs_per_stage) == {"joint_epochs": 3}
+
+
+def test_branches_to_refine_are_those_that_lost_at_projection():
+    facts = {"pre_projection": {"val_auroc_rhythm": 0.90, "val_auroc_morphology": 0.84, "val_auroc_global": 0.88},
+             "post_projection": {"val_auroc_rhythm": 0.90, "val_auroc_morphology": 0.76, "val_auroc_global": 0.91}}
+    assert branches_to_refine(facts, ["rhythm", "morphology", "global"]) == ["morphology"]
+
+
+def test_refine_ties_prototypes_to_their_sources_so_reprojection_keeps_them(trained):
+    out, _, _ = trained
+    state, config = load_checkpoint(out / "projection" / "model")
+    model = model_from_checkpoint(state, config)
+    rng = np.random.default_rng(0)
+    signals = rng.standard_normal((6, 12, 1000)).astype(np.float32)
+    y = np.ones((6, len(model.labels)))
+    rows = project_prototypes(model, collect_latents(model, signals), y, list(range(100, 106)))
+    with torch.no_grad():  # the backbones move, as in a refine epoch: prototypes are stale now
+        for p in model.branches["morphology"].backbone.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    sources = [(r["branch"], r["index"], r["record"], r["window"]) for r in rows if r["branch"] == "morphology"]
+    before = {b: model.branches[b].prototype_layer.prototypes.clone() for b in model.branch_names}
+    assert sync_prototypes(model, signals, sources) == len({s[2] for s in sources})
+    latents = collect_latents(model, signals)
+    layer = model.branches["morphology"].prototype_layer
+    for _, index, rec, window in sources:
+        assert torch.equal(layer.prototypes[index], latents["morphology"][rec, :, window:window + layer.length])
+    others = [n for n in model.branch_names if n != "morphology"]
+    assert others
+    for name in others:  # branches not listed are untouched
+        assert torch.equal(model.branches[name].prototype_layer.prototypes, before[name])
+    again = project_prototypes(model, latents, y, list(range(100, 106)))
+    for a, b in zip(rows, again):
+        if a["branch"] == "morphology":
+            assert (a["record"], a["window"]) == (b["record"], b["window"])
+            assert b["similarity"] == pytest.approx(1.0, abs=1e-5)

@@ -253,3 +253,23 @@ def test_a_last_batch_of_one_sample_is_dropped_so_batch_norm_can_train(tmp_path)
 
     result = Trainer(model, loss_fn, data, TrainConfig(epochs=1, batch_size=4, progress=False)).fit()
     assert result.model is not None
+
+
+def test_epoch_end_runs_after_each_epoch_before_validation():
+    calls = []
+
+    def epoch_end(model):
+        with torch.no_grad():
+            model[0].bias.zero_()  # visible to the validation that follows
+        calls.append(len(calls) + 1)
+
+    def check(arrays):
+        assert calls, "validation ran before epoch_end"
+        return float(len(calls))
+
+    val = Validation(separable(seed=1), lambda m, b: {"bias": m[0].bias.detach().abs().sum().expand(len(b[0]))},
+                     lambda a: (check(a), float(a["bias"].max()))[1], name="val_bias_abs", mode="min")
+    result = Trainer(mlp(), bce, separable(), TrainConfig(epochs=3, batch_size=16, progress=False),
+                     validation=val, epoch_end=epoch_end).fit()
+    assert calls == [1, 2, 3]
+    assert [h["val_bias_abs"] for h in result.history] == [0.0, 0.0, 0.0]

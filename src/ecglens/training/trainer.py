@@ -199,6 +199,9 @@ class Trainer:
     ``config.json`` written with every checkpoint (``kind`` etc.); the trainer
     adds a ``training`` section with the stage, epoch and best metric. With
     ``run_dir=None`` nothing is written and ``resume`` is unavailable.
+    ``epoch_end(model)`` runs after each training epoch, before validation and
+    checkpointing, on every process (e.g. to re-project prototypes); it must
+    change the model the same way everywhere.
     """
 
     def __init__(
@@ -213,6 +216,7 @@ class Trainer:
         param_groups: Callable[[nn.Module], Iterable[dict[str, Any]]] | None = None,
         checkpoint_config: Mapping[str, Any] | None = None,
         collate_fn: Callable | None = None,
+        epoch_end: Callable[[nn.Module], None] | None = None,
     ):
         self.config = config or TrainConfig()
         if self.config.select == "best" and validation is None:
@@ -229,6 +233,7 @@ class Trainer:
         self.param_groups = param_groups
         self.checkpoint_config = dict(checkpoint_config or {"kind": "custom"})
         self.collate_fn = collate_fn
+        self.epoch_end = epoch_end
 
     # ------------------------------------------------------------------ setup
     def _loader(self, dist: D.DistInfo) -> tuple[DataLoader, DistributedSampler, torch.Generator]:
@@ -417,6 +422,8 @@ class Trainer:
             if finished:
                 break
             record = self._train_epoch(ddp_model, loader, sampler, optimizer, scheduler, epoch, dist)
+            if self.epoch_end is not None:
+                self.epoch_end(model)
             if self.validation is not None:
                 record.update(self._validate(model, dist))
                 value = record[self.validation.name]

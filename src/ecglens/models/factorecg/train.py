@@ -31,6 +31,7 @@ import json
 import logging
 import math
 import os
+import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timezone
@@ -231,6 +232,17 @@ def _vae_stage(splits, vae_cfg: FactorVAEConfig, tcfg: FactorTrainConfig, out_di
     return result.model.vae
 
 
+def _copy_vae(source: Path, target: Path, settings: BeatSettings) -> None:
+    """Copy a trained VAE checkpoint into a run after checking that its beat grid matches."""
+    vae, _ = load_vae(source)
+    want = (settings.beat_samples, float(settings.beat_rate))
+    if (vae.config.beat_samples, float(vae.config.sampling_rate)) != want:
+        raise ECGError(source, f"VAE beats are {vae.config.beat_samples} samples at {vae.config.sampling_rate} Hz; "
+                               f"this run needs {want[0]} at {want[1]} Hz")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(source, target)
+
+
 def load_vae(directory: str | os.PathLike, prefix: str = "", device: str = "cpu") -> tuple[FactorVAE, dict]:
     """A FactorVAE from a checkpoint whose config holds ``vae`` (weights under ``prefix``)."""
     state, config = load_checkpoint(directory, device=device)
@@ -309,12 +321,16 @@ def train_factorecg(
     folds_train: Sequence[int] = TRAIN_FOLDS,
     fold_val: int = 9,
     progress: bool = True,
+    vae_from: str | os.PathLike | None = None,
 ) -> Path:
     """Run the FactorECG stages (module docstring); returns the final checkpoint ``<out_dir>/model``.
 
     ``beat_rate`` is the VAE's beat grid (100 or 500 Hz; records are read at
     100 Hz and upsampled to 500 Hz for extraction either way). ``max_records``
-    keeps the first N records of each split (tests). Works under torchrun.
+    keeps the first N records of each split (tests). ``vae_from``: a finished
+    run's ``vae/model`` to reuse instead of training one (the VAE never sees
+    labels, so one VAE serves every label set); it is copied into this run.
+    Works under torchrun.
     """
     if label_set not in LABEL_SETS:
         raise ECGError(None, f"unknown label set {label_set!r}; choose one of {', '.join(LABEL_SETS)}")
@@ -355,6 +371,9 @@ def train_factorecg(
 
     vae_dir = out_dir / "vae" / "model"
     t0 = time.perf_counter()
+    if vae_from is not None and not vae_dir.joinpath("config.json").is_file() and dist.is_main:
+        _copy_vae(Path(vae_from), vae_dir, settings)
+    barrier()
     if vae_dir.joinpath("config.json").is_file():
         vae, _ = load_vae(vae_dir)
         log.info("factorecg: stage vae done before (%s), skipped", vae_dir)
@@ -502,6 +521,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     _common_arguments(parser)
     parser.add_argument("--active-threshold", type=float, default=FactorTrainConfig.active_threshold,
                         help="a latent dimension is a factor when its mean KL exceeds this (nats; default %(default)s)")
+    parser.add_argument("--vae-from", metavar="DIR",
+                        help="reuse a trained VAE (a run's vae/model) instead of training one, e.g. for another label set")
 
 
 def add_blackbox_arguments(parser: argparse.ArgumentParser) -> None:
@@ -524,7 +545,8 @@ def _run(args: argparse.Namespace, fn, **extra) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    return _run(args, train_factorecg, train_config=FactorTrainConfig(active_threshold=args.active_threshold))
+    return _run(args, train_factorecg, train_config=FactorTrainConfig(active_threshold=args.active_threshold),
+                vae_from=args.vae_from)
 
 
 def run_blackbox(args: argparse.Namespace) -> int:

@@ -39,19 +39,45 @@ GALLERY_TABLE = "gallery.json"
 
 
 @torch.no_grad()
-def collect_latents(model: ProtoECGNet, signals: np.ndarray, batch_size: int = 128) -> dict[str, torch.Tensor]:
-    """Eval-mode latent maps of every record for every branch: ``{branch: (N, D, W)}``."""
-    was_training = model.training
-    model.eval()
-    parts: dict[str, list[torch.Tensor]] = {n: [] for n in model.branch_names}
+def collect_latents(model: ProtoECGNet, signals: np.ndarray, batch_size: int = 128,
+                    branches: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
+    """Eval-mode latent maps of every record for every branch (or ``branches``): ``{branch: (N, D, W)}``."""
+    names = list(model.branch_names if branches is None else branches)
+    states = {n: model.branches[n].training for n in names}
+    parts: dict[str, list[torch.Tensor]] = {n: [] for n in names}
+    device = next(model.parameters()).device
     try:
+        for n in names:
+            model.branches[n].eval()
         for i in range(0, len(signals), batch_size):
-            x = torch.from_numpy(np.array(signals[i:i + batch_size], dtype=np.float32))
-            for name, branch in model.branches.items():
-                parts[name].append(branch.latent(x))
+            x = torch.from_numpy(np.array(signals[i:i + batch_size], dtype=np.float32)).to(device)
+            for n in names:
+                parts[n].append(model.branches[n].latent(x).cpu())
     finally:
-        model.train(was_training)
+        for n, state in states.items():
+            model.branches[n].train(state)
     return {n: torch.cat(p) for n, p in parts.items()}
+
+
+@torch.no_grad()
+def sync_prototypes(model: ProtoECGNet, signals: np.ndarray, sources: Sequence[tuple[str, int, int, int]]) -> int:
+    """Set prototypes back onto their source windows under the current weights.
+
+    ``sources``: ``(branch, prototype index in branch, record row in signals, window start)``.
+    After the backbone has moved, a projected prototype is no longer exactly the latent
+    patch of its source; this makes it so again. Returns the number of records encoded.
+    """
+    rows = sorted({rec for _, _, rec, _ in sources})
+    if not rows:
+        return 0
+    names = list(dict.fromkeys(b for b, _, _, _ in sources))
+    latents = collect_latents(model, signals[rows], branches=names)
+    position = {rec: i for i, rec in enumerate(rows)}
+    for branch, index, rec, window in sources:
+        layer = model.branches[branch].prototype_layer
+        patch = latents[branch][position[rec], :, window:window + layer.length]
+        layer.prototypes.data[index] = patch.to(layer.prototypes.device)
+    return len(rows)
 
 
 def _overlaps(window: int, taken: Sequence[int], length: int) -> bool:

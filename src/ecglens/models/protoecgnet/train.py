@@ -1,4 +1,4 @@
-"""Train ProtoECGNet on PTB-XL in five stages (``ecglens train protoecgnet``).
+"""Train ProtoECGNet on PTB-XL in seven stages (``ecglens train protoecgnet``).
 
 1. ``warmup``: add-on layers, prototypes and branch last layers at the full learning
    rate, backbones at a fraction of it (the backbones start from scratch, not from
@@ -8,12 +8,21 @@
 3. ``projection``: every prototype becomes its best real training window (see
    ``projection``), the similarity normalisation is refitted, and each branch's
    validation macro AUROC on its own statements is measured before and after.
-4. ``last_layer``: only the branch last layers (convex: a linear map of fixed scores) with
+4. ``refine``: the branches whose validation AUROC fell at projection train again with
+   their prototypes tied to their sources: the prototypes are not trained, and after
+   every epoch each is set to its source window's latent patch under the new weights.
+   Backbones and add-ons adapt to prototypes that stay real patches (ProtoPNet
+   alternates training and projection; this is that cycle run to the end). The other
+   branches stay as they are.
+5. ``reprojection``: projection once more. Each prototype equals its source patch
+   (cosine 1), so the search keeps it, and the branches lose nothing here, where the
+   first projection of free prototypes cost the morphology branch most.
+6. ``last_layer``: only the branch last layers (convex: a linear map of fixed scores) with
    an L1 penalty on off-class weights.
-5. ``fusion``: the masked (a statement reads only its branch's prototypes; the default,
+7. ``fusion``: the masked (a statement reads only its branch's prototypes; the default,
    shipped head) and the dense fusion heads, on the branches' normalised prototype scores.
 
-Stages 4-5 train on the projected model's eval-mode prototype scores, computed once, so
+Stages 6-7 train on the projected model's eval-mode prototype scores, computed once, so
 they cost seconds. Every stage has its own run directory ``<out>/<stage>/`` (trainer
 ``last/``, ``best/``, ``train_log.jsonl``, then ``model/`` and ``stage.json`` when it is
 finished); ``resume`` skips finished stages and continues an interrupted one. The final
@@ -65,12 +74,14 @@ from .projection import (
     collect_latents,
     project_prototypes,
     projection_summary,
+    sync_prototypes,
 )
 from .prototypes import ClassConnectedLinear
 
 log = logging.getLogger(__name__)
 
-STAGES = ("warmup", "joint", "projection", "last_layer", "fusion")
+STAGES = ("warmup", "joint", "projection", "refine", "reprojection", "last_layer", "fusion")
+EPOCH_STAGES = ("warmup", "joint", "refine", "last_layer", "fusion")
 STAGE_FILE = "stage.json"
 # Statements outside the bundled 71-statement table (superclasses, subclasses) route here.
 OTHER_BRANCH = {"NORM": "global"}
@@ -82,7 +93,8 @@ class ProtoTrainConfig:
     """The training recipe: epochs and learning rates per stage, loss weights, data handling.
 
     Epochs are maxima: ``joint`` stops early after ``patience`` epochs without a better
-    validation macro AUROC and keeps its best epoch. ``last_layer_l1`` weighs the L1 on
+    validation macro AUROC and keeps its best epoch; ``refine`` keeps its best epoch too,
+    at the lower ``refine_lr`` (it adapts a trained network, it does not retrain it). ``last_layer_l1`` weighs the L1 on
     off-class last-layer weights (ProtoPNet's 1e-4 is for a sum over 2000 weights; ours
     are fewer). ``head_weight_decay``: L2 (Adam) on the linear heads, whose fixed features
     over-fit quickly (on the local set it raised validation macro AUROC 0.82 -> 0.83).
@@ -96,12 +108,14 @@ class ProtoTrainConfig:
 
     warmup_epochs: int = 2
     joint_epochs: int = 20
+    refine_epochs: int = 6
     last_layer_epochs: int = 30
     fusion_epochs: int = 30
     batch_size: int = 64
     warmup_lr: float = 3e-3
     backbone_lr_scale: float = 0.1
     joint_lr: float = 3e-3
+    refine_lr: float = 1e-3
     head_lr: float = 1e-2
     weight_decay: float = 1e-4
     patience: int | None = 4
@@ -120,13 +134,12 @@ class ProtoTrainConfig:
             self.loss = LossWeights(**self.loss)
         self.branches = {n: b if isinstance(b, BranchConfig) else BranchConfig(**b) for n, b in self.branches.items()}
         self.bandpass = tuple(float(v) for v in self.bandpass)
-        for name in ("warmup_epochs", "joint_epochs", "last_layer_epochs", "fusion_epochs"):
-            if getattr(self, name) < 1:
-                raise ECGError("<ProtoTrainConfig>", f"{name} must be at least 1")
+        for name in EPOCH_STAGES:
+            if getattr(self, f"{name}_epochs") < 1:
+                raise ECGError("<ProtoTrainConfig>", f"{name}_epochs must be at least 1")
 
     def epochs(self) -> dict[str, int]:
-        return {"warmup": self.warmup_epochs, "joint": self.joint_epochs, "last_layer": self.last_layer_epochs,
-                "fusion": self.fusion_epochs}
+        return {name: getattr(self, f"{name}_epochs") for name in EPOCH_STAGES}
 
     def pipeline(self, sampling_rate: float = 100.0) -> Pipeline:
         """Model input: resample, band-pass, per-lead standardisation, exactly 10 s."""
@@ -300,10 +313,55 @@ def _set_trainable(model: ProtoECGNet, fusion: bool) -> None:
         p.requires_grad_(fusion)
 
 
+class _Refining(nn.Module):
+    """The model during ``refine``: prototypes frozen; branches not refined frozen and kept in eval mode
+    (so their batch-norm and similarity statistics do not move either)."""
+
+    def __init__(self, model: ProtoECGNet, refined: Sequence[str]):
+        super().__init__()
+        self.model, self.refined = model, list(refined)
+        for name, branch in model.branches.items():
+            for p in branch.parameters():
+                p.requires_grad_(name in self.refined)
+            branch.prototype_layer.prototypes.requires_grad_(False)
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        for name, branch in self.model.branches.items():
+            if name not in self.refined:
+                branch.eval()
+        return self
+
+    def forward(self, x: torch.Tensor):
+        return self.model(x)
+
+
+def branches_to_refine(projection_facts: dict[str, Any], names: Sequence[str]) -> list[str]:
+    """The branches whose validation macro AUROC fell at projection (the ones ``refine`` trains)."""
+    pre, post = projection_facts["pre_projection"], projection_facts["post_projection"]
+    return [n for n in names if post[f"val_auroc_{n}"] < pre[f"val_auroc_{n}"]]
+
+
 def _network_stage(ctx: _Context, stage: str) -> dict[str, Any]:
-    """warmup or joint: the whole network (fusion frozen) on the prototype losses."""
+    """warmup, joint or refine: the network (fusion frozen) on the prototype losses.
+
+    ``refine`` trains only the branches that lost at projection, with their prototypes fixed.
+    """
     r, model = ctx.recipe, ctx.model
     _set_trainable(model, fusion=False)
+    net: nn.Module = model
+    refined, epoch_end = None, None
+    if stage == "refine":
+        refined = branches_to_refine(ctx.facts["projection"], model.branch_names)
+        if not refined:
+            return {"refined": [], "epochs_run": 0}
+        net = _Refining(model, refined)
+        row_of = {int(e): i for i, e in enumerate(ctx.train_ids)}
+        sources = [(r["branch"], r["index"], row_of[int(r["ecg_id"])], r["window"])
+                   for r in ctx.gallery.prototypes if r["projected"] and r["branch"] in refined]
+
+        def epoch_end(_):
+            sync_prototypes(model, ctx.train_x, sources)
     rate = model.config.sampling_rate
     train_data = RecordDataset(ctx.train_x, ctx.train_y, rate, model.config.n_samples, train=True,
                                max_shift=int(round(r.max_shift_s * rate)))
@@ -333,14 +391,18 @@ def _network_stage(ctx: _Context, stage: str) -> dict[str, Any]:
         cfg = _train_config(ctx, stage, r.warmup_epochs, r.warmup_lr, select="final")
     else:
         groups = None
-        cfg = _train_config(ctx, stage, r.joint_epochs, r.joint_lr, select="best", patience=r.patience)
-    trainer = Trainer(model, loss_fn, train_data, cfg,
+        lr = r.refine_lr if stage == "refine" else r.joint_lr
+        cfg = _train_config(ctx, stage, getattr(r, f"{stage}_epochs"), lr, select="best", patience=r.patience)
+    trainer = Trainer(net, loss_fn, train_data, cfg,
                       validation=Validation(val_data, outputs, metric, name="val_macro_auroc", mode="max"),
-                      run_dir=ctx.out / stage, param_groups=groups, checkpoint_config=_config(ctx))
+                      run_dir=ctx.out / stage, param_groups=groups, checkpoint_config=_config(ctx),
+                      epoch_end=epoch_end)
     result = trainer.fit(resume=ctx.resume)
+    _set_trainable(model, fusion=False)
     best = max(result.history, key=lambda h: h["val_macro_auroc"]) if cfg.select == "best" else result.history[-1]
-    return {**{k: v for k, v in result.facts.items() if k != "stage"},
-            **{k: v for k, v in best.items() if k.startswith("val_")}}
+    facts = {**{k: v for k, v in result.facts.items() if k != "stage"},
+             **{k: v for k, v in best.items() if k.startswith("val_")}}
+    return facts if refined is None else {"refined": refined, **facts}
 
 
 def _projection_stage(ctx: _Context) -> dict[str, Any]:
@@ -466,7 +528,7 @@ def train_protoecgnet(
     progress: bool = True,
     threads: int | None = 1,
 ) -> Path:
-    """Run all five stages and save the final checkpoint to ``<out_dir>/model`` (returned).
+    """Run all seven stages and save the final checkpoint to ``<out_dir>/model`` (returned).
 
     Works under torchrun (the network stages use DDP; projection runs on every rank on
     the same data, so all ranks hold the same prototypes). ``threads`` sets torch's
@@ -528,6 +590,8 @@ def _train(data_root, label_set, out_dir, recipe, folds_train, fold_val, seed, c
     _run_stage(ctx, "warmup", lambda: _network_stage(ctx, "warmup"))
     _run_stage(ctx, "joint", lambda: _network_stage(ctx, "joint"))
     _run_stage(ctx, "projection", lambda: _projection_stage(ctx))
+    _run_stage(ctx, "refine", lambda: _network_stage(ctx, "refine"))
+    _run_stage(ctx, "reprojection", lambda: _projection_stage(ctx))
     _run_stage(ctx, "last_layer", lambda: _head_stage(ctx, "last_layer"))
     _run_stage(ctx, "fusion", lambda: _head_stage(ctx, "fusion"))
 
@@ -545,20 +609,23 @@ def _train(data_root, label_set, out_dir, recipe, folds_train, fold_val, seed, c
 
 
 def _summary(facts: dict[str, Any]) -> dict[str, Any]:
-    """Validation macro AUROC per stage, and per branch before/after projection and after the last layer."""
-    proj = facts["projection"]
-    per_branch = {}
-    for key, value in proj["pre_projection"].items():
-        per_branch[key] = {"pre_projection": value, "post_projection": proj["post_projection"][key],
-                           "after_last_layer": facts["last_layer"].get(key)}
+    """Validation macro AUROC per stage, and per branch from before the first projection to after the last layer."""
+    first, final = facts["projection"], facts["reprojection"]
+    per_branch = {key: {"pre_projection": value, "post_projection": first["post_projection"][key],
+                        "after_refine": facts["refine"].get(key),
+                        "post_reprojection": final["post_projection"][key],
+                        "after_last_layer": facts["last_layer"].get(key)}
+                  for key, value in first["pre_projection"].items()}
     fusion = facts["fusion"]
     return {"val_macro_auroc": {"warmup": facts["warmup"].get("val_macro_auroc"),
                                 "joint": facts["joint"].get("val_macro_auroc"),
-                                "projection": proj["post_projection"]["val_macro_auroc"],
+                                "projection": first["post_projection"]["val_macro_auroc"],
+                                "refine": facts["refine"].get("val_macro_auroc"),
+                                "reprojection": final["post_projection"]["val_macro_auroc"],
                                 "last_layer": facts["last_layer"].get("val_macro_auroc"),
                                 "fusion_masked": fusion.get("val_macro_auroc"),
                                 "fusion_dense": fusion.get("val_dense_macro_auroc")},
-            "branches": per_branch,
+            "branches": per_branch, "refined_branches": facts["refine"].get("refined"),
             "no_branch_below_pre_projection": all(
                 (v["after_last_layer"] or 0) >= v["pre_projection"] - 1e-12 for v in per_branch.values())}
 
@@ -568,8 +635,9 @@ def parse_stage_epochs(text: str) -> dict[str, int]:
     out = {}
     for item in filter(None, (t.strip() for t in text.split(","))):
         name, _, value = item.partition("=")
-        if name not in ("warmup", "joint", "last_layer", "fusion") or not value.strip().isdigit():
-            raise ECGError(None, f"--epochs-per-stage: bad item {item!r}; use e.g. warmup=2,joint=10,last_layer=20,fusion=20")
+        if name not in EPOCH_STAGES or not value.strip().isdigit():
+            raise ECGError(None, f"--epochs-per-stage: bad item {item!r}; "
+                                 f"use e.g. warmup=2,joint=10,refine=4,last_layer=20,fusion=20")
         out[f"{name}_epochs"] = int(value)
     return out
 
@@ -581,7 +649,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="RUN_DIR",
                         help="run directory: one sub-directory per stage; the final model goes to RUN_DIR/model")
     parser.add_argument("--epochs-per-stage", default="", metavar="SPEC",
-                        help="e.g. warmup=2,joint=20,last_layer=30,fusion=30 (defaults as shown)")
+                        help="e.g. warmup=2,joint=20,refine=6,last_layer=30,fusion=30 (defaults as shown)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--resume", action="store_true", help="skip finished stages and continue an interrupted one")
     parser.add_argument("--cache", metavar="DIR", help="signal cache directory (default $ECGLENS_CACHE or ~/.cache/ecglens)")
