@@ -14,6 +14,9 @@ success >= 90 %, comparable proximity and realism, >= 10x faster.
 
 Needs a trained FactorECG VAE and a classifier; a trained qLST model
 (``--qlst``) or it trains one first into ``--train-run`` (``--epochs``).
+``--fidelity MODEL`` (repeatable) adds, for a classifier that reads 10-s
+records, how well its test-fold scores survive re-synthesis from the median
+beat (Pearson r per statement between real and re-synthesised records).
 
 Usage: ``python bench/qlst.py --vae RUN/vae/model --classifier MODEL --data DATA_DIR [--qlst MODEL]``
 Writes ``qlst.json`` and ``qlst.md`` into ``--out`` (default bench/results).
@@ -37,9 +40,10 @@ from ecglens.datasets import PTBXL  # noqa: E402
 from ecglens.errors import ECGError  # noqa: E402
 from ecglens.models.factorecg.data import BeatSettings, load_beats  # noqa: E402
 from ecglens.models.factorecg.vae import encode_beats  # noqa: E402
+from ecglens.models import load_classifier  # noqa: E402
 from ecglens.models.qlst import (RecordClassifierAdapter, RecordContext, evaluate_queries,  # noqa: E402
                                  load_classifier_adapter, load_qlst, load_vae_checkpoint, regular_peaks,
-                                 train_from_paths)
+                                 resynthesis_fidelity, train_from_paths)
 
 TEST_FOLD = 10
 METRICS = ("success_rate", "mean_abs_error", "proximity_uv", "prior_log_density", "consistency_uv",
@@ -49,6 +53,24 @@ METRICS = ("success_rate", "mean_abs_error", "proximity_uv", "prior_log_density"
 def _weighted(parts: list[dict], method: str) -> dict:
     n = np.array([p[method]["queries"] for p in parts], dtype=np.float64)
     return {m: float(np.sum(n * [p[method][m] for p in parts]) / n.sum()) for m in METRICS} | {"queries": int(n.sum())}
+
+
+def fidelity(model: str, ds: PTBXL, min_positives: int) -> dict:
+    """Re-synthesis fidelity of a record classifier on the test fold, per statement and summarised."""
+    clf = load_classifier(model)
+    label_set = clf.config.get("label_set") or "all"
+    labels = ds.labels(label_set, (TEST_FOLD,))
+    t0 = time.perf_counter()
+    res = resynthesis_fidelity(clf, [ds.read(int(i)) for i in labels.ecg_ids])
+    positives = {n: int(labels.y[:, j].sum()) for j, n in enumerate(labels.names)}
+    common = [n for n in clf.labels if positives.get(n, 0) >= min_positives and res["correlation"][n] is not None]
+    r = [res["correlation"][n] for n in common]
+    return {"model": model, "kind": clf.config.get("kind"), "n_records": res["n_records"],
+            "skipped": len(res["skipped"]), "seconds": time.perf_counter() - t0,
+            "statements": {n: {"r": res["correlation"][n], "mean_abs_difference": res["mean_abs_difference"][n],
+                               "test_positives": positives.get(n)} for n in clf.labels},
+            "common": {"min_positives": min_positives, "statements": common,
+                       "median_r": float(np.median(r)) if r else None, "min_r": float(np.min(r)) if r else None}}
 
 
 def main() -> int:
@@ -67,6 +89,8 @@ def main() -> int:
     ap.add_argument("--max-records", type=int)
     ap.add_argument("--cache")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fidelity", action="append", default=[], metavar="MODEL",
+                    help="a 10-s record classifier whose re-synthesis fidelity to measure (repeatable)")
     ap.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = ap.parse_args()
 
@@ -126,6 +150,7 @@ def main() -> int:
         "machine": {"platform": platform.platform(), "device": device, "torch": torch.__version__,
                     "threads": torch.get_num_threads()},
     }
+    result["resynthesis_fidelity"] = [fidelity(m, ds, args.min_positives) for m in args.fidelity]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "qlst.json").write_text(json.dumps(result, indent=2, default=str))
@@ -146,6 +171,16 @@ def main() -> int:
     lines += ["", f"Speed-up of qLST: {overall['speedup']:.0f}x. Targets: success >= 0.9 "
                   f"({'met' if result['targets']['met']['success'] else 'not met'}), >= 10x faster "
                   f"({'met' if result['targets']['met']['speedup'] else 'not met'})."]
+    for f in result["resynthesis_fidelity"]:
+        common = f["common"]
+        lines += ["", f"## Re-synthesis fidelity: `{f['kind']}` ({f['model']})", "",
+                  f"{f['n_records']} test records ({f['skipped']} without a usable beat). Pearson r between the "
+                  f"classifier's scores on real records and on records re-synthesised from their own median beat; "
+                  f"over the {len(common['statements'])} statements with >= {common['min_positives']} test positives: "
+                  f"median r {common['median_r']:.2f}, lowest {common['min_r']:.2f}.", "",
+                  "| statement | test positives | r | mean abs. score difference |", "|---|---|---|---|"]
+        lines += [f"| {n} | {f['statements'][n]['test_positives']} | {f['statements'][n]['r']:.2f} | "
+                  f"{f['statements'][n]['mean_abs_difference']:.3f} |" for n in common["statements"]]
     (out / "qlst.md").write_text("\n".join(lines) + "\n")
     print(f"wrote {out / 'qlst.json'} and {out / 'qlst.md'}")
     return 0

@@ -8,6 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from ecglens.beats import ecg_simulate
 from ecglens.cli import build_parser
@@ -83,6 +84,24 @@ def test_resume_skips_finished_stages(run, tmp_path):
     np.testing.assert_allclose(a.factor_models.coef, b.factor_models.coef)
     with pytest.raises(ECGError, match="previous run"):
         _train(run["data"], out, run["cache"], resume=False)
+
+
+def test_vae_from_reuses_a_trained_vae_for_another_label_set(run, tmp_path):
+    out = tmp_path / "rhythm"
+    path = train_factorecg(run["data"], "rhythm", out, seed=0, cache_dir=run["cache"], max_records=N,
+                           vae_config=TINY_VAE, train_config=TINY_TRAIN, progress=False,
+                           vae_from=run["out"] / "vae" / "model")
+    stages = [(r["stage"], r.get("skipped", False)) for r in _log(out) if "records_per_s" not in r]
+    assert ("vae", True) in stages  # not trained again
+    a = load_file(str(out / "vae" / "model" / "model.safetensors"))
+    b = load_file(str(run["out"] / "vae" / "model" / "model.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    config = json.loads((path / "config.json").read_text())
+    assert config["label_set"] == "rhythm"
+    with pytest.raises(ECGError, match="samples at"):
+        train_factorecg(run["data"], "rhythm", tmp_path / "r500", cache_dir=run["cache"], max_records=N,
+                        beat_rate=500.0, vae_config=TINY_VAE, train_config=TINY_TRAIN, progress=False,
+                        vae_from=run["out"] / "vae" / "model")
 
 
 def test_checkpoint_loads_without_training_data_and_predicts_samples(run, tmp_path):
