@@ -38,12 +38,20 @@ sys.path.insert(0, str(REPO / "src"))
 
 from ecglens.datasets import PTBXL  # noqa: E402
 from ecglens.errors import ECGError  # noqa: E402
+from ecglens.models import load_classifier  # noqa: E402
 from ecglens.models.factorecg.data import BeatSettings, load_beats  # noqa: E402
 from ecglens.models.factorecg.vae import encode_beats  # noqa: E402
-from ecglens.models import load_classifier  # noqa: E402
-from ecglens.models.qlst import (RecordClassifierAdapter, RecordContext, evaluate_queries,  # noqa: E402
-                                 load_classifier_adapter, load_qlst, load_vae_checkpoint, regular_peaks,
-                                 resynthesis_fidelity, train_from_paths)
+from ecglens.models.qlst import (  # noqa: E402
+    RecordClassifierAdapter,
+    RecordContext,
+    evaluate_queries,
+    load_classifier_adapter,
+    load_qlst,
+    load_vae_checkpoint,
+    regular_peaks,
+    resynthesis_fidelity,
+    train_from_paths,
+)
 
 TEST_FOLD = 10
 METRICS = ("success_rate", "mean_abs_error", "proximity_uv", "prior_log_density", "consistency_uv",

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from ecglens.beats import ecg_simulate
+from ecglens.errors import ECGError
 from ecglens.explain import EXPLAINERS, ExplainOptions
 from ecglens.io.leads import STANDARD_LEADS
 from ecglens.io.record import ECG
@@ -31,7 +32,7 @@ from ecglens.models.qlst import (
     train_qlst,
 )
 from ecglens.preprocess import Pipeline, Resample
-from ecglens.training import save_checkpoint
+from ecglens.training import load_checkpoint, save_checkpoint
 
 SETTINGS = BeatSettings(beat_rate=50.0, before=0.4, after=0.4)  # 40 samples, R at 20
 R = SETTINGS.r_index
@@ -174,6 +175,12 @@ def test_checkpoint_round_trip_and_explanation(tmp_path):
                                ExplainOptions(figures=False, extra={"qlst_target": 0.9, "qlst_steps": 3}))
     s = target["statements"][0]
     assert s["sweep"][0]["q"] == pytest.approx(s["score_decoded"], abs=1e-6) and s["sweep"][-1]["q"] == pytest.approx(0.9)
+
+    # the network only fits the classifier it was trained with: other weights in that place are refused
+    state, config = load_checkpoint(clf_dir)
+    save_checkpoint(clf_dir, {k: v + 0.01 for k, v in state.items()}, config)
+    with pytest.raises(ECGError, match="other weights"):
+        load_qlst(tmp_path / "run")
 
 
 def test_registered_in_cli():

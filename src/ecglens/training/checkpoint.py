@@ -8,6 +8,7 @@ an interrupted save never leaves a half-written checkpoint behind.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -126,6 +127,15 @@ def load_checkpoint(directory: str | os.PathLike,
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise ECGError(directory, f"{WEIGHTS_FILE} is corrupt or unreadable ({exc})") from exc
     return state, config
+
+
+def weights_digest(directory: str | os.PathLike) -> str:
+    """SHA-256 of a checkpoint's weights file: names exactly which weights a dependent model was built on."""
+    path = Path(directory) / WEIGHTS_FILE
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError as exc:
+        raise ECGError(path, f"cannot read the weights ({exc.strerror or exc})") from exc
 
 
 def load_extra(directory: str | os.PathLike, name: str) -> Any:

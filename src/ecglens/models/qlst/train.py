@@ -38,6 +38,7 @@ from ...training import (
     load_config,
     save_checkpoint,
     seed_everything,
+    weights_digest,
 )
 from .adapters import RecordClassifierAdapter, RecordContext, adapter_for
 from .config import QLSTConfig
@@ -194,7 +195,7 @@ def load_vae_checkpoint(path: str | os.PathLike, device: str = "cpu"):
         raise ECGError(directory, f"not a FactorECG VAE checkpoint (kind {kind!r})")
     vae, config = load_vae(directory, prefix="vae." if kind == "factorecg" else "", device=device)
     beat = config.get("beat") or BeatSettings(beat_rate=vae.config.sampling_rate).to_dict()
-    return vae, {"path": str(directory.resolve()), "kind": kind}, beat
+    return vae, {"path": str(directory.resolve()), "kind": kind, "sha256": weights_digest(directory)}, beat
 
 
 def load_classifier_adapter(path: str | os.PathLike, beat: dict, device: str = "cpu"):
@@ -206,8 +207,16 @@ def load_classifier_adapter(path: str | os.PathLike, beat: dict, device: str = "
     clf = load_classifier(directory, device=device)
     settings = BeatSettings.from_dict(beat)
     identity = {"path": str(Path(directory).resolve()), "kind": clf.config.get("kind"),
-                "label_set": clf.config.get("label_set")}
+                "label_set": clf.config.get("label_set"), "sha256": weights_digest(directory)}
     return adapter_for(clf, settings.beat_rate, settings.r_index, identity), clf
+
+
+def _check_same_weights(directory, what: str, trained_with: dict, found: dict) -> None:
+    """A traversal network only fits the VAE and classifier it was trained with: refuse others."""
+    if trained_with.get("sha256") and trained_with["sha256"] != found["sha256"]:
+        raise ECGError(directory, f"trained with the {what} at {trained_with['path']} (weights sha256 "
+                                  f"{trained_with['sha256'][:12]}...), but that checkpoint now holds other weights "
+                                  f"({found['sha256'][:12]}...); retrain qLST or restore that {what}")
 
 
 def load_qlst(path: str | os.PathLike, vae=None, classifier=None, device: str = "cpu") -> QLST:
@@ -225,11 +234,13 @@ def load_qlst(path: str | os.PathLike, vae=None, classifier=None, device: str = 
     except (KeyError, TypeError) as exc:
         raise ECGError(directory, f"qlst config is incomplete ({exc})") from exc
     if vae is None:
-        vae, _, _ = load_vae_checkpoint(config["vae"]["path"], device=device)
+        vae, vae_id, _ = load_vae_checkpoint(config["vae"]["path"], device=device)
+        _check_same_weights(directory, "VAE", config["vae"], vae_id)
     record_classifier = None
     if classifier is None:
         classifier, record_classifier = load_classifier_adapter(config["classifier"]["path"], config["beat"],
                                                                 device=device)
+        _check_same_weights(directory, "classifier", config["classifier"], classifier.identity)
     network = TraversalNetwork(cfg)
     try:
         network.load_state_dict(state)
