@@ -107,12 +107,15 @@ def remeasure_inference(targets: list[Path], data: Path, threads: int) -> None:
 
     torch.set_num_threads(threads)
     ds = PTBXL(data, sampling_rate=100)
-    raw = test_records(ds, ds.labels("all", (TEST_FOLD,)).ecg_ids)
+    records = [json.loads(t.read_text()) for t in targets]
+    unusable = {i for r in records for i, _ in r["test_records_without_input"]["records"]}
+    raw = test_records(ds, [i for i in ds.labels("all", (TEST_FOLD,)).ecg_ids if int(i) not in unusable])
     for target in targets:
         record = json.loads(target.read_text())
         rate = inference_throughput(load_classifier(REPO / record["checkpoint"]), raw)
         record["inference_records_per_s"] = rate
         record["inference_measured"] = {"torch_threads": threads, "load_average": list(os.getloadavg()),
+                                        "records": len(raw),
                                         "when": time.strftime("%Y-%m-%d %H:%M:%S"), "together_with": len(targets)}
         target.write_text(json.dumps(record, indent=2))
         print(f"[infer] {target.stem}: {rate:.0f} rec/s", flush=True)
@@ -128,13 +131,16 @@ def run_job(model: str, label_set: str, seed: int, data: Path, epochs: int | Non
 
     torch.set_num_threads(threads)
     out = WORK / "runs" / model / label_set / f"seed{seed}"
-    resumed = any(out.rglob("last"))  # a killed job's partial run continues; its wall time covers this part only
+    resumed = any(out.rglob("last"))  # a job that was killed continues its partial run
     t0 = time.perf_counter()
     path = MODELS[model][1](data, label_set, seed, out, epochs)
     train_s = time.perf_counter() - t0
     log = [json.loads(line) for p in sorted(out.rglob("train_log.jsonl"))  # one per stage in multi-stage models
            for line in p.read_text().splitlines() if line.strip()]
     epochs = [r for r in log if "records_per_s" in r and "seconds" in r]
+    if resumed:  # this process saw only part of the training: take the logged times (stage totals, else epochs)
+        stages = [r for r in log if "epoch" not in r and "seconds" in r]
+        train_s = sum(r["seconds"] for r in (stages or epochs))
 
     clf = load_classifier(path)
     ds = PTBXL(data, sampling_rate=100)
@@ -147,7 +153,8 @@ def run_job(model: str, label_set: str, seed: int, data: Path, epochs: int | Non
     y_train = ds.labels(label_set, tuple(range(1, 9))).y
     report = evaluate_predictions(test.y, scores, test.label_names, bootstrap_indices=boot, y_train=y_train)
 
-    infer = inference_throughput(clf, test_records(ds, test.ecg_ids))
+    usable = np.setdiff1d(test.ecg_ids, [i for i, _ in unscored])  # records the model can read at all
+    infer = inference_throughput(clf, test_records(ds, usable))
     size = sum(f.stat().st_size for f in Path(path).iterdir() if f.is_file())
     return {
         "model": model, "description": MODELS[model][0], "label_set": label_set, "seed": seed,
@@ -188,7 +195,8 @@ def build_table() -> str:
              f"to probabilities, preprocessing included, batches of 64, {os.cpu_count()} CPU cores, torch threads per job: "
              f"{sorted({r['machine']['torch_threads'] for r in runs})}. Train rec/s: records processed over training "
              "seconds, all stages and epochs together (ProtoECGNet's head stages run on stored scores, so its figure is "
-             "high). Regenerate with "
+             "high). A job that was interrupted and resumed reports its logged stage (or epoch) times as train wall. "
+             "Regenerate with "
              "`python bench/run.py` (see its --help).", "",
              "| label set | model | seeds | macro AUROC | 90% CI (seed 0) | labels scored (mean in resamples) | Fmax "
              "| train wall (s) | epochs | train rec/s | infer rec/s | peak RAM (MiB) | size (MB) |",
