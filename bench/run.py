@@ -69,7 +69,8 @@ MODELS = {
     "recipe": ("xresnet1d101, PTB-XL benchmark recipe (Strodthoff et al. 2021), 30 epochs",
                _train_baseline("ptbxl-benchmark", bench_epochs=30)),
     "protoecgnet": ("ProtoECGNet, 3 prototype branches, masked fusion (Sethi et al. 2025)", _train_protoecgnet),
-    "factorecg": ("FactorECG: median-beat VAE factors + logistic regression per statement", _train_beat_model("factorecg")),
+    "factorecg": ("FactorECG: median-beat VAE factors + logistic regression per statement (one VAE, trained with "
+                  "'all', serves every label set)", _train_beat_model("factorecg")),
     "beat-blackbox": ("median-beat CNN (FactorECG's encoder) trained end to end", _train_beat_model("beat-blackbox")),
 }
 
@@ -131,7 +132,7 @@ def run_job(model: str, label_set: str, seed: int, data: Path, epochs: int | Non
 
     torch.set_num_threads(threads)
     out = WORK / "runs" / model / label_set / f"seed{seed}"
-    resumed = any(out.rglob("last"))  # a job that was killed continues its partial run
+    resumed = out.is_dir() and any(out.iterdir())  # a job that was killed continues its partial run
     t0 = time.perf_counter()
     path = MODELS[model][1](data, label_set, seed, out, epochs)
     train_s = time.perf_counter() - t0

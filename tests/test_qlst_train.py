@@ -18,6 +18,7 @@ from ecglens.models.factorecg import (
 )
 from ecglens.models.factorecg.data import BeatSettings
 from ecglens.models.qlst import (
+    QLST,
     CallableAdapter,
     QLSTConfig,
     QueryDataset,
@@ -75,6 +76,29 @@ def test_untrained_network_leaves_the_beat():
     net = TraversalNetwork(cfg)
     dz = net(torch.randn(5, 4), torch.rand(5, 2), torch.tensor([0, 1, 0, 1, 0]), torch.rand(5))
     assert torch.equal(dz, torch.zeros(5, 4))
+
+
+def test_each_move_reads_the_score_of_the_beat_reached_so_far():
+    vae = tiny_vae()
+    step = torch.tensor([0.5, -0.25, 0.0, 1.0])
+    seen = []
+
+    class Recorder(torch.nn.Module):  # a fixed step that records the (z, scores) it is shown
+        def forward(self, z, scores, statement, q):
+            seen.append((z.clone(), scores.clone()))
+            return step.expand_as(z)
+
+    clf = CallableAdapter(lambda beats, context=None: torch.sigmoid(beats[:, 1, R:R + 1]), ["B"])
+    qlst = QLST(TraversalNetwork(QLSTConfig(statements=("B",), latent_dim=4, moves=3)), vae, clf)
+    z = torch.randn(5, 4)
+    x0, s0, z_end = qlst.traverse(z, torch.zeros(5, dtype=torch.long), torch.rand(5), network=Recorder())
+    assert torch.allclose(z_end, z + 3 * step)
+    assert len(seen) == 3
+    for k, (zk, sk) in enumerate(seen):
+        assert torch.allclose(zk, z + k * step)
+        with torch.no_grad():
+            assert torch.allclose(sk, torch.sigmoid(vae.decode(zk)[:, 1, R:R + 1]), atol=1e-6)
+    assert torch.allclose(s0, seen[0][1])
 
 
 def test_traversal_network_answers_held_out_queries(toy):

@@ -25,6 +25,13 @@ Defaults (our choices; every one is a setting):
 * ``far_fraction=0.3``: that share of training queries is drawn from the
   extremes (``U(0, 0.1)`` or ``U(0.9, 1)``), the rest from ``U(0, 1)``; users
   mostly ask "what would make this positive / negative".
+* ``moves=2``: the network is applied twice; the second application sees the
+  classifier's score of the beat the first one reached and corrects it. The
+  paper's network moves once, blind to where it lands; on the local set
+  (beat black box on "all", statements with >= 20 test positives) one move
+  reached a validation success rate of 0.85 after 34 epochs (training 0.87:
+  the network underfits rather than overfits). The loss is applied after the
+  last move only; ``moves=1`` is the paper's form.
 * ``tolerance=0.1``: a query succeeds when the classifier's score of the
   explained beat lies within 0.1 of ``q`` (the success rate is the
   validation metric for early stopping).
@@ -56,6 +63,7 @@ class QLSTConfig:
     w_prior: float = 1.0
     prior_radius: float | None = None
     far_fraction: float = 0.3
+    moves: int = 2
     tolerance: float = 0.1
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -83,8 +91,8 @@ class QLSTConfig:
             raise ECGError(None, f"prior_radius must be positive, got {self.prior_radius}")
         if not 0 <= self.far_fraction <= 1 or not 0 < self.tolerance < 1:
             raise ECGError(None, "far_fraction must be in [0, 1] and tolerance in (0, 1)")
-        if min(self.epochs, self.batch_size, self.queries_per_epoch, self.val_queries) < 1:
-            raise ECGError(None, "epochs, batch_size, queries_per_epoch and val_queries must be positive")
+        if min(self.epochs, self.batch_size, self.queries_per_epoch, self.val_queries, self.moves) < 1:
+            raise ECGError(None, "epochs, batch_size, queries_per_epoch, val_queries and moves must be positive")
 
     @property
     def radius(self) -> float:

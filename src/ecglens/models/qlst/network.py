@@ -7,7 +7,9 @@ serves every configured statement. Its last layer starts at zero, so an
 untrained network leaves the beat where it is.
 
 ``QLST`` bundles the network with the frozen VAE and classifier adapter:
-``explain(z, statement, q)`` is one forward pass (no per-record optimisation).
+``explain(z, statement, q)`` applies the network ``config.moves`` times, each
+time to the latent reached so far and the classifier's score of its decoded
+beat (no per-record optimisation: a few forward passes).
 """
 from __future__ import annotations
 
@@ -86,12 +88,25 @@ class QLST(nn.Module):
         cols = torch.tensor(self.columns, device=beats.device)
         return self.classifier(beats, context).index_select(1, cols)
 
-    def step(self, z: torch.Tensor, statement: torch.Tensor, q: torch.Tensor, context: Any = None):
-        """Decoded original, its scores and the network's dz (gradients flow into the network only)."""
+    def traverse(self, z: torch.Tensor, statement: torch.Tensor, q: torch.Tensor, context: Any = None,
+                 network: nn.Module | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decoded original, its scores, and the latent after ``config.moves`` network steps.
+
+        Each step reads the classifier's scores of the beat decoded from the latent reached
+        so far (an observation: no gradient flows through it); gradients flow into the
+        network (``network``: e.g. its DDP wrapper; default ``self.network``) through z.
+        """
+        net = network if network is not None else self.network
         with torch.no_grad():
             x0 = self.vae.decode(z)
             s0 = self.scores(x0, context)
-        return x0, s0, self.network(z, s0, statement, q)
+        zt, st = z, s0
+        for move in range(self.config.moves):
+            if move:
+                with torch.no_grad():
+                    st = self.scores(self.vae.decode(zt), context)
+            zt = zt + net(zt, st, statement, q)
+        return x0, s0, zt
 
     def explain(self, z: torch.Tensor, statement: str | torch.Tensor, q: torch.Tensor | float,
                 context: Any = None) -> Explanation:
@@ -107,8 +122,9 @@ class QLST(nn.Module):
         self.network.eval()
         try:
             with torch.no_grad():
-                x0, s0, dz = self.step(z, statement, q, context)
-                x1 = self.vae.decode(z + dz)
+                x0, s0, z1 = self.traverse(z, statement, q, context)
+                dz = z1 - z
+                x1 = self.vae.decode(z1)
                 s1 = self.scores(x1, context)
         finally:
             self.network.train(was)

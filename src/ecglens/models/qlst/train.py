@@ -114,14 +114,11 @@ def query_terms(qlst: QLST, network, batch) -> dict[str, torch.Tensor]:
     """Per-query loss, achieved score and proximity for a batch of queries (``network`` may be DDP-wrapped)."""
     z, s, q = batch[0], batch[1], batch[2]
     context = _context(qlst, batch)
-    with torch.no_grad():
-        x0 = qlst.vae.decode(z)
-        s0 = qlst.scores(x0, context)
-    dz = network(z, s0, s, q)
-    x1 = qlst.vae.decode(z + dz)
+    x0, s0, z1 = qlst.traverse(z, s, q, context, network=network)
+    x1 = qlst.vae.decode(z1)
     p1 = qlst.scores(x1, context).gather(1, s.view(-1, 1)).squeeze(1)
     p0 = s0.gather(1, s.view(-1, 1)).squeeze(1)
-    loss, logs = qlst_loss(p1, q, p0, x0, x1, z + dz, qlst.config)
+    loss, logs = qlst_loss(p1, q, p0, x0, x1, z1, qlst.config)
     return {"loss": loss, "logs": logs, "score": p1, "target": q, "proximity_mv": beat_rmse(x0, x1)}
 
 
