@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -75,8 +74,13 @@ MODELS = {
 }
 
 
-def peak_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+def stage_times(config: dict, log: list[dict]) -> list[dict]:
+    """Wall time (and the process's peak memory so far, where logged) of each stage of a multi-stage model."""
+    staged = config.get("training", {}).get("stages")  # ProtoECGNet keeps its stage facts in the checkpoint
+    if isinstance(staged, dict):
+        return [{"stage": k, "seconds": v.get("wall_s"), "peak_rss_mib": v.get("peak_rss_mib")} for k, v in staged.items()]
+    return [{"stage": r["stage"], "seconds": r["seconds"], "peak_rss_mib": r.get("peak_rss_mib")}
+            for r in log if "epoch" not in r and "seconds" in r]
 
 
 def inference_throughput(clf, ecgs, batch: int = 64, repeats: int = 2) -> float:
@@ -129,6 +133,7 @@ def run_job(model: str, label_set: str, seed: int, data: Path, epochs: int | Non
     from ecglens.datasets import PTBXL
     from ecglens.metrics import evaluate_predictions, get_or_make_bootstrap
     from ecglens.models import load_classifier
+    from ecglens.training import peak_rss_mib
 
     torch.set_num_threads(threads)
     out = WORK / "runs" / model / label_set / f"seed{seed}"
@@ -167,6 +172,7 @@ def run_job(model: str, label_set: str, seed: int, data: Path, epochs: int | Non
         "inference_records_per_s": infer, "peak_rss_mib": peak_rss_mib(), "model_bytes": size,
         "n_train": int(clf.config.get("training", {}).get("n_train", 0)), "n_test": int(len(test.ecg_ids)),
         "training_summary": clf.config.get("training", {}).get("summary"),  # per-stage facts a model records
+        "stages": stage_times(clf.config, log),
         "checkpoint": str(Path(path).relative_to(REPO)), "per_label": report["per_label"],
         "test_records_without_input": {"count": len(unscored), "records": unscored},
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
@@ -220,6 +226,18 @@ def build_table() -> str:
             f"| {_fmt(row['fmax'])} | {_fmt(row['train_wall_s'], 0)} | {_fmt([r['epochs_run'] for r in rs], 0)} "
             f"| {_fmt([r['train_records_per_s'] for r in rs], 0)} | {_fmt(row['inference_records_per_s'], 0)} "
             f"| {_fmt([r['peak_rss_mib'] for r in rs], 0)} | {rs[0]['model_bytes'] / 1e6:.1f} |")
+    staged = [r for r in runs if r.get("stages") and r["seed"] == 0]
+    if staged:
+        lines += ["", "## Stages (seed 0)", "",
+                  "Wall time of each training stage; peak RAM is the job's peak up to the end of the stage "
+                  "(where the stage logged it). Measured while other jobs shared the machine (see each run's "
+                  "load average), so times are upper bounds.", "",
+                  "| label set | model | stage | wall (s) | peak RAM (MiB) |", "|---|---|---|---|---|"]
+        for r in sorted(staged, key=lambda r: (r["label_set"], r["model"])):
+            for st in r["stages"]:
+                mem = "-" if st.get("peak_rss_mib") is None else f"{st['peak_rss_mib']:.0f}"
+                sec = "-" if st.get("seconds") is None else f"{st['seconds']:.0f}"
+                lines.append(f"| {r['label_set']} | {r['model']} | {st['stage']} | {sec} | {mem} |")
     (RESULTS / "benchmark.json").write_text(json.dumps(summary, indent=2))
     text = "\n".join(lines) + "\n"
     (RESULTS / "benchmark.md").write_text(text)

@@ -25,6 +25,7 @@ from .distributed import (
     is_main,
     unwrap_model,
 )
+from .resources import peak_rss_mib
 from .schedule import make_optimizer, make_scheduler
 from .trainer import (
     LOG_FILE,
@@ -42,5 +43,5 @@ __all__ = [
     "Validation", "all_gather_objects", "all_reduce_mean", "all_reduce_sum", "barrier", "broadcast_object", "cleanup",
     "default_device", "get_rank", "get_world_size", "init_distributed", "is_distributed", "is_main", "load_checkpoint",
     "load_config", "load_extra", "make_optimizer", "make_scheduler", "read_log", "save_checkpoint", "seed_everything",
-    "to_device", "unwrap_model", "weights_digest",
+    "peak_rss_mib", "to_device", "unwrap_model", "weights_digest",
 ]

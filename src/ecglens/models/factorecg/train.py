@@ -59,6 +59,7 @@ from ...training import (
     init_distributed,
     load_checkpoint,
     load_config,
+    peak_rss_mib,
     read_log,
     save_checkpoint,
     seed_everything,
@@ -165,6 +166,8 @@ class _StageLog:
         self.path, self.main = out_dir / "train_log.jsonl", main
 
     def write(self, record: dict) -> None:
+        if "epoch" not in record:
+            record = {**record, "peak_rss_mib": peak_rss_mib()}  # the process's peak up to the end of this stage
         if self.main:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with open(self.path, "a") as fh:

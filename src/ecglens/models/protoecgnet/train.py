@@ -59,6 +59,7 @@ from ...training import (
     cleanup,
     init_distributed,
     load_checkpoint,
+    peak_rss_mib,
     save_checkpoint,
     seed_everything,
 )
@@ -511,6 +512,7 @@ def _run_stage(ctx: _Context, stage: str, fn: Callable[[], dict[str, Any]]) -> N
     t0 = time.perf_counter()
     facts = fn()
     facts["wall_s"] = time.perf_counter() - t0
+    facts["peak_rss_mib"] = peak_rss_mib()  # the process's peak up to the end of this stage
     if main:
         shown = {**facts, **facts.get("post_projection", {})}
         log.info("stage %s: done in %.1f s  (%s)", stage, facts["wall_s"],
