@@ -202,7 +202,8 @@ def build_table() -> str:
              f"to probabilities, preprocessing included, batches of 64, {os.cpu_count()} CPU cores, torch threads per job: "
              f"{sorted({r['machine']['torch_threads'] for r in runs})}. Train rec/s: records processed over training "
              "seconds, all stages and epochs together (ProtoECGNet's head stages run on stored scores, so its figure is "
-             "high). A job that was interrupted and resumed reports its logged stage (or epoch) times as train wall. "
+             "high). A job that was interrupted and resumed reports its logged stage (or, without stages, epoch "
+             "training) times as train wall, and its peak RAM covers only the part it ran. "
              "Regenerate with "
              "`python bench/run.py` (see its --help).", "",
              "| label set | model | seeds | macro AUROC | 90% CI (seed 0) | labels scored (mean in resamples) | Fmax "

@@ -1,0 +1,77 @@
+"""Copy the benchmark's models into the package as its pretrained models (``src/ecglens/pretrained/<name>``).
+
+The shipped models are the very ones the benchmark table reports: trained on
+folds 1-8 and validated on fold 9 by ``bench/run.py`` (and ``bench/qlst.py``
+for the traversal network). A qLST checkpoint names the VAE and classifier it
+was trained with; here those names become the shipped models' names, which
+``resolve_checkpoint`` finds inside the package, and the weights' SHA-256 it
+stores makes loading fail if either is ever replaced without retraining it.
+
+    python bench/ship.py                       # every model below whose run exists
+    python bench/ship.py --only qlst           # one of them
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from ecglens.pretrained import pretrained_root  # noqa: E402
+from ecglens.training import weights_digest  # noqa: E402
+
+RUNS = REPO / "bench" / "work" / "runs"
+# shipped name -> benchmark checkpoint
+SOURCES = {
+    "baseline": RUNS / "baseline" / "all" / "seed0" / "model",
+    "protoecgnet": RUNS / "protoecgnet" / "all" / "seed0" / "model",
+    "factorecg": RUNS / "factorecg" / "all" / "seed0" / "model",
+    "beat-blackbox": RUNS / "beat-blackbox" / "all" / "seed0" / "model",
+    "qlst": REPO / "bench" / "work" / "qlst-run" / "model",
+}
+MAX_BYTES = 30_000_000
+KEEP = ("ATTRIBUTION.md",)  # files of the shipped directory that are not part of a checkpoint
+
+
+def ship(name: str, source: Path) -> None:
+    target = pretrained_root() / name
+    kept = {f: (target / f).read_text() for f in KEEP if (target / f).is_file()}
+    size = sum(f.stat().st_size for f in source.iterdir() if f.is_file())
+    if size > MAX_BYTES:
+        raise SystemExit(f"{source}: {size / 1e6:.1f} MB is over the {MAX_BYTES / 1e6:.0f} MB limit for shipped models")
+    if target.exists():
+        shutil.rmtree(target)
+    shutil.copytree(source, target)
+    for f, text in kept.items():
+        (target / f).write_text(text)
+    config_path = target / "config.json"
+    config = json.loads(config_path.read_text())
+    if config.get("kind") == "qlst":
+        for part in ("vae", "classifier"):
+            shipped = next((n for n, src in SOURCES.items() if src.resolve() == Path(config[part]["path"]).resolve()), None)
+            if shipped is None or weights_digest(pretrained_root() / shipped) != config[part]["sha256"]:
+                raise SystemExit(f"qLST's {part} {config[part]['path']} is not a shipped model with the same weights")
+            config[part]["path"] = shipped
+        config_path.write_text(json.dumps(config, indent=2))
+    print(f"{name}: {source} -> {target} ({size / 1e6:.1f} MB)")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", action="append", choices=sorted(SOURCES), help="ship only these (repeatable)")
+    args = ap.parse_args()
+    for name in args.only or list(SOURCES):  # qLST last: it checks the shipped VAE and classifier
+        source = SOURCES[name]
+        if not (source / "config.json").is_file():
+            print(f"{name}: no run at {source}; left as shipped")
+            continue
+        ship(name, source)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
