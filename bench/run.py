@@ -143,7 +143,8 @@ def run_job(model: str, label_set: str, seed: int, data: Path, epochs: int | Non
     train_s = time.perf_counter() - t0
     log = [json.loads(line) for p in sorted(out.rglob("train_log.jsonl"))  # one per stage in multi-stage models
            for line in p.read_text().splitlines() if line.strip()]
-    epochs = [r for r in log if "records_per_s" in r and "seconds" in r]
+    # one record per (stage, epoch): FactorECG copies its VAE's epochs into its stage log as well
+    epochs = list({(r["stage"], r["epoch"]): r for r in log if "records_per_s" in r and "seconds" in r}.values())
     if resumed:  # this process saw only part of the training: take the logged times (stage totals, else epochs)
         stages = [r for r in log if "epoch" not in r and "seconds" in r]
         train_s = sum(r["seconds"] for r in (stages or epochs))

@@ -1,5 +1,6 @@
 """qLST on a tiny VAE and a toy classifier whose score is a known function of the beat."""
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -99,6 +100,23 @@ def test_each_move_reads_the_score_of_the_beat_reached_so_far():
         with torch.no_grad():
             assert torch.allclose(sk, torch.sigmoid(vae.decode(zk)[:, 1, R:R + 1]), atol=1e-6)
     assert torch.allclose(s0, seen[0][1])
+
+
+def test_step_calibration_lands_closer_to_the_target_along_the_same_direction(toy):
+    vae, clf, trained, _ = toy
+    z, s, q = held_out(200, seed=3)
+    raw = QLST(trained.network, vae, clf, replace(trained.config, calibration_steps=0))
+    calibrated = QLST(trained.network, vae, clf, replace(trained.config, calibration_steps=8))
+    a, b = raw.explain(z, s, q), calibrated.explain(z, s, q)
+    err_a, err_b = (a.score_after - q).abs(), (b.score_after - q).abs()
+    assert torch.all(err_b <= err_a + 1e-6)  # the network's own step is kept unless something lands closer
+    assert success_rate(b.score_after.numpy(), q.numpy()) >= success_rate(a.score_after.numpy(), q.numpy())
+    # only the length of the step changes, not its direction
+    cos = torch.nn.functional.cosine_similarity(a.dz, b.dz, dim=1)
+    moved = (a.dz.norm(dim=1) > 1e-6) & (b.dz.norm(dim=1) > 1e-6)
+    assert torch.allclose(cos[moved], torch.ones(int(moved.sum())), atol=1e-4)
+    scale = b.dz.norm(dim=1)[moved] / a.dz.norm(dim=1)[moved]
+    assert float(scale.min()) >= 0 and float(scale.max()) <= trained.config.max_step_scale + 1e-5
 
 
 def test_traversal_network_answers_held_out_queries(toy):

@@ -32,6 +32,13 @@ Defaults (our choices; every one is a setting):
   reached a validation success rate of 0.85 after 34 epochs (training 0.87:
   the network underfits rather than overfits). The loss is applied after the
   last move only; ``moves=1`` is the paper's form.
+* ``calibration_steps=6`` (inference only): the step the network proposes is
+  scaled along its own direction so the classifier's score lands closest to
+  ``q``: the scales 1 and ``max_step_scale=2`` are scored, and when ``q`` lies
+  between the scores at 0 and 1 (overshoot) or 1 and 2 (undershoot), six
+  bisection steps narrow the bracket. It costs eight decodes and classifier
+  passes per query, without gradients; the network still decides the
+  direction, i.e. which features change. 0 keeps the network's step as is.
 * ``tolerance=0.1``: a query succeeds when the classifier's score of the
   explained beat lies within 0.1 of ``q`` (the success rate is the
   validation metric for early stopping).
@@ -64,6 +71,8 @@ class QLSTConfig:
     prior_radius: float | None = None
     far_fraction: float = 0.3
     moves: int = 2
+    calibration_steps: int = 6
+    max_step_scale: float = 2.0
     tolerance: float = 0.1
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -93,6 +102,8 @@ class QLSTConfig:
             raise ECGError(None, "far_fraction must be in [0, 1] and tolerance in (0, 1)")
         if min(self.epochs, self.batch_size, self.queries_per_epoch, self.val_queries, self.moves) < 1:
             raise ECGError(None, "epochs, batch_size, queries_per_epoch, val_queries and moves must be positive")
+        if self.calibration_steps < 0 or not self.max_step_scale > 1:
+            raise ECGError(None, "calibration_steps must be >= 0 and max_step_scale > 1")
 
     @property
     def radius(self) -> float:

@@ -9,7 +9,9 @@ untrained network leaves the beat where it is.
 ``QLST`` bundles the network with the frozen VAE and classifier adapter:
 ``explain(z, statement, q)`` applies the network ``config.moves`` times, each
 time to the latent reached so far and the classifier's score of its decoded
-beat (no per-record optimisation: a few forward passes).
+beat, then calibrates the length of the resulting step along its direction by
+a short bisection on the classifier's score (``config.calibration_steps``; no
+gradients, no per-record optimisation: a dozen forward passes in all).
 """
 from __future__ import annotations
 
@@ -126,7 +128,47 @@ class QLST(nn.Module):
                 dz = z1 - z
                 x1 = self.vae.decode(z1)
                 s1 = self.scores(x1, context)
+                pick = statement.view(-1, 1)
+                if self.config.calibration_steps:
+                    scale = self.calibrate_step(z, dz, pick, q, s0.gather(1, pick).squeeze(1), context)
+                    dz = scale[:, None] * dz
+                    x1 = self.vae.decode(z + dz)
+                    s1 = self.scores(x1, context)
         finally:
             self.network.train(was)
-        pick = statement.view(-1, 1)
         return Explanation(z + dz, dz, x0, x1, s0.gather(1, pick).squeeze(1), s1.gather(1, pick).squeeze(1))
+
+    @torch.no_grad()
+    def calibrate_step(self, z: torch.Tensor, dz: torch.Tensor, pick: torch.Tensor, q: torch.Tensor,
+                       p0: torch.Tensor, context: Any = None) -> torch.Tensor:
+        """Scale ``a`` per query so the score of ``decode(z + a * dz)`` comes closest to ``q``.
+
+        The network's step (a = 1) is kept unless a better landing is found: when the target
+        lies between the scores at a = 0 and a = 1 (overshoot) or between a = 1 and
+        ``max_step_scale`` (undershoot), bisection narrows that bracket for
+        ``calibration_steps`` steps, and the evaluated scale closest to ``q`` wins.
+        """
+        def score(a: torch.Tensor) -> torch.Tensor:
+            return self.scores(self.vae.decode(z + a[:, None] * dz), context).gather(1, pick).squeeze(1)
+
+        one = torch.ones_like(q)
+        top = torch.full_like(q, float(self.config.max_step_scale))
+        s1, s_top = score(one), score(top)
+        below = p0 < q
+        over = (s1 < q) != below  # the target lies between a = 0 and a = 1
+        under = ~over & ((s_top < q) != below)  # ... between a = 1 and a = top
+        bracketed = over | under
+        lo, hi = torch.where(over, torch.zeros_like(q), one), torch.where(over, one, top)
+        s_lo = torch.where(over, p0, s1)
+        best, err = one, (s1 - q).abs()
+        take = (s_top - q).abs() < err
+        best, err = torch.where(take, top, best), torch.where(take, (s_top - q).abs(), err)
+        for _ in range(self.config.calibration_steps):
+            mid = (lo + hi) / 2
+            s_mid = score(mid)
+            take = bracketed & ((s_mid - q).abs() < err)
+            best, err = torch.where(take, mid, best), torch.where(take, (s_mid - q).abs(), err)
+            same_side = (s_mid < q) == (s_lo < q)
+            lo, s_lo = torch.where(same_side, mid, lo), torch.where(same_side, s_mid, s_lo)
+            hi = torch.where(same_side, hi, mid)
+        return best
