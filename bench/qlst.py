@@ -151,6 +151,7 @@ def main() -> int:
         "qlst_model": str(path), "vae": vae_id, "classifier": adapter.identity, "label_set": label_set,
         "test_fold": TEST_FOLD, "records": int(len(z)), "skipped": len(test.skipped),
         "queries_per_record": args.queries_per_record, "baseline": parts[0]["baseline"], "config": qlst.config.to_dict(),
+        "command": "python bench/qlst.py " + " ".join(sys.argv[1:]),
         "train_seconds": train_seconds, "real_consistency_uv": real_consistency, "overall": overall,
         "statements": parts,
         "targets": {"success_rate": 0.9, "speedup": 10.0,
@@ -168,6 +169,7 @@ def main() -> int:
              f"`{adapter.identity.get('kind')}` ({adapter.identity.get('path')}); baseline: Adam, "
              f"{args.baseline_steps} steps, lr {args.baseline_lr}; device {device}. Success: |score - q| <= "
              f"{qlst.config.tolerance}. Real test beats re-encode with {real_consistency:.0f} uV RMSE.", "",
+             f"Command: `{result['command']}`", "",
              "| statement | method | success | MAE | proximity (uV) | log p(z) | consistency (uV) | ms/expl. |",
              "|---|---|---|---|---|---|---|---|"]
     for p in parts + [{"statement": "**all**", **overall}]:

@@ -145,11 +145,11 @@ def run_job(model: str, label_set: str, seed: int, data: Path, epochs: int | Non
            for line in p.read_text().splitlines() if line.strip()]
     # one record per (stage, epoch): FactorECG copies its VAE's epochs into its stage log as well
     epochs = list({(r["stage"], r["epoch"]): r for r in log if "records_per_s" in r and "seconds" in r}.values())
-    if resumed:  # this process saw only part of the training: take the logged times (stage totals, else epochs)
-        stages = [r for r in log if "epoch" not in r and "seconds" in r]
-        train_s = sum(r["seconds"] for r in (stages or epochs))
 
     clf = load_classifier(path)
+    stages = stage_times(clf.config, log)
+    if resumed:  # this process saw only part of the training: take the logged times (stage totals, else epochs)
+        train_s = sum(r["seconds"] or 0.0 for r in (stages or epochs))
     ds = PTBXL(data, sampling_rate=100)
     test = ds.load(label_set, (TEST_FOLD,), clf.pipeline, cache_dir=WORK / "cache", progress=False)
     col = [clf.labels.index(n) for n in test.label_names]
@@ -173,7 +173,7 @@ def run_job(model: str, label_set: str, seed: int, data: Path, epochs: int | Non
         "inference_records_per_s": infer, "peak_rss_mib": peak_rss_mib(), "model_bytes": size,
         "n_train": int(clf.config.get("training", {}).get("n_train", 0)), "n_test": int(len(test.ecg_ids)),
         "training_summary": clf.config.get("training", {}).get("summary"),  # per-stage facts a model records
-        "stages": stage_times(clf.config, log),
+        "stages": stages,
         "checkpoint": str(Path(path).relative_to(REPO)), "per_label": report["per_label"],
         "test_records_without_input": {"count": len(unscored), "records": unscored},
         "machine": {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
