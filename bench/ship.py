@@ -31,7 +31,9 @@ SOURCES = {
     "protoecgnet": RUNS / "protoecgnet" / "all" / "seed0" / "model",
     "factorecg": RUNS / "factorecg" / "all" / "seed0" / "model",
     "beat-blackbox": RUNS / "beat-blackbox" / "all" / "seed0" / "model",
-    "qlst": REPO / "bench" / "work" / "qlst-run" / "model",
+    # trained with the QLSTConfig defaults by: python bench/qlst.py --vae <factorecg above> --classifier
+    # <beat-blackbox above> --data DATA --cache bench/work/cache --train-run bench/work/qlst-run-m3
+    "qlst": REPO / "bench" / "work" / "qlst-run-m3" / "model",
 }
 MAX_BYTES = 30_000_000
 KEEP = ("ATTRIBUTION.md",)  # files of the shipped directory that are not part of a checkpoint
