@@ -112,7 +112,7 @@ class QLST(nn.Module):
 
     def explain(self, z: torch.Tensor, statement: str | torch.Tensor, q: torch.Tensor | float,
                 context: Any = None) -> Explanation:
-        """Answer queries "what would this beat look like with score q for the statement?" in one pass."""
+        """Answer queries "what would this beat look like with score q for the statement?" (no per-record optimisation)."""
         z = torch.as_tensor(z, dtype=torch.float32).reshape(-1, self.config.latent_dim)
         b = len(z)
         if isinstance(statement, str):
@@ -126,14 +126,11 @@ class QLST(nn.Module):
             with torch.no_grad():
                 x0, s0, z1 = self.traverse(z, statement, q, context)
                 dz = z1 - z
-                x1 = self.vae.decode(z1)
-                s1 = self.scores(x1, context)
                 pick = statement.view(-1, 1)
                 if self.config.calibration_steps:
-                    scale = self.calibrate_step(z, dz, pick, q, s0.gather(1, pick).squeeze(1), context)
-                    dz = scale[:, None] * dz
-                    x1 = self.vae.decode(z + dz)
-                    s1 = self.scores(x1, context)
+                    dz = self.calibrate_step(z, dz, pick, q, s0.gather(1, pick).squeeze(1), context)[:, None] * dz
+                x1 = self.vae.decode(z + dz)
+                s1 = self.scores(x1, context)
         finally:
             self.network.train(was)
         return Explanation(z + dz, dz, x0, x1, s0.gather(1, pick).squeeze(1), s1.gather(1, pick).squeeze(1))
