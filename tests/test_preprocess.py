@@ -96,3 +96,16 @@ def test_pipeline_adapts_any_rate_to_the_model_input():
         ecg = ECG(np.stack([sine(1.2, rate, seconds)] * 12), rate, STANDARD_LEADS, source="sim")
         out = pipe.apply(ecg)
         assert out.signal.shape == (12, 1000) and out.sampling_rate == 100.0 and out.units == "a.u."
+
+
+def test_filter_design_is_cached_and_the_cache_cannot_be_altered():
+    from ecglens.preprocess.pipeline import _butter_sos, _designed_sos
+
+    x = np.random.default_rng(0).standard_normal((12, 1000)).astype(np.float32)
+    first, _ = Bandpass(0.5, 40.0).apply(x, 100.0)
+    hits = _designed_sos.cache_info().hits
+    sos = _butter_sos("bandpass", (0.5, 40.0), 100.0, 2)
+    sos[:] = 0.0  # a caller's copy: the cached design is untouched
+    again, _ = Bandpass(0.5, 40.0).apply(x, 100.0)
+    assert _designed_sos.cache_info().hits >= hits + 2
+    np.testing.assert_array_equal(first, again)

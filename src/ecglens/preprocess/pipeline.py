@@ -7,6 +7,7 @@ so a changed pipeline never reads a stale cache.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from abc import ABC, abstractmethod
@@ -63,6 +64,13 @@ def _butter_sos(kind: str, cutoff, sampling_rate: float, order: int, source: str
     edges = np.atleast_1d(np.asarray(cutoff, dtype=float))
     if np.any(edges <= 0) or np.any(edges >= nyq):
         raise ECGError(source or None, f"filter cutoff {list(edges)} Hz outside (0, {nyq}) for {sampling_rate} Hz")
+    key = float(edges[0]) if np.ndim(cutoff) == 0 else tuple(float(e) for e in edges)
+    return _designed_sos(kind, key, float(sampling_rate), int(order)).copy()  # scipy wants it writable
+
+
+@functools.lru_cache(maxsize=64)
+def _designed_sos(kind: str, cutoff: float | tuple[float, ...], sampling_rate: float, order: int) -> np.ndarray:
+    # Designing the filter costs more than running it on a 10-s record: design each one once.
     return sps.butter(order, cutoff, btype=kind, fs=sampling_rate, output="sos")
 
 
