@@ -200,8 +200,9 @@ def build_table() -> str:
     lines = ["# Benchmark: local PTB-XL (3,507 records, 100 Hz), folds 1-8 train / 9 val / 10 test", "",
              "Macro AUROC over the test-fold labels with both classes; mean ± SD over seeds; 90% bootstrap "
              f"interval ({N_BOOTSTRAP} resamples shared by all models) of seed 0. Inference: decoded raw records "
-             f"to probabilities, preprocessing included, batches of 64, {os.cpu_count()} CPU cores, torch threads per job: "
-             f"{sorted({r['machine']['torch_threads'] for r in runs})}. Train rec/s: records processed over training "
+             f"to probabilities, preprocessing included, batches of 64, {os.cpu_count()} CPU cores, torch threads: "
+             f"{sorted({r.get('inference_measured', r['machine'])['torch_threads'] for r in runs})} (training: "
+             f"{sorted({r['machine']['torch_threads'] for r in runs})}). Train rec/s: records processed over training "
              "seconds, all stages and epochs together (ProtoECGNet's head stages run on stored scores, so its figure is "
              "high). A job that was interrupted and resumed reports its logged stage (or, without stages, epoch "
              "training) times as train wall, and its peak RAM covers only the part it ran. "
