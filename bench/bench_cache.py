@@ -19,7 +19,6 @@ import argparse
 import json
 import os
 import platform
-import resource
 import shutil
 import sys
 import time
@@ -35,13 +34,10 @@ sys.path.insert(0, str(REPO / "src"))
 from ecglens.datasets import PTBXL, cache_size_bytes, iter_batches  # noqa: E402
 from ecglens.io import read_ecg  # noqa: E402
 from ecglens.preprocess import Bandpass, FixLength, Pipeline  # noqa: E402
+from ecglens.training import peak_rss_mib  # noqa: E402
 
 BATCH = 128
 TARGET_WARM = 20_000
-
-
-def max_rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def rss_parts_mib() -> dict[str, float]:
@@ -92,13 +88,13 @@ def main() -> int:
         ecg = read_ecg(ds.header_path(ecg_id), sampling_rate=100)
         pipeline.apply_signal(ecg.signal, ecg.sampling_rate)
     wfdb_s = time.perf_counter() - t
-    rss_after_wfdb = max_rss_mib()
+    rss_after_wfdb = peak_rss_mib()
 
     # (b) cold build
     t = time.perf_counter()
     split = ds.load("all", folds=range(1, 11), pipeline=pipeline, cache_dir=cache_dir, progress=False)
     build_s = time.perf_counter() - t
-    rss_after_build = max_rss_mib()
+    rss_after_build = peak_rss_mib()
     directory = Path(split.signals.filename).parent
     size_mib = cache_size_bytes(directory) / 2**20
 
@@ -138,7 +134,7 @@ def main() -> int:
             "batch": batch_mib,
             "max_rss_after_wfdb_epoch": rss_after_wfdb,
             "max_rss_after_build": rss_after_build,
-            "max_rss_end": max_rss_mib(),
+            "max_rss_end": peak_rss_mib(),
             "streaming_epoch_anon_growth": after["RssAnon"] - before["RssAnon"],
             "streaming_epoch_tracemalloc_peak": traced_peak / 2**20,
             "rss_file_backed_end": after["RssFile"],

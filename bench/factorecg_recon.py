@@ -35,21 +35,12 @@ from ecglens.beats import median_beat, resample_beat  # noqa: E402
 from ecglens.datasets import PTBXL  # noqa: E402
 from ecglens.errors import ECGError  # noqa: E402
 from ecglens.models.factorecg.data import BeatSettings, record_beat  # noqa: E402
+from ecglens.models.factorecg.train import beat_errors  # noqa: E402
 from ecglens.models.factorecg.vae import decode_latents, encode_beats  # noqa: E402
 from ecglens.models.qlst import load_vae_checkpoint  # noqa: E402
 
 DEFAULT_MODEL = REPO / "bench" / "work" / "runs" / "factorecg" / "all" / "seed0" / "model"
 FOLDS = (9, 10)
-
-
-def errors(decoded: np.ndarray, reference: np.ndarray) -> dict:
-    """MAE/RMSE in uV of (n, 12, m) mV beats: pooled over everything, and the median per record."""
-    d = (np.asarray(decoded, np.float64) - np.asarray(reference, np.float64)) * 1e3
-    if not len(d):
-        return {"n": 0}
-    return {"n": int(len(d)), "mae_uv": float(np.abs(d).mean()), "rmse_uv": float(np.sqrt((d ** 2).mean())),
-            "mae_uv_median_record": float(np.median(np.abs(d).mean(axis=(1, 2)))),
-            "rmse_uv_median_record": float(np.median(np.sqrt((d ** 2).mean(axis=(1, 2)))))}
 
 
 def main() -> int:
@@ -90,15 +81,15 @@ def main() -> int:
                 rows_hi.append(len(beats) - 1)
         beats = np.stack(beats)
         decoded = decode_latents(vae, encode_beats(vae, beats)[0])
-        result["folds"][str(fold)] = {"records": len(ids), "skipped": skipped, **errors(decoded, beats)}
+        result["folds"][str(fold)] = {"records": len(ids), "skipped": skipped, **beat_errors(decoded, beats)}
         if rows_hi:
             up = resample_beat(decoded[rows_hi], settings.beat_rate, hi_rate)
             n = min(up.shape[-1], beats_hi[0].shape[-1])
             result["subset_500hz"][str(fold)] = {
                 "records": len(rows_hi),
-                "grid_100hz": errors(decoded[rows_hi], np.stack(grid_hi)),
-                "grid_500hz": errors(up[..., :n], np.stack(beats_hi)[..., :n]),
-                "input_beat_vs_500hz_beat_100hz_grid": errors(beats[rows_hi], np.stack(grid_hi))}
+                "grid_100hz": beat_errors(decoded[rows_hi], np.stack(grid_hi)),
+                "grid_500hz": beat_errors(up[..., :n], np.stack(beats_hi)[..., :n]),
+                "input_beat_vs_500hz_beat_100hz_grid": beat_errors(beats[rows_hi], np.stack(grid_hi))}
         print(f"fold {fold}: {result['folds'][str(fold)]['n']} beats, {len(rows_hi)} at 500 Hz", flush=True)
     result["seconds"] = time.perf_counter() - t0
     out = Path(args.out)

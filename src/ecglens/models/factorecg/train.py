@@ -142,16 +142,22 @@ class VAEObjective(nn.Module):
         return self.vae.loss(x, beta)
 
 
-def vae_errors(vae: FactorVAE, beats: np.ndarray) -> dict[str, float]:
-    """Reconstruction error (posterior mean decoded) over all 12 leads, in uV: MAE, RMSE, and their medians per record."""
+def beat_errors(beats: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    """Error of (n, leads, m) mV beats against a reference, in uV: MAE, RMSE, and their medians per record."""
     if not len(beats):
         return {"n": 0}
-    mu, _ = encode_beats(vae, beats)
-    diff = (decode_latents(vae, mu) - beats).astype(np.float64) * 1e3
+    diff = (np.asarray(beats, np.float64) - np.asarray(reference, np.float64)) * 1e3
     per_mae = np.abs(diff).mean(axis=(1, 2))
     per_rmse = np.sqrt((diff ** 2).mean(axis=(1, 2)))
     return {"n": int(len(beats)), "mae_uv": float(np.abs(diff).mean()), "rmse_uv": float(np.sqrt((diff ** 2).mean())),
             "mae_uv_median_record": float(np.median(per_mae)), "rmse_uv_median_record": float(np.median(per_rmse))}
+
+
+def vae_errors(vae: FactorVAE, beats: np.ndarray) -> dict[str, float]:
+    """Reconstruction error (posterior mean decoded) over all 12 leads (``beat_errors``)."""
+    if not len(beats):
+        return {"n": 0}
+    return beat_errors(decode_latents(vae, encode_beats(vae, beats)[0]), beats)
 
 
 def _split_facts(split: BeatSplit) -> dict:
