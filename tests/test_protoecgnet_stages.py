@@ -81,6 +81,34 @@ def test_checkpoint_loads_without_training_data_and_predicts(trained, tmp_path):
     assert gallery.signals.dtype == np.float16 and gallery.signals.shape[1:] == (12, 1000)
 
 
+def test_training_set_scale_is_fitted_and_stored(ptbxl_dir, tmp_path, trained):
+    """normalize='scale': one per-lead mean/std from the training records goes into the stored
+    pipeline, and the checkpoint scores a record the same as the network on the scaled input."""
+    from ecglens.datasets import PTBXL
+    from ecglens.preprocess import Scale
+
+    _, _, cache = trained
+    recipe = tiny_recipe(normalize="scale", joint_epochs=1, last_layer_epochs=1, fusion_epochs=1)
+    path = train_protoecgnet(ptbxl_dir, "superdiagnostic", tmp_path / "run", recipe, folds_train=(1, 2), fold_val=9,
+                             cache_dir=cache, progress=False)
+    clf = load_classifier(path, device="cpu")
+    steps = clf.pipeline.steps
+    assert isinstance(steps[-1], Scale) and not any(s.name == "standardize" for s in steps)
+    ds = PTBXL(ptbxl_dir, sampling_rate=100)
+    train = ds.load("superdiagnostic", (1, 2), recipe.display_pipeline(100.0), cache_dir=cache, progress=False)
+    x = np.asarray(train.arrays(recipe.max_records)[1], dtype=np.float64)
+    assert np.allclose(steps[-1].mean, x.mean(axis=(0, 2)), atol=1e-4)
+    assert np.allclose(steps[-1].std, x.std(axis=(0, 2)), rtol=1e-3)
+    ecg = ds.read(int(train.ecg_ids[0]))
+    scaled = clf.pipeline.apply_signal(ecg.signal, ecg.sampling_rate)[0]
+    model = model_from_checkpoint(*load_checkpoint(path))
+    with torch.no_grad():
+        direct = torch.sigmoid(model(torch.from_numpy(scaled[None].astype(np.float32))).logits).numpy()[0]
+    assert np.allclose(clf.predict_ecgs([ecg])[0], direct, atol=1e-5)
+    with pytest.raises(ECGError, match="normalize"):
+        ProtoTrainConfig(normalize="zscore")
+
+
 def test_projection_leaves_bounded_non_constant_logits(trained, ptbxl_dir):
     """The failure designed out: after projection every raw similarity is large and close
     to 1; the refitted normalisation keeps logits O(1) and records distinguishable."""
@@ -162,7 +190,7 @@ def test_resume_skips_finished_stages(trained, ptbxl_dir, tmp_path):
 
 def test_fusion_heads_start_from_the_branch_last_layers():
     from ecglens.models.protoecgnet import ProtoECGNet, ProtoECGNetConfig
-    from ecglens.models.protoecgnet.train import BranchHeads, FusionHeads
+    from ecglens.models.protoecgnet.train import BranchHeads, fusion_head
 
     torch.manual_seed(0)
     model = ProtoECGNet(ProtoECGNetConfig(labels=("SR", "AFIB", "IMI", "LVH", "NORM"), branches=tiny_recipe().branches))
@@ -171,10 +199,28 @@ def test_fusion_heads_start_from_the_branch_last_layers():
             model.branches[name].last_layer.weight.normal_()
             model.branches[name].last_layer.bias.normal_()
     scores = torch.randn(4, model.fusion.weight.shape[1])
-    heads = FusionHeads(model, -0.5)
     expected = BranchHeads(model)(scores)
-    masked, dense = heads(scores)
-    assert torch.allclose(masked, expected, atol=1e-5) and torch.allclose(dense, expected, atol=1e-5)
+    masked, dense = fusion_head(model, False, -0.5), fusion_head(model, True, -0.5)
+    assert masked is model.fusion and bool((dense.mask == 1).all()) and not bool((masked.mask == 1).all())
+    assert torch.allclose(masked(scores), expected, atol=1e-5) and torch.allclose(dense(scores), expected, atol=1e-5)
+
+
+def test_dense_variant_is_saved_beside_the_model(trained):
+    out, path, _ = trained
+    masked = model_from_checkpoint(*load_checkpoint(path))
+    state, config = load_checkpoint(out / "model-dense")
+    dense = model_from_checkpoint(state, config)
+    assert config["model"]["fusion"] == "dense" and config["head"] == "dense fusion"
+    assert (out / "model-dense" / "gallery.json").is_file()
+    assert bool((dense.fusion.mask == 1).all()) and not bool((masked.fusion.mask == 1).all())
+    x = torch.randn(2, 12, 1000)
+    a, b = masked(x), dense(x)
+    assert torch.equal(a.branch_logits_full, b.branch_logits_full)  # same network, only the fusion differs
+    head, _ = load_checkpoint(out / "fusion" / "dense_head")
+    assert torch.equal(dense.fusion.weight, head["weight"])
+    summary = config["training"]["summary"]["val_macro_auroc"]
+    stage = json.loads((out / "fusion" / "stage.json").read_text())
+    assert summary["fusion_dense"] == stage["val_dense_macro_auroc"]
 
 
 def test_parse_stage_epochs():

@@ -20,13 +20,15 @@
 6. ``last_layer``: only the branch last layers (convex: a linear map of fixed scores) with
    an L1 penalty on off-class weights.
 7. ``fusion``: the masked (a statement reads only its branch's prototypes; the default,
-   shipped head) and the dense fusion heads, on the branches' normalised prototype scores.
+   shipped head) and the dense fusion heads, on the branches' normalised prototype scores,
+   each trained on its own and keeping its own best validation epoch.
 
 Stages 6-7 train on the projected model's eval-mode prototype scores, computed once, so
 they cost seconds. Every stage has its own run directory ``<out>/<stage>/`` (trainer
 ``last/``, ``best/``, ``train_log.jsonl``, then ``model/`` and ``stage.json`` when it is
 finished); ``resume`` skips finished stages and continues an interrupted one. The final
-checkpoint (weights, config with per-stage facts and wall times, gallery) is ``<out>/model``.
+checkpoint (weights, config with per-stage facts and wall times, gallery) is ``<out>/model``;
+``<out>/model-dense`` is the same model with the dense fusion head.
 """
 from __future__ import annotations
 
@@ -50,7 +52,7 @@ from ... import __version__
 from ...datasets import LABEL_SETS, PTBXL, TRAIN_FOLDS, jaccard_cooccurrence
 from ...errors import ECGError
 from ...metrics import macro_auroc
-from ...preprocess import Bandpass, FixLength, Pipeline, Resample, Standardize
+from ...preprocess import Bandpass, FixLength, Pipeline, Resample, Scale, Standardize
 from ...training import (
     TrainConfig,
     Trainer,
@@ -84,6 +86,9 @@ log = logging.getLogger(__name__)
 STAGES = ("warmup", "joint", "projection", "refine", "reprojection", "last_layer", "fusion")
 EPOCH_STAGES = ("warmup", "joint", "refine", "last_layer", "fusion")
 STAGE_FILE = "stage.json"
+NORMALIZE = ("standardize", "scale")
+DENSE_HEAD = "dense_head"  # <out>/fusion/dense_head: the dense fusion head's weights
+DENSE_MODEL = "model-dense"  # <out>/model-dense: the final model with the dense fusion instead of the masked one
 # Statements outside the bundled 71-statement table (superclasses, subclasses) route here.
 OTHER_BRANCH = {"NORM": "global"}
 DEFAULT_OTHER = "morphology"
@@ -103,7 +108,9 @@ class ProtoTrainConfig:
     off-class last-layer weights (ProtoPNet's 1e-4 is for a sum over 2000 weights; ours
     are fewer). ``head_weight_decay``: L2 (Adam) on the linear heads, whose fixed features
     over-fit quickly (on the local set it raised validation macro AUROC 0.82 -> 0.83).
-    ``max_shift_s``: random time shift (zero fill) as augmentation. ``loss.proximity``
+    ``normalize``: "standardize" (per record and lead) or "scale" (one per-lead mean and
+    standard deviation fitted on the training set and stored in the pipeline, so amplitudes
+    stay comparable between records). ``max_shift_s``: random time shift (zero fill) as augmentation. ``loss.proximity``
     keeps every prototype near a real patch, so projection changes them less. Measured on
     the local set (folds 1-8 / 9, one run each): the mean cosine between a prototype and
     the patch it was projected onto was 0.18 without the term, 0.34 at weight 0.8 and 0.49
@@ -130,6 +137,7 @@ class ProtoTrainConfig:
     fusion_l1: float = 1e-4
     head_weight_decay: float = 1e-2
     bandpass: tuple[float, float] = (0.5, 40.0)
+    normalize: str = "standardize"
     loss: LossWeights = field(default_factory=lambda: LossWeights(proximity=1.6, l1=1e-4))
     branches: dict[str, BranchConfig] = field(default_factory=default_branches)
     max_records: int | None = None
@@ -139,6 +147,8 @@ class ProtoTrainConfig:
             self.loss = LossWeights(**self.loss)
         self.branches = {n: b if isinstance(b, BranchConfig) else BranchConfig(**b) for n, b in self.branches.items()}
         self.bandpass = tuple(float(v) for v in self.bandpass)
+        if self.normalize not in NORMALIZE:
+            raise ECGError("<ProtoTrainConfig>", f"normalize must be one of {NORMALIZE}, got {self.normalize!r}")
         for name in EPOCH_STAGES:
             if getattr(self, f"{name}_epochs") < 1:
                 raise ECGError("<ProtoTrainConfig>", f"{name}_epochs must be at least 1")
@@ -147,8 +157,19 @@ class ProtoTrainConfig:
         return {name: getattr(self, f"{name}_epochs") for name in EPOCH_STAGES}
 
     def pipeline(self, sampling_rate: float = 100.0) -> Pipeline:
-        """Model input: resample, band-pass, per-lead standardisation, exactly 10 s."""
+        """Model input before any fitted step: resample, band-pass, (``normalize='standardize'``:
+        per-record, per-lead standardisation,) exactly 10 s. With ``'scale'`` the training set's
+        per-lead ``Scale`` is appended once fitted (``fit_pipeline``)."""
+        if self.normalize == "scale":
+            return self.display_pipeline(sampling_rate)
         return Pipeline((Resample(sampling_rate), Bandpass(*self.bandpass), Standardize(), FixLength(10.0)))
+
+    def fit_pipeline(self, pipeline: Pipeline, train_x: np.ndarray) -> tuple[Pipeline, Callable[[np.ndarray], np.ndarray]]:
+        """The stored pipeline and the transform still owed to arrays made with ``pipeline``."""
+        if self.normalize != "scale":
+            return pipeline, lambda x: x
+        scale = Scale.fit(train_x[i] for i in range(len(train_x)))
+        return pipeline.then(scale), lambda x: scale.apply(np.asarray(x), 0.0)[0]  # Scale ignores the rate
 
     def display_pipeline(self, sampling_rate: float = 100.0) -> Pipeline:
         """What the gallery stores and figures show: the same, in mV (no standardisation)."""
@@ -221,33 +242,27 @@ class BranchHeads(nn.Module):
         return sum(l1_offclass_loss(m.effective_weight, m.class_identity) for m in self.layers.values())
 
 
-class FusionHeads(nn.Module):
-    """The model's masked fusion and a dense fusion beside it, both over the same scores.
+def fusion_head(model: ProtoECGNet, dense: bool, off_class: float) -> ClassConnectedLinear:
+    """A fusion head that starts from the trained branch last layers.
 
-    Both start from the trained branch last layers (each statement reads its own branch's
-    prototypes with the last layer's weights and bias; the dense head's other weights start
-    at 0): the stage starts from the last-layer solution instead of from scratch.
+    Masked: the model's own fusion. Dense: a new head over every prototype, whose weights
+    outside a statement's branch start at 0. Either way each statement starts by reading its
+    own branch's prototypes with that last layer's weights and bias, so the stage starts
+    from the last-layer solution instead of from scratch.
     """
-
-    def __init__(self, model: ProtoECGNet, off_class: float):
-        super().__init__()
-        self.masked = model.fusion
-        self.dense = ClassConnectedLinear(model.fusion.class_identity.argmax(1), model.fusion.weight.shape[0],
-                                          off_class)
-        with torch.no_grad():
-            self.dense.weight.zero_()
-            start = 0
-            for name in model.branch_names:
-                layer = model.branches[name].last_layer
-                rows = model.class_index(name)
-                cols = slice(start, start + layer.weight.shape[1])
-                for head in (self.masked, self.dense):
-                    head.weight[rows, cols] = layer.effective_weight
-                    head.bias[rows] = layer.bias
-                start = cols.stop
-
-    def forward(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.masked(scores), self.dense(scores)
+    head = model.fusion if not dense else ClassConnectedLinear(
+        model.fusion.class_identity.argmax(1), model.fusion.weight.shape[0], off_class)
+    with torch.no_grad():
+        head.weight.zero_()
+        start = 0
+        for name in model.branch_names:
+            layer = model.branches[name].last_layer
+            rows = model.class_index(name)
+            cols = slice(start, start + layer.weight.shape[1])
+            head.weight[rows, cols] = layer.effective_weight
+            head.bias[rows] = layer.bias
+            start = cols.stop
+    return head
 
 
 # --------------------------------------------------------------- the stages
@@ -432,69 +447,72 @@ def _projection_stage(ctx: _Context) -> dict[str, Any]:
             "projection": projection_summary(rows)}
 
 
+def _offclass_l1(heads: nn.Module) -> torch.Tensor:
+    """L1 on the off-class weights of every class-connected layer in ``heads``."""
+    layers = heads.layers.values() if isinstance(heads, BranchHeads) else [heads]
+    return sum(l1_offclass_loss(m.effective_weight, m.class_identity) for m in layers)
+
+
 def _head_stage(ctx: _Context, stage: str) -> dict[str, Any]:
-    """last_layer or fusion: train linear heads on fixed eval-mode prototype scores."""
+    """last_layer or fusion: train linear heads on fixed eval-mode prototype scores.
+
+    ``fusion`` trains the masked head (the model's own) and a dense head, each in its own
+    run (``fusion/masked``, ``fusion/dense``) that keeps its own best epoch; the dense
+    head's weights are saved to ``fusion/dense_head`` (``model-dense`` is built from them).
+    """
     r, model = ctx.recipe, ctx.model
-    train_scores = torch.from_numpy(predict_heads(model, ctx.train_x)["scores"])
-    val_scores = torch.from_numpy(predict_heads(model, ctx.val_x)["scores"])
-    train_data = TensorDataset(train_scores, torch.from_numpy(np.asarray(ctx.train_y, dtype=np.float32)))
-    val_data = TensorDataset(val_scores, torch.from_numpy(np.asarray(ctx.val_y, dtype=np.float32)))
+    scores = {part: torch.from_numpy(predict_heads(model, x)["scores"]) for part, x in
+              (("train", ctx.train_x), ("val", ctx.val_x))}
+    data = {part: TensorDataset(scores[part], torch.from_numpy(np.asarray(y, dtype=np.float32)))
+            for part, y in (("train", ctx.train_y), ("val", ctx.val_y))}
     pos_weight = pos_weight_from_labels(ctx.train_y, cap=r.pos_weight_cap)
-    bce = nn.functional.binary_cross_entropy_with_logits
-
-    if stage == "last_layer":
-        heads: nn.Module = BranchHeads(model)
-        epochs, l1 = r.last_layer_epochs, r.last_layer_l1
-
-        def loss_fn(net, batch):
-            s, y = batch
-            ce = bce(net(s), y, pos_weight=pos_weight.to(s.device))
-            penalty = (net.module if hasattr(net, "module") else net).l1()
-            return ce + l1 * penalty, {"ce": ce.detach(), "l1": penalty.detach()}
-
-        def outputs(net, batch):
-            s, y = batch
-            return {"score": torch.sigmoid(net(s)), "target": y}
-
-        def metric(arrays):
-            return branch_scores(arrays["target"], arrays["score"], ctx.index)
-    else:
-        heads = FusionHeads(model, model.config.off_class_weight)
-        epochs, l1 = r.fusion_epochs, r.fusion_l1
-
-        def loss_fn(net, batch):
-            s, y = batch
-            masked, dense = net(s)
-            pw = pos_weight.to(s.device)
-            inner = net.module if hasattr(net, "module") else net
-            ce_m, ce_d = bce(masked, y, pos_weight=pw), bce(dense, y, pos_weight=pw)
-            pen = (l1_offclass_loss(inner.masked.effective_weight, inner.masked.class_identity)
-                   + l1_offclass_loss(inner.dense.effective_weight, inner.dense.class_identity))
-            return ce_m + ce_d + l1 * pen, {"ce_masked": ce_m.detach(), "ce_dense": ce_d.detach()}
-
-        def outputs(net, batch):
-            s, y = batch
-            masked, dense = net(s)
-            return {"masked": torch.sigmoid(masked), "dense": torch.sigmoid(dense), "target": y}
-
-        def metric(arrays):
-            out = branch_scores(arrays["target"], arrays["masked"], ctx.index)
-            dense = branch_scores(arrays["target"], arrays["dense"], ctx.index)
-            out.update({k.replace("val_", "val_dense_"): v for k, v in dense.items()})
-            return out
-
     for p in model.parameters():
         p.requires_grad_(False)
-    for p in heads.parameters():
-        p.requires_grad_(True)
-    cfg = _train_config(ctx, stage, epochs, r.head_lr, select="best", batch_size=max(256, r.batch_size))
-    cfg.optimizer, cfg.weight_decay = "adam", r.head_weight_decay
-    trainer = Trainer(heads, loss_fn, train_data, cfg,
-                      validation=Validation(val_data, outputs, metric, name="val_macro_auroc", mode="max"),
-                      run_dir=ctx.out / stage, checkpoint_config={"kind": "protoecgnet-heads", "stage": stage})
-    result = trainer.fit(resume=ctx.resume)
+    if stage == "last_layer":
+        facts = _fit_head(ctx, stage, BranchHeads(model), ctx.out / stage, data, pos_weight,
+                          r.last_layer_epochs, r.last_layer_l1)
+    else:
+        off = model.config.off_class_weight
+        facts = _fit_head(ctx, stage, fusion_head(model, False, off), ctx.out / stage / "masked", data, pos_weight,
+                          r.fusion_epochs, r.fusion_l1)
+        dense = fusion_head(model, True, off)
+        dense_facts = _fit_head(ctx, stage, dense, ctx.out / stage / "dense", data, pos_weight,
+                                r.fusion_epochs, r.fusion_l1)
+        facts.update({k.replace("val_", "val_dense_", 1): v for k, v in dense_facts.items() if k.startswith("val_")})
+        if init_distributed().is_main:
+            save_checkpoint(ctx.out / stage / DENSE_HEAD, dense, {"kind": "protoecgnet-dense-fusion"})
     for p in model.parameters():
         p.requires_grad_(True)
+    return facts
+
+
+def _fit_head(ctx: _Context, stage: str, heads: nn.Module, run_dir: Path, data: dict[str, TensorDataset],
+              pos_weight: torch.Tensor, epochs: int, l1: float) -> dict[str, Any]:
+    """Train one linear head (BCE + L1 on off-class weights) and keep its best validation epoch."""
+    bce = nn.functional.binary_cross_entropy_with_logits
+
+    def loss_fn(net, batch):
+        s, y = batch
+        ce = bce(net(s), y, pos_weight=pos_weight.to(s.device))
+        penalty = _offclass_l1(net.module if hasattr(net, "module") else net)
+        return ce + l1 * penalty, {"ce": ce.detach(), "l1": penalty.detach()}
+
+    def outputs(net, batch):
+        s, y = batch
+        return {"score": torch.sigmoid(net(s)), "target": y}
+
+    def metric(arrays):
+        return branch_scores(arrays["target"], arrays["score"], ctx.index)
+
+    for p in heads.parameters():
+        p.requires_grad_(True)
+    cfg = _train_config(ctx, stage, epochs, ctx.recipe.head_lr, select="best",
+                        batch_size=max(256, ctx.recipe.batch_size))
+    cfg.optimizer, cfg.weight_decay = "adam", ctx.recipe.head_weight_decay
+    trainer = Trainer(heads, loss_fn, data["train"], cfg,
+                      validation=Validation(data["val"], outputs, metric, name="val_macro_auroc", mode="max"),
+                      run_dir=run_dir, checkpoint_config={"kind": "protoecgnet-heads", "stage": stage})
+    result = trainer.fit(resume=ctx.resume)
     best = max(result.history, key=lambda h: h["val_macro_auroc"])
     return {**{k: v for k, v in result.facts.items() if k != "stage"},
             **{k: v for k, v in best.items() if k.startswith("val_")}}
@@ -560,6 +578,8 @@ def _train(data_root, label_set, out_dir, recipe, folds_train, fold_val, seed, c
                                                 cache_dir=cache_dir, progress=progress)
     train_ids, train_x, train_y = train_split.arrays(recipe.max_records)
     _, val_x, val_y = val_split.arrays(recipe.max_records)
+    pipeline, finish = recipe.fit_pipeline(pipeline, train_x)
+    train_x, val_x = finish(train_x), finish(val_x)
     labels = list(train_split.label_names)
 
     seed_everything(seed)
@@ -609,9 +629,21 @@ def _train(data_root, label_set, out_dir, recipe, folds_train, fold_val, seed, c
     if dist.is_main:
         save_checkpoint(final, model, config)
         ctx.gallery.save(final)
-        log.info("ProtoECGNet saved to %s", final)
+        dense_state, dense_config = dense_variant(model, config, out / "fusion" / DENSE_HEAD)
+        save_checkpoint(out / DENSE_MODEL, dense_state, dense_config)
+        ctx.gallery.save(out / DENSE_MODEL)
+        log.info("ProtoECGNet saved to %s (dense fusion: %s)", final, out / DENSE_MODEL)
     barrier()
     return final
+
+
+def dense_variant(model: ProtoECGNet, config: dict[str, Any], head_dir: Path) -> tuple[dict, dict[str, Any]]:
+    """Weights and config of ``model`` with the dense fusion head saved in ``head_dir`` in place of its own."""
+    head, _ = load_checkpoint(head_dir)
+    state = {**model.state_dict(), **{f"fusion.{k}": v for k, v in head.items()}}
+    config = json.loads(json.dumps(config))
+    config["model"]["fusion"], config["head"] = "dense", "dense fusion"
+    return state, config
 
 
 def _summary(facts: dict[str, Any]) -> dict[str, Any]:
