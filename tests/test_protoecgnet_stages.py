@@ -190,7 +190,7 @@ def test_resume_skips_finished_stages(trained, ptbxl_dir, tmp_path):
 
 def test_fusion_heads_start_from_the_branch_last_layers():
     from ecglens.models.protoecgnet import ProtoECGNet, ProtoECGNetConfig
-    from ecglens.models.protoecgnet.train import BranchHeads, fusion_head
+    from ecglens.models.protoecgnet.train import fusion_head
 
     torch.manual_seed(0)
     model = ProtoECGNet(ProtoECGNetConfig(labels=("SR", "AFIB", "IMI", "LVH", "NORM"), branches=tiny_recipe().branches))
@@ -198,29 +198,38 @@ def test_fusion_heads_start_from_the_branch_last_layers():
         with torch.no_grad():
             model.branches[name].last_layer.weight.normal_()
             model.branches[name].last_layer.bias.normal_()
-    scores = torch.randn(4, model.fusion.weight.shape[1])
-    expected = BranchHeads(model)(scores)
+    with torch.no_grad():
+        out = model.eval()(torch.randn(4, 12, 1000))
+    scores = torch.cat([out.normalized[n] for n in model.branch_names], 1)
     masked, dense = fusion_head(model, False, -0.5), fusion_head(model, True, -0.5)
     assert masked is model.fusion and bool((dense.mask == 1).all()) and not bool((masked.mask == 1).all())
-    assert torch.allclose(masked(scores), expected, atol=1e-5) and torch.allclose(dense(scores), expected, atol=1e-5)
+    with torch.no_grad():
+        for head in (masked, dense):
+            assert torch.allclose(head(scores), out.branch_logits_full, atol=1e-5)
 
 
-def test_dense_variant_is_saved_beside_the_model(trained):
+def test_model_carries_the_dense_fusion_and_the_masked_one_is_saved_beside_it(trained):
     out, path, _ = trained
-    masked = model_from_checkpoint(*load_checkpoint(path))
-    state, config = load_checkpoint(out / "model-dense")
+    state, config = load_checkpoint(path)
     dense = model_from_checkpoint(state, config)
+    masked_state, masked_config = load_checkpoint(out / "model-masked")
+    masked = model_from_checkpoint(masked_state, masked_config)
     assert config["model"]["fusion"] == "dense" and config["head"] == "dense fusion"
-    assert (out / "model-dense" / "gallery.json").is_file()
+    assert masked_config["model"]["fusion"] == "masked" and masked_config["head"] == "masked fusion"
+    assert (out / "model-masked" / "gallery.json").is_file()
     assert bool((dense.fusion.mask == 1).all()) and not bool((masked.fusion.mask == 1).all())
     x = torch.randn(2, 12, 1000)
-    a, b = masked(x), dense(x)
+    with torch.no_grad():
+        a, b = masked(x), dense(x)
     assert torch.equal(a.branch_logits_full, b.branch_logits_full)  # same network, only the fusion differs
     head, _ = load_checkpoint(out / "fusion" / "dense_head")
     assert torch.equal(dense.fusion.weight, head["weight"])
     summary = config["training"]["summary"]["val_macro_auroc"]
     stage = json.loads((out / "fusion" / "stage.json").read_text())
     assert summary["fusion_dense"] == stage["val_dense_macro_auroc"]
+    for name in config["training"]["summary"]["refined_branches"]:
+        assert (out / "refine" / name / "train_log.jsonl").is_file()
+    assert all((out / "last_layer" / name / "train_log.jsonl").is_file() for name in dense.branch_names)
 
 
 def test_parse_stage_epochs():
