@@ -257,6 +257,10 @@ def test_cli_registers_the_trainer():
                                       "joint=3", "--resume", "--threads", "2"])
     assert args.model == "protoecgnet" and args.resume and args.threads == 2
     assert parse_stage_epochs(args.epochs_per_stage) == {"joint_epochs": 3}
+    assert (args.head, args.normalize) == ("dense", "scale")
+    args = build_parser().parse_args(["train", "protoecgnet", "--data", "D", "--out", "R", "--head", "masked",
+                                      "--normalize", "standardize"])
+    assert (args.head, args.normalize) == ("masked", "standardize")
 
 
 def test_branches_to_refine_are_those_that_lost_at_projection():

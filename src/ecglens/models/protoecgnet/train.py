@@ -717,6 +717,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="run directory: one sub-directory per stage; the final model goes to RUN_DIR/model")
     parser.add_argument("--epochs-per-stage", default="", metavar="SPEC",
                         help="e.g. warmup=2,joint=20,refine=10,last_layer=30,fusion=30 (defaults as shown)")
+    parser.add_argument("--head", default="dense", choices=FUSIONS,
+                        help="fusion head of RUN_DIR/model (default dense); the other goes to RUN_DIR/model-<other>")
+    parser.add_argument("--normalize", default="scale", choices=NORMALIZE,
+                        help="amplitude normalisation: training-set per-lead scale (default) or per-record standardize")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--resume", action="store_true", help="skip finished stages and continue an interrupted one")
     parser.add_argument("--cache", metavar="DIR", help="signal cache directory (default $ECGLENS_CACHE or ~/.cache/ecglens)")
@@ -729,7 +733,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    recipe = ProtoTrainConfig(max_records=args.max_records, **parse_stage_epochs(args.epochs_per_stage))
+    recipe = ProtoTrainConfig(max_records=args.max_records, head=args.head, normalize=args.normalize,
+                              **parse_stage_epochs(args.epochs_per_stage))
     folds = tuple(f for f in TRAIN_FOLDS if f != args.val_fold)
     main = init_distributed().is_main
     try:
