@@ -273,3 +273,32 @@ def test_epoch_end_runs_after_each_epoch_before_validation():
                      validation=val, epoch_end=epoch_end).fit()
     assert calls == [1, 2, 3]
     assert [h["val_bias_abs"] for h in result.history] == [0.0, 0.0, 0.0]
+
+
+def test_keep_start_returns_the_starting_weights_when_no_epoch_beats_them(tmp_path):
+    scripted = iter([0.9, 0.5, 0.7])  # epoch 0 (the start), then two worse epochs
+    model = mlp()
+    start = {k: v.clone() for k, v in model.state_dict().items()}
+    validation = Validation(separable(8), lambda m, b: {"y": b[1]}, lambda a: next(scripted), name="score")
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=0.05, select="best", keep_start=True, progress=False)
+    result = Trainer(model, bce, separable(), cfg, validation=validation, run_dir=tmp_path / "run").fit()
+    assert (result.best_epoch, result.best_metric, result.epochs_run) == (0, 0.9, 2)
+    assert [h["epoch"] for h in result.history] == [0, 1, 2]
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in start.items())
+    assert [r["epoch"] for r in read_log(tmp_path / "run")] == [0, 1, 2]
+
+
+def test_keep_start_still_takes_a_better_epoch():
+    scripted = iter([0.5, 0.9, 0.7])
+    snapshots = []
+
+    def outputs(model, batch):
+        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
+        return {"y": batch[1]}
+
+    model = mlp()
+    validation = Validation(separable(8), outputs, lambda a: next(scripted), name="score")
+    cfg = TrainConfig(epochs=2, batch_size=8, lr=0.05, select="best", keep_start=True, progress=False)
+    result = Trainer(model, bce, separable(), cfg, validation=validation).fit()
+    assert (result.best_epoch, result.best_metric) == (1, 0.9)
+    assert all(torch.equal(model.state_dict()[k], v) for k, v in snapshots[1].items())

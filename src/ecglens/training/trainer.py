@@ -48,6 +48,9 @@ class TrainConfig:
     ``select='best'`` returns the weights of the best validation epoch (needs a
     validation); ``'final'`` returns the last epoch's. ``patience`` (epochs
     without improvement larger than ``min_delta``) enables early stopping.
+    ``keep_start`` (with ``select='best'``) validates the starting weights as
+    epoch 0, so a run that never beats them returns them unchanged (stages that
+    fine-tune a trained model cannot make it worse).
     """
 
     epochs: int = 10
@@ -71,6 +74,7 @@ class TrainConfig:
     find_unused_parameters: bool = False
     progress: bool = True
     stage: str = "train"
+    keep_start: bool = False
 
     def __post_init__(self):
         self.betas = tuple(self.betas)
@@ -417,6 +421,16 @@ class Trainer:
         else:
             ddp_model = model
 
+        if state is None and cfg.keep_start and cfg.select == "best" and self.validation is not None:
+            record = {"stage": cfg.stage, "epoch": 0, **self._validate(model, dist), "best": True}
+            best_metric, best_epoch, best_state = record[self.validation.name], 0, _cpu_copy(model)
+            history.append(record)
+            if writes:
+                save_checkpoint(self.run_dir / "best", best_state, self._ckpt_config(0, best_metric, best_epoch))
+                with open(self.run_dir / LOG_FILE, "a") as fh:
+                    fh.write(json.dumps(record) + "\n")
+            self._report(record)
+
         epoch = start_epoch
         for epoch in range(start_epoch + 1, cfg.epochs + 1):
             if finished:
@@ -504,12 +518,14 @@ class Trainer:
     def _report(self, record: Mapping[str, Any]) -> None:
         if not D.is_main():
             return
-        parts = [f"[{record['stage']}] epoch {record['epoch']}/{self.config.epochs}",
-                 f"loss {record['train_loss']:.4f}"]
+        parts = [f"[{record['stage']}] epoch {record['epoch']}/{self.config.epochs}"]
+        if "train_loss" in record:  # epoch 0 (keep_start) is validated only
+            parts.append(f"loss {record['train_loss']:.4f}")
         if self.validation is not None:
             name = self.validation.name
             parts.append(f"{name} {record[name]:.4f}" + (" *" if record.get("best") else ""))
-        parts.append(f"{record['records_per_s']:.0f} rec/s")
+        if "records_per_s" in record:
+            parts.append(f"{record['records_per_s']:.0f} rec/s")
         line = "  ".join(parts)
         log.info(line)
         if self.config.progress:

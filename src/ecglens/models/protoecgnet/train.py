@@ -92,6 +92,7 @@ STAGES = ("warmup", "joint", "projection", "refine", "reprojection", "last_layer
 EPOCH_STAGES = ("warmup", "joint", "refine", "last_layer", "fusion")
 STAGE_FILE = "stage.json"
 NORMALIZE = ("standardize", "scale")
+FINE_TUNING = ("refine", "last_layer", "fusion")  # stages that start from trained weights (Trainer keep_start)
 DENSE_HEAD = "dense_head"  # <out>/fusion/dense_head: the dense fusion head's weights
 # Statements outside the bundled 71-statement table (superclasses, subclasses) route here.
 OTHER_BRANCH = {"NORM": "global"}
@@ -314,9 +315,12 @@ def _config(ctx: _Context) -> dict[str, Any]:
 
 def _train_config(ctx: _Context, stage: str, epochs: int, lr: float, select: str = "best",
                   patience: int | None = None, batch_size: int | None = None) -> TrainConfig:
+    """The stages' Trainer settings; stages that fine-tune a trained part (refine and the heads)
+    keep their starting weights unless an epoch beats them on validation."""
     return TrainConfig(epochs=epochs, batch_size=batch_size or ctx.recipe.batch_size, lr=lr,
                        weight_decay=ctx.recipe.weight_decay, optimizer="adamw", schedule="onecycle", pct_start=0.3,
-                       select=select, patience=patience, seed=ctx.seed, progress=ctx.progress, stage=stage)
+                       select=select, patience=patience, seed=ctx.seed, progress=ctx.progress, stage=stage,
+                       keep_start=stage in FINE_TUNING)
 
 
 def _set_trainable(model: ProtoECGNet, fusion: bool) -> None:
