@@ -63,7 +63,8 @@ def _train_protoecgnet(data: Path, label_set: str, seed: int, out: Path, epochs:
 
 # name -> (description, train function). Later models add one line each.
 MODELS = {
-    "baseline": ("xresnet1d18-style, 10-s input (ecglens default recipe)", _train_baseline("default")),
+    "baseline": ("xresnet1d18-style, 2.5-s crops, training-set scale (ecglens default recipe)",
+                 _train_baseline("default")),
     # 30 of the preset's 50 epochs, as in the reference run: 50 take about 2 h per job on one CPU core
     "recipe": ("xresnet1d101, PTB-XL benchmark recipe (Strodthoff et al. 2021), 30 epochs",
                _train_baseline("ptbxl-benchmark", bench_epochs=30)),

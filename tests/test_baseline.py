@@ -89,10 +89,12 @@ def test_recipes():
     assert (bench.train_window_s, bench.window_s, bench.stride_s, bench.aggregate) == (2.5, 2.5, 1.25, "max")
     assert (bench.lr, bench.weight_decay, bench.batch_size, bench.epochs, bench.select) == (1e-2, 1e-2, 128, 50, "final")
     assert bench.preprocessing == "scale" and [s.name for s in bench.base_pipeline().steps] == ["resample"]
-    assert [s.name for s in default.base_pipeline().steps] == ["resample", "bandpass", "standardize"]
-    # a 10-s record at 100 Hz: 7 windows for the benchmark, one forward pass for ours
+    assert default.preprocessing == "scale" and [s.name for s in default.base_pipeline().steps] == ["resample"]
+    assert [s.name for s in replace(default, preprocessing="standardize").base_pipeline().steps] == [
+        "resample", "bandpass", "standardize"]
+    # a 10-s record at 100 Hz: 7 windows of 2.5 s every 1.25 s, for both
     assert len(window_starts(1000, 250, 125)) == 7
-    assert len(window_starts(1000, int(default.window_s * 100), int(default.stride_s * 100))) == 1
+    assert len(window_starts(1000, int(default.window_s * 100), int(default.stride_s * 100))) == 7
     tc = default.train_config(seed=3)
     assert (tc.select, tc.patience, tc.seed, tc.lr) == ("best", default.patience, 3, default.lr)
     with pytest.raises(Exception, match="unknown baseline recipe"):
