@@ -227,8 +227,15 @@ def test_model_carries_the_dense_fusion_and_the_masked_one_is_saved_beside_it(tr
     summary = config["training"]["summary"]["val_macro_auroc"]
     stage = json.loads((out / "fusion" / "stage.json").read_text())
     assert summary["fusion_dense"] == stage["val_dense_macro_auroc"]
-    runs = [out / "refine" / n for n in config["training"]["summary"]["refined_branches"]]
+    refined = config["training"]["summary"]["refined_branches"]
+    runs = [out / "refine"] if refined else []
     runs += [out / "last_layer" / n for n in dense.branch_names] + [out / "fusion" / "dense", out / "fusion" / "masked"]
+    refine = json.loads((out / "refine" / "stage.json").read_text())
+    assert refined and set(refine["best_epoch_per_branch"]) == set(refined)
+    for name, epoch in refine.get("best_epoch_per_branch", {}).items():  # each branch keeps its best epoch's backbone
+        saved, _ = load_checkpoint(out / "refine" / "epochs" / str(epoch))
+        key = next(k for k in saved if k.startswith(f"{name}.backbone."))
+        assert torch.equal(saved[key], masked_state[f"branches.{key}"])
     for run in runs:  # fine-tuning runs validate their starting weights first and keep them unless beaten
         first = json.loads((run / "train_log.jsonl").read_text().splitlines()[0])
         assert first["epoch"] == 0 and first["best"]

@@ -203,7 +203,7 @@ class Trainer:
     ``config.json`` written with every checkpoint (``kind`` etc.); the trainer
     adds a ``training`` section with the stage, epoch and best metric. With
     ``run_dir=None`` nothing is written and ``resume`` is unavailable.
-    ``epoch_end(model)`` runs after each training epoch, before validation and
+    ``epoch_end(model, epoch)`` runs after each training epoch, before validation and
     checkpointing, on every process (e.g. to re-project prototypes); it must
     change the model the same way everywhere.
     """
@@ -220,7 +220,7 @@ class Trainer:
         param_groups: Callable[[nn.Module], Iterable[dict[str, Any]]] | None = None,
         checkpoint_config: Mapping[str, Any] | None = None,
         collate_fn: Callable | None = None,
-        epoch_end: Callable[[nn.Module], None] | None = None,
+        epoch_end: Callable[[nn.Module, int], None] | None = None,
     ):
         self.config = config or TrainConfig()
         if self.config.select == "best" and validation is None:
@@ -437,7 +437,7 @@ class Trainer:
                 break
             record = self._train_epoch(ddp_model, loader, sampler, optimizer, scheduler, epoch, dist)
             if self.epoch_end is not None:
-                self.epoch_end(model)
+                self.epoch_end(model, epoch)
             if self.validation is not None:
                 record.update(self._validate(model, dist))
                 value = record[self.validation.name]
