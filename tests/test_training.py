@@ -64,15 +64,19 @@ def test_loss_decreases_and_learns():
     assert result.epochs_run == 8 and not result.stopped_early
 
 
-def test_early_stopping_restores_best_weights(tmp_path):
-    scripted = iter([0.5, 0.8, 0.6, 0.55, 0.9, 0.9])
-    snapshots = []
+def scripted_validation(scores):
+    """A validation that returns ``scores`` in turn and records the weights it saw each time."""
+    scripted, snapshots = iter(scores), []
 
     def outputs(model, batch):
         snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
         return {"y": batch[1]}
 
-    validation = Validation(separable(8), outputs, lambda a: next(scripted), name="score")
+    return Validation(separable(8), outputs, lambda a: next(scripted), name="score"), snapshots
+
+
+def test_early_stopping_restores_best_weights(tmp_path):
+    validation, snapshots = scripted_validation([0.5, 0.8, 0.6, 0.55, 0.9, 0.9])
     cfg = TrainConfig(epochs=6, batch_size=8, lr=0.05, select="best", patience=2, progress=False)
     model = mlp()
     result = Trainer(model, bce, separable(), cfg, validation=validation, run_dir=tmp_path / "run").fit()
@@ -88,15 +92,8 @@ def test_early_stopping_restores_best_weights(tmp_path):
 
 
 def test_final_mode_keeps_last_weights():
-    scripted = iter([0.9, 0.1, 0.1])
-    snapshots = []
-
-    def outputs(model, batch):
-        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
-        return {"y": batch[1]}
-
+    validation, snapshots = scripted_validation([0.9, 0.1, 0.1])
     model = mlp()
-    validation = Validation(separable(8), outputs, lambda a: next(scripted), name="score")
     result = Trainer(model, bce, separable(), TrainConfig(epochs=3, batch_size=8, progress=False),
                      validation=validation).fit()
     assert result.best_epoch == 1 and result.epochs_run == 3 and result.history[-1]["score"] == 0.1
@@ -276,10 +273,9 @@ def test_epoch_end_runs_after_each_epoch_before_validation():
 
 
 def test_keep_start_returns_the_starting_weights_when_no_epoch_beats_them(tmp_path):
-    scripted = iter([0.9, 0.5, 0.7])  # epoch 0 (the start), then two worse epochs
+    validation, _ = scripted_validation([0.9, 0.5, 0.7])  # epoch 0 (the start), then two worse epochs
     model = mlp()
     start = {k: v.clone() for k, v in model.state_dict().items()}
-    validation = Validation(separable(8), lambda m, b: {"y": b[1]}, lambda a: next(scripted), name="score")
     cfg = TrainConfig(epochs=2, batch_size=8, lr=0.05, select="best", keep_start=True, progress=False)
     result = Trainer(model, bce, separable(), cfg, validation=validation, run_dir=tmp_path / "run").fit()
     assert (result.best_epoch, result.best_metric, result.epochs_run) == (0, 0.9, 2)
@@ -289,15 +285,8 @@ def test_keep_start_returns_the_starting_weights_when_no_epoch_beats_them(tmp_pa
 
 
 def test_keep_start_still_takes_a_better_epoch():
-    scripted = iter([0.5, 0.9, 0.7])
-    snapshots = []
-
-    def outputs(model, batch):
-        snapshots.append({k: v.clone() for k, v in model.state_dict().items()})
-        return {"y": batch[1]}
-
+    validation, snapshots = scripted_validation([0.5, 0.9, 0.7])
     model = mlp()
-    validation = Validation(separable(8), outputs, lambda a: next(scripted), name="score")
     cfg = TrainConfig(epochs=2, batch_size=8, lr=0.05, select="best", keep_start=True, progress=False)
     result = Trainer(model, bce, separable(), cfg, validation=validation).fit()
     assert (result.best_epoch, result.best_metric) == (1, 0.9)
