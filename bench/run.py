@@ -68,7 +68,7 @@ MODELS = {
     # 30 of the preset's 50 epochs, as in the issue's reference run: 50 take about 2 h per job on one CPU core
     "recipe": ("xresnet1d101, PTB-XL benchmark recipe (Strodthoff et al. 2021), 30 epochs",
                _train_baseline("ptbxl-benchmark", bench_epochs=30)),
-    "protoecgnet": ("ProtoECGNet, 3 prototype branches, masked fusion; the dense fusion and each branch in the "
+    "protoecgnet": ("ProtoECGNet, 3 prototype branches, dense fusion; the masked fusion and each branch in the "
                     "heads table (Sethi et al. 2025)", _train_protoecgnet),
     "factorecg": ("FactorECG: median-beat VAE factors + logistic regression per statement (one VAE, trained with "
                   "'all', serves every label set)", _train_beat_model("factorecg")),
@@ -184,7 +184,7 @@ def run_job(model: str, label_set: str, seed: int, data: Path, epochs: int | Non
     report = evaluate_predictions(test.y, scores, test.label_names, bootstrap_indices=boot, y_train=y_train)
 
     heads = {clf.config.get("head", "model"): scores}
-    for variant in sorted(Path(path).parent.glob(f"{Path(path).name}-*")):  # e.g. ProtoECGNet's model-dense
+    for variant in sorted(Path(path).parent.glob(f"{Path(path).name}-*")):  # e.g. ProtoECGNet's model-masked
         other = load_classifier(variant)
         heads[other.config.get("head", variant.name)] = other.predict_batch(
             np.asarray(test.signals), test.sampling_rate)[:, [other.labels.index(n) for n in test.label_names]]
@@ -220,6 +220,18 @@ def _fmt(values, digits=3):
     if len(vals) == 1:
         return f"{vals[0]:.{digits}f}"
     return f"{np.mean(vals):.{digits}f} ± {np.std(vals, ddof=1):.{digits}f}"
+
+
+def _num(value, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _section(title: str, intro: str, columns: list[str], rows: list[list]) -> list[str]:
+    """A markdown section: title, one paragraph and a table (nothing when there are no rows)."""
+    if not rows:
+        return []
+    return (["", f"## {title}", "", intro, "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+            + ["| " + " | ".join(str(c) for c in row) + " |" for row in rows])
 
 
 def build_table() -> str:
@@ -260,31 +272,23 @@ def build_table() -> str:
             f"| {_fmt(row['fmax'])} | {_fmt(row['train_wall_s'], 0)} | {_fmt([r['epochs_run'] for r in rs], 0)} "
             f"| {_fmt([r['train_records_per_s'] for r in rs], 0)} | {_fmt(row['inference_records_per_s'], 0)} "
             f"| {_fmt([r['peak_rss_mib'] for r in rs], 0)} | {rs[0]['model_bytes'] / 1e6:.1f} |")
-    staged = [r for r in runs if r.get("stages") and r["seed"] == 0]
-    if staged:
-        lines += ["", "## Stages (seed 0)", "",
-                  "Wall time of each training stage; peak RAM is the job's peak up to the end of the stage "
-                  "(where the stage logged it). Measured while other jobs shared the machine (see each run's "
-                  "load average), so times are upper bounds.", "",
-                  "| label set | model | stage | wall (s) | peak RAM (MiB) |", "|---|---|---|---|---|"]
-        for r in sorted(staged, key=lambda r: (r["label_set"], r["model"])):
-            for st in r["stages"]:
-                mem = "-" if st.get("peak_rss_mib") is None else f"{st['peak_rss_mib']:.0f}"
-                sec = "-" if st.get("seconds") is None else f"{st['seconds']:.0f}"
-                lines.append(f"| {r['label_set']} | {r['model']} | {st['stage']} | {sec} | {mem} |")
-    headed = [r for r in runs if r.get("heads") and r["seed"] == 0]
-    if headed:
-        lines += ["", "## Heads and label groups (seed 0)", "",
-                  "Each head the model ships (the first is the one in the table above) on all test labels and on "
-                  "each label group the model declares (ProtoECGNet: the statements of each branch); macro AUROC "
-                  "with its 90% interval on the same resamples, and the number of labels scored.", "",
-                  "| label set | model | head | labels | macro AUROC | 90% CI | labels scored |", "|---|---|---|---|---|---|---|"]
-        for r in sorted(headed, key=lambda r: (r["label_set"], r["model"])):
-            for head, parts in r["heads"].items():
-                for part, v in parts.items():
-                    ci = "-" if not v["ci"] else f"{v['ci'][0]:.3f}-{v['ci'][1]:.3f}"
-                    auc = "-" if v["macro_auroc"] is None else f"{v['macro_auroc']:.3f}"
-                    lines.append(f"| {r['label_set']} | {r['model']} | {head} | {part} | {auc} | {ci} | {v['n_scored']} |")
+    seed0 = sorted((r for r in runs if r["seed"] == 0), key=lambda r: (r["label_set"], r["model"]))
+    lines += _section(
+        "Stages (seed 0)",
+        "Wall time of each training stage; peak RAM is the job's peak up to the end of the stage (where the stage "
+        "logged it). Measured while other jobs shared the machine (see each run's load average), so times are upper "
+        "bounds.", ["label set", "model", "stage", "wall (s)", "peak RAM (MiB)"],
+        [[r["label_set"], r["model"], st["stage"], _num(st.get("seconds"), 0), _num(st.get("peak_rss_mib"), 0)]
+         for r in seed0 for st in r.get("stages") or []])
+    lines += _section(
+        "Heads and label groups (seed 0)",
+        "Each head the model ships (the first is the one in the table above) on all test labels and on each label "
+        "group the model declares (ProtoECGNet: the statements of each branch); macro AUROC with its 90% interval "
+        "on the same resamples, and the number of labels scored.",
+        ["label set", "model", "head", "labels", "macro AUROC", "90% CI", "labels scored"],
+        [[r["label_set"], r["model"], head, part, _num(v["macro_auroc"], 3),
+          "-" if not v["ci"] else f"{v['ci'][0]:.3f}-{v['ci'][1]:.3f}", v["n_scored"]]
+         for r in seed0 for head, parts in (r.get("heads") or {}).items() for part, v in parts.items()])
     (RESULTS / "benchmark.json").write_text(json.dumps(summary, indent=2))
     text = "\n".join(lines) + "\n"
     (RESULTS / "benchmark.md").write_text(text)

@@ -398,7 +398,7 @@ def _network_stage(ctx: _Context, stage: str) -> dict[str, Any]:
             snapshot(0)
         barrier()
         run, history = _fit_network(ctx, stage, _Refining(model, refined), ctx.out / stage, "val_macro_auroc",
-                                    epoch_end, patience=None)
+                                    epoch_end)
         barrier()
         facts.update({k: v for k, v in run.items() if not k.startswith("val_")})
         facts["best_epoch_per_branch"] = {}
@@ -412,10 +412,10 @@ def _network_stage(ctx: _Context, stage: str) -> dict[str, Any]:
 
 
 def _fit_network(ctx: _Context, stage: str, net: nn.Module, run_dir: Path, select_on: str,
-                 epoch_end: Callable[[nn.Module, int], None] | None = None,
-                 patience: int | None | str = "recipe") -> tuple[dict[str, Any], list[dict[str, Any]]]:
+                 epoch_end: Callable[[nn.Module, int], None] | None = None
+                 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """One Trainer run of the network on the prototype losses; keeps the best ``select_on`` epoch
-    (warmup: the last epoch). Returns the stage facts and the epoch history."""
+    (warmup: the last epoch; refine runs all its epochs). Returns the stage facts and the epoch history."""
     r, model = ctx.recipe, ctx.model
     if not isinstance(net, _Refining):
         _set_trainable(model, fusion=False)
@@ -450,7 +450,7 @@ def _fit_network(ctx: _Context, stage: str, net: nn.Module, run_dir: Path, selec
         groups = None
         lr = r.refine_lr if stage == "refine" else r.joint_lr
         cfg = _train_config(ctx, stage, getattr(r, f"{stage}_epochs"), lr, select="best",
-                            patience=r.patience if patience == "recipe" else patience)
+                            patience=None if stage == "refine" else r.patience)
     trainer = Trainer(net, loss_fn, train_data, cfg,
                       validation=Validation(val_data, outputs, metric, name=select_on, mode="max"),
                       run_dir=run_dir, param_groups=groups, checkpoint_config=_config(ctx), epoch_end=epoch_end)
@@ -544,12 +544,11 @@ def _fit_head(ctx: _Context, stage: str, head: nn.Module, run_dir: Path, data: d
     """Train one linear head (BCE + L1 on off-class weights) and keep its best validation epoch
     (macro AUROC over the head's outputs; ``index`` groups them for the logged per-branch scores)."""
     bce = nn.functional.binary_cross_entropy_with_logits
+    layer = head.layer if isinstance(head, _ColumnHead) else head  # the same parameters under DDP
 
     def loss_fn(net, batch):
         s, y = batch
         ce = bce(net(s), y, pos_weight=pos_weight.to(s.device))
-        layer = net.module if hasattr(net, "module") else net
-        layer = layer.layer if isinstance(layer, _ColumnHead) else layer
         penalty = l1_offclass_loss(layer.effective_weight, layer.class_identity)
         return ce + l1 * penalty, {"ce": ce.detach(), "l1": penalty.detach()}
 
