@@ -1,6 +1,7 @@
 """XResNet1d architecture, baseline recipes, the training dataset, and a tiny end-to-end PTB-XL run."""
 from __future__ import annotations
 
+import argparse
 import json
 from dataclasses import replace
 
@@ -20,6 +21,7 @@ from ecglens.models.baseline import (
     positive_weights,
     train_baseline,
 )
+from ecglens.models.baseline import train as baseline_train
 from ecglens.models.baseline.xresnet1d import ResBlock
 from ecglens.preprocess import Pipeline, Scale
 from ecglens.samples import load_sample
@@ -95,10 +97,29 @@ def test_recipes():
     # a 10-s record at 100 Hz: 7 windows of 2.5 s every 1.25 s, for both
     assert len(window_starts(1000, 250, 125)) == 7
     assert len(window_starts(1000, int(default.window_s * 100), int(default.stride_s * 100))) == 7
+    assert (default.lr, default.batch_size, default.epochs, default.select, default.patience) == (
+        1e-2, 128, 30, "final", None)
+    assert (bench.aggregate, default.aggregate) == ("max", "mean")
     tc = default.train_config(seed=3)
-    assert (tc.select, tc.patience, tc.seed, tc.lr) == ("best", default.patience, 3, default.lr)
+    assert (tc.select, tc.patience, tc.seed, tc.lr) == ("final", None, 3, default.lr)
     with pytest.raises(Exception, match="unknown baseline recipe"):
         get_recipe("nope")
+
+
+@pytest.mark.parametrize("extra, expected", [([], ("final", None)), (["--patience", "4"], ("best", 4))])
+def test_train_cli_patience_turns_on_early_stopping(monkeypatch, tmp_path, extra, expected):
+    seen = {}
+
+    def fake_train(data, recipe, **kwargs):
+        seen["recipe"] = recipe
+        return tmp_path / "model"
+
+    monkeypatch.setattr(baseline_train, "train_baseline", fake_train)
+    parser = argparse.ArgumentParser()
+    baseline_train.add_arguments(parser)
+    assert baseline_train.run(parser.parse_args(["--data", "D", "--out", str(tmp_path)] + extra)) == 0
+    assert (seen["recipe"].select, seen["recipe"].patience) == expected
+    assert seen["recipe"].lr == get_recipe("default").lr
 
 
 def test_baseline_config_round_trip():

@@ -181,6 +181,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="RUN_DIR",
                         help="run directory: last/, best/, train_log.jsonl; the final model goes to RUN_DIR/model")
     parser.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
+    parser.add_argument("--patience", type=int, metavar="N",
+                        help="early stopping: stop after N epochs without a better validation macro AUROC and keep "
+                             "the best epoch (default: the recipe's; ours trains the whole schedule, final model)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last epoch")
     parser.add_argument("--cache", metavar="DIR", help="signal cache directory (default $ECGLENS_CACHE or ~/.cache/ecglens)")
@@ -194,8 +197,11 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     folds = tuple(f for f in TRAIN_FOLDS if f != args.val_fold)
     main = init_distributed().is_main
+    recipe = get_recipe(args.recipe)
+    if args.patience is not None:
+        recipe = replace(recipe, select="best", patience=args.patience)
     try:
-        path = train_baseline(args.data, label_set=args.labels, recipe=args.recipe, out_dir=args.out,
+        path = train_baseline(args.data, label_set=args.labels, recipe=recipe, out_dir=args.out,
                               folds_train=folds, fold_val=args.val_fold, seed=args.seed, epochs=args.epochs,
                               cache_dir=args.cache, resume=args.resume, sampling_rate=args.rate,
                               progress=not args.no_progress)
