@@ -4,8 +4,9 @@ Trains on folds 1-8, validates on 9, tests on 10; scores every model on the same
 bootstrap resamples of the test fold. Each (model, label set, seed) is one job run
 in its own process (so its peak memory is its own) and leaves one JSON in
 ``bench/results/runs/``; a job whose JSON exists is not run again, so an
-interrupted benchmark resumes. The table (``bench/results/benchmark.md`` and
-``benchmark.json``) is rebuilt from all run JSONs at the end of every call.
+interrupted benchmark resumes. The table (``bench/results/benchmark.md``,
+``benchmark.json`` and the baseline targets in ``targets.json``) is rebuilt
+from all run JSONs at the end of every call.
 
     python bench/run.py                                   # everything registered
     python bench/run.py --models baseline --seeds 0       # a subset
@@ -289,10 +290,42 @@ def build_table() -> str:
         [[r["label_set"], r["model"], head, part, _num(v["macro_auroc"], 3),
           "-" if not v["ci"] else f"{v['ci'][0]:.3f}-{v['ci'][1]:.3f}", v["n_scored"]]
          for r in seed0 for head, parts in (r.get("heads") or {}).items() for part, v in parts.items()])
+    targets = baseline_targets(summary)
+    verdict = {True: "yes", False: "no", None: "pending"}
+    lines += _section(
+        "Baseline targets",
+        "The default baseline against the PTB-XL benchmark recipe: macro AUROC, mean over seeds (target: the default "
+        "at or above the recipe, judged once both have 3 seeds), and inference records/s, mean over seeds (target: "
+        "the default at least 5x the recipe).",
+        ["label set", "seeds (default / recipe)", "default", "recipe", "AUROC met", "inference ratio", "inference met"],
+        [[t["label_set"], f"{t['seeds'][0]} / {t['seeds'][1]}", f"{t['default']:.3f}", f"{t['recipe']:.3f}",
+          verdict[t["auroc_met"]], f"{t['inference_ratio']:.1f}x", verdict[t["inference_met"]]] for t in targets])
     (RESULTS / "benchmark.json").write_text(json.dumps(summary, indent=2))
+    (RESULTS / "targets.json").write_text(json.dumps(targets, indent=2))
     text = "\n".join(lines) + "\n"
     (RESULTS / "benchmark.md").write_text(text)
     return text
+
+
+def baseline_targets(summary: list[dict], speedup: float = 5.0, seeds: int = 3) -> list[dict]:
+    """Per label set, the default baseline's mean AUROC and inference against the recipe's (issue 8's targets).
+
+    The AUROC target counts only once both have ``seeds`` seeds (``auroc_met`` is None before).
+    """
+    rows = {(r["label_set"], r["model"]): r for r in summary}
+    out = []
+    for label_set in sorted({ls for ls, _ in rows}):
+        default, recipe = rows.get((label_set, "baseline")), rows.get((label_set, "recipe"))
+        if default is None or recipe is None:
+            continue
+        auroc = [float(np.mean(r["macro_auroc"])) for r in (default, recipe)]
+        ratio = float(np.mean(default["inference_records_per_s"]) / np.mean(recipe["inference_records_per_s"]))
+        out.append({"label_set": label_set, "seeds": [len(default["seeds"]), len(recipe["seeds"])],
+                    "default": auroc[0], "recipe": auroc[1],
+                    "auroc_met": auroc[0] >= auroc[1] if min(len(default["seeds"]), len(recipe["seeds"])) >= seeds
+                    else None,
+                    "inference_ratio": ratio, "inference_met": ratio >= speedup})
+    return out
 
 
 def selected_runs(args) -> list[Path]:
