@@ -27,10 +27,11 @@ class BaselineConfig:
     xresnet1d, every stage has inner width 64, so 256 channels throughout and
     about 1.9 M weights, not the 34 M of the ImageNet widths 64-512), random
     2.5-s crops at 100 Hz for training, AdamW with a one-cycle schedule peaking
-    at lr 1e-2, weight decay 1e-2, batch 128, 50 epochs and the final model; the input is scaled per lead with a mean and standard deviation
-    fitted on the training set (``Scale``, stored in the pipeline); a record is
-    scored by 2.5-s windows every 1.25 s (7 for a 10-s record) whose
-    probabilities are aggregated by their maximum.
+    at lr 1e-2, weight decay 1e-2, batch 128, 50 epochs and the final model;
+    the input is scaled per lead with a mean and standard deviation fitted on
+    the training set (``Scale``, stored in the pipeline); a record is scored by
+    2.5-s windows every 1.25 s (7 for a 10-s record) whose probabilities are
+    aggregated by their maximum.
 
     ``default`` is ours, designed for small training sets and cheap inference.
     It keeps the benchmark's training protocol (random 2.5-s crops, one-cycle
@@ -41,8 +42,9 @@ class BaselineConfig:
 
     * xresnet1d18-style basic blocks [2, 2, 2, 2] at widths 32-256 (about
       1.6 M weights): 8 blocks instead of 33, half the operations per window
-      and about 3.5x faster on a CPU. More depth did not help (blocks [3, 4, 6, 3]: superdiagnostic 0.927 vs 0.930,
-      both max-aggregated), nor did more width under an earlier protocol
+      and about 3x faster per window on a CPU. More depth did not help (blocks
+      [3, 4, 6, 3]: superdiagnostic 0.927 vs 0.930, both max-aggregated, 7
+      windows), nor did more width under an earlier protocol
       (widths 48-384 at lr 1e-3: 0.916 vs 0.916), nor the benchmark's hidden
       head layer (128 units, dropout 0.5, at lr 1e-3: 0.916 vs 0.916).
     * 4 windows of 2.5 s that tile a 10-s record (stride 2.5 s) instead of 7
