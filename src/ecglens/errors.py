@@ -1,4 +1,4 @@
-"""The one error type ecglens raises for bad input."""
+"""The documented error types: ``ECGError`` for bad input, ``ConfigError`` for a bad model config or checkpoint."""
 from __future__ import annotations
 
 import os
@@ -17,3 +17,9 @@ class ECGError(ValueError):
         self.path = None if path is None else str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}" if self.path else problem)
+
+
+class ConfigError(ECGError):
+    """A model configuration or checkpoint ecglens cannot use (invalid value, missing field, weights that
+    do not fit or are not finite). It is an ``ECGError`` (and so a ``ValueError``): the CLI reports it
+    as one line naming the file, without a traceback."""
