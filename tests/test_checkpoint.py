@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from ecglens.errors import ECGError
-from ecglens.models import LOADERS, load_classifier
+from ecglens.errors import ConfigError, ECGError
+from ecglens.models import load_classifier
+from ecglens.models.registry import checkpoint_kinds
 from ecglens.models.baseline import BaselineConfig, XResNet1d, XResNetConfig
 from ecglens.preprocess import Bandpass, Pipeline, Resample, Scale, Standardize
 from ecglens.training import load_checkpoint, load_config, load_extra, save_checkpoint
@@ -105,9 +106,9 @@ def test_missing_directory_and_unknown_kind(tmp_path):
     with pytest.raises(ECGError, match="no such checkpoint directory"):
         load_config(tmp_path / "absent")
     save_checkpoint(tmp_path / "odd", {"w": torch.ones(1)}, {"kind": "mystery"})
-    with pytest.raises(ECGError, match="no loader for model kind 'mystery'"):
+    with pytest.raises(ConfigError, match="no model family loads checkpoint kind 'mystery'"):
         load_classifier(tmp_path / "odd")
-    assert "baseline" in LOADERS
+    assert "baseline" in checkpoint_kinds()
 
 
 def test_weights_that_do_not_fit_the_config(tmp_path, checkpoint):
@@ -115,7 +116,7 @@ def test_weights_that_do_not_fit_the_config(tmp_path, checkpoint):
     config = load_config(path)
     config["recipe"]["model"]["widths"] = [8, 32]
     save_checkpoint(tmp_path / "mismatch", load_checkpoint(path)[0], config)
-    with pytest.raises(ECGError, match="do not fit"):
+    with pytest.raises(ConfigError, match="do not fit"):
         load_classifier(tmp_path / "mismatch")
 
 

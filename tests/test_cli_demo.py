@@ -2,7 +2,7 @@
 import json
 
 from ecglens.cli import main
-from ecglens.models import LOADERS
+from ecglens.models.registry import checkpoint_kinds
 from ecglens.pretrained import list_pretrained, pretrained_dir
 from ecglens.samples import list_samples
 from ecglens.training.checkpoint import load_config
@@ -13,7 +13,7 @@ def test_demo_writes_a_summary_for_every_record_and_shipped_classifier(tmp_path,
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert [r["ecg_id"] for r in summary["records"]] == [s.ecg_id for s in list_samples()]
     assert all(r["prepared_shape"] == [12, 1000] for r in summary["records"])
-    classifiers = [n for n in list_pretrained() if load_config(pretrained_dir(n)).get("kind") in LOADERS]
+    classifiers = [n for n in list_pretrained() if checkpoint_kinds()[load_config(pretrained_dir(n))["kind"]].predicts]
     assert sorted(summary["models"]) == sorted(classifiers)
     for entry in summary["models"].values():
         assert len(entry["top"]) == len(list_samples())

@@ -123,13 +123,13 @@ class _FakeClassifier:
 @pytest.mark.ptbxl
 @pytest.mark.slow
 def test_model_on_fold10(ptbxl_dir, tmp_path, monkeypatch, capsys):
-    import ecglens.models
+    import ecglens.api
     from ecglens.datasets import PTBXL
     from ecglens.preprocess import Pipeline
 
     labels = PTBXL(ptbxl_dir).label_names("all")[::-1]
     ckpt = tmp_path / "ckpt"
-    monkeypatch.setattr(ecglens.models, "load_classifier", lambda path: _FakeClassifier(labels, Pipeline()))
+    monkeypatch.setattr(ecglens.api, "load_model", lambda path: _FakeClassifier(labels, Pipeline()))
     out, preds = tmp_path / "report.json", tmp_path / "preds.csv"
     assert _run([str(ckpt), "--data", str(ptbxl_dir), "--fold", "10", "--cache", str(tmp_path / "cache"),
                  "--out", str(out), "--save-predictions", str(preds), "--batch-size", "100"]) == 0

@@ -141,7 +141,8 @@ def test_predict_json_top_and_table(model_dir, tmp_path, capsys):
     assert cli(["predict", str(model_dir), str(one), str(one.with_suffix("")), "-o", str(out), "--top", "2",
                 "--threshold", "0.3", "--no-progress"]) == 0
     doc = json.loads(out.read_text())
-    assert doc["kind"] == "baseline" and doc["threshold"] == 0.3 and doc["skipped"]["count"] == 0
+    assert doc["kind"] == "baseline" and doc["skipped"]["count"] == 0
+    assert set(doc["thresholds"].values()) == {0.3}
     assert len(doc["records"]) == 2  # a path to the .hea and the bare record name
     preds = doc["records"][0]["predictions"]
     assert len(preds) == 2 and preds[0]["probability"] >= preds[1]["probability"]
@@ -152,6 +153,7 @@ def test_predict_json_top_and_table(model_dir, tmp_path, capsys):
     assert cli(["predict", str(model_dir), str(one), "--no-progress"]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0] == str(one) and len(table) == 1 + len(LABELS) + 1  # top 5 of 5 and the legend
+    assert table[-1].startswith("(* called")
 
 
 def test_predict_reports_rateless_files_and_bad_arguments(model_dir, tmp_path, capsys):

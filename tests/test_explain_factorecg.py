@@ -8,7 +8,7 @@ import pytest
 
 from ecglens.cli import main
 from ecglens.errors import ECGError
-from ecglens.explain import ExplainOptions, explainer_for
+from ecglens.api import load_model
 from ecglens.io import ECG, STANDARD_LEADS
 from ecglens.models import load_classifier, resolve_checkpoint
 from ecglens.pretrained import list_pretrained
@@ -30,7 +30,9 @@ def clf(model_dir):
 
 def test_explanation_is_faithful_and_complete(model_dir, clf, tmp_path):
     ecg = load_sample(RBBB_SAMPLE)
-    result = explainer_for("factorecg").explain(model_dir, ecg, tmp_path, ExplainOptions(top=2, threshold=0.5))
+    result = load_model(model_dir).explain(ecg, top=2, threshold=0.5)
+    result.save(tmp_path)
+    result = result.data
     saved = json.loads((tmp_path / "explanation.json").read_text())
     assert saved["faithfulness"]["satisfied"] and saved["faithfulness"]["max_error"] <= 1e-6
     assert saved["probabilities"] == pytest.approx(dict(zip(clf.labels, clf.predict_ecgs([ecg])[0])), abs=1e-9)
@@ -72,15 +74,16 @@ def test_forced_statement_and_errors(model_dir, clf, tmp_path):
     ecg = load_sample(RBBB_SAMPLE)
     probs = dict(zip(clf.labels, clf.predict_ecgs([ecg])[0]))
     low = min(probs, key=probs.get)
-    result = explainer_for("factorecg").explain(model_dir, ecg, tmp_path, ExplainOptions(
-        threshold=1.01, statements=(low,), figures=False))
-    assert [s["statement"] for s in result["statements"]] == [low]
+    model = load_model(model_dir)
+    explanation = model.explain(ecg, threshold=1.01, statements=(low,))
+    assert [s["statement"] for s in explanation.data["statements"]] == [low]
+    explanation.save(tmp_path, figures=False)
     assert not list(tmp_path.glob("*.png"))
     with pytest.raises(ECGError, match="unknown statement"):
-        explainer_for("factorecg").explain(model_dir, ecg, tmp_path, ExplainOptions(statements=("NOPE",), figures=False))
+        model.explain(ecg, statements=("NOPE",))
     flat = ECG(np.zeros((12, 1000), np.float32), 100.0, STANDARD_LEADS, source="flat.npy")
     with pytest.raises(ECGError, match="flat.npy"):
-        explainer_for("factorecg").explain(model_dir, flat, tmp_path, ExplainOptions(figures=False))
+        model.explain(flat)
 
 
 def test_explain_command_with_the_shipped_model(tmp_path, capsys):

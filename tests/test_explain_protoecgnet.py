@@ -9,8 +9,9 @@ import torch
 
 from ecglens.cli import main
 from ecglens.errors import ECGError
-from ecglens.explain import ExplainOptions, explainer_for
-from ecglens.explain.protoecgnet import explain, format_text, model_input
+from ecglens.api import load_model
+from ecglens.explain import explainer_for
+from ecglens.explain.protoecgnet import format_text
 from ecglens.io.leads import STANDARD_LEADS
 from ecglens.io.record import ECG
 from ecglens.models import load_classifier
@@ -72,6 +73,10 @@ def model_dir(tmp_path_factory):
     return directory
 
 
+def _explain(model_dir, ecg, **options) -> dict:
+    return load_model(model_dir).explain(ecg, **options).data
+
+
 def _source_ecg(gallery: Gallery, p: int) -> ECG:
     _, signal = gallery.source(p)
     return ECG(signal, 100.0, STANDARD_LEADS, units="mV", source=f"gallery-{p}")
@@ -79,7 +84,7 @@ def _source_ecg(gallery: Gallery, p: int) -> ECG:
 
 def test_logit_is_bias_plus_listed_contributions(model_dir, tmp_path):
     ecg = _source_ecg(Gallery.load(model_dir), 0)
-    result = explain(model_dir, ecg, tmp_path, ExplainOptions(top=1000, threshold=0.0, figures=False))
+    result = _explain(model_dir, ecg, top=1000, threshold=0.0)
     assert {s["statement"] for s in result["statements"]} == set(LABELS)
     for s in result["statements"]:
         listed = sum(it["contribution"] for it in s["top_prototypes"])
@@ -100,8 +105,7 @@ def test_masking_the_matched_window_lowers_similarity(model_dir, tmp_path):
     p = next(r["id"] for r in gallery.prototypes if r["branch"] == "morphology" and r["projected"])
     row = gallery.prototypes[p]
     ecg = _source_ecg(gallery, p)
-    result = explain(model_dir, ecg, tmp_path, ExplainOptions(top=1000, statements=(row["label"],), threshold=1.1,
-                                                              figures=False))
+    result = _explain(model_dir, ecg, top=1000, statements=(row["label"],), threshold=1.1)
     entry = next(s for s in result["statements"] if s["statement"] == row["label"])
     item = next(it for it in entry["top_prototypes"] if it["prototype"] == p)
     assert item["similarity"] == pytest.approx(1.0, abs=1e-4)  # its own source
@@ -110,7 +114,7 @@ def test_masking_the_matched_window_lowers_similarity(model_dir, tmp_path):
     from ecglens.training import load_checkpoint
     state, config = load_checkpoint(model_dir)
     model = model_from_checkpoint(state, config)
-    x = torch.from_numpy(np.array(model_input(ecg, config)))[None]
+    x = torch.from_numpy(np.array(load_classifier(model_dir, device="cpu").preprocess(ecg)))[None]
     a, b = (round(item["query_window"][k] * 100) for k in ("start_s", "end_s"))
     masked = x.clone()
     masked[..., a:b] = 0.0
@@ -124,8 +128,12 @@ def test_masking_the_matched_window_lowers_similarity(model_dir, tmp_path):
 
 def test_json_round_trip_and_figures(model_dir, tmp_path):
     ecg = _source_ecg(Gallery.load(model_dir), 1)
-    result = explain(model_dir, ecg, tmp_path, ExplainOptions(top=2, threshold=0.0, statements=("IMI",)))
+    explanation = load_model(model_dir).explain(ecg, top=2, threshold=0.0, statements=("IMI",))
+    assert not any(tmp_path.iterdir())  # explaining writes nothing
+    explanation.save(tmp_path)
+    result = explanation.data
     assert json.loads((tmp_path / "explanation.json").read_text()) == json.loads(json.dumps(result))
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == result["files"] == sorted(explanation.figures)
     for s in result["statements"]:
         assert (tmp_path / s["figure"]).stat().st_size > 1000
         assert len(s["top_prototypes"]) <= 2
@@ -139,10 +147,10 @@ def test_json_round_trip_and_figures(model_dir, tmp_path):
 def test_unknown_statement_and_wrong_leads(model_dir, tmp_path):
     ecg = _source_ecg(Gallery.load(model_dir), 0)
     with pytest.raises(ECGError, match="unknown statement"):
-        explain(model_dir, ecg, tmp_path, ExplainOptions(statements=("XYZ",), figures=False))
+        _explain(model_dir, ecg, statements=("XYZ",))
     bad = ECG(ecg.signal[:3], 100.0, ("I", "II", "III"), units="mV")
     with pytest.raises(ECGError, match="12 standard leads"):
-        explain(model_dir, bad, tmp_path, ExplainOptions(figures=False))
+        _explain(model_dir, bad)
 
 
 def test_cli_explains_a_bundled_sample(model_dir, tmp_path, capsys):

@@ -3,14 +3,15 @@
 Every config (model, recipe, stage settings) is a dataclass saved inside a
 checkpoint's ``config.json``. ``config_to_dict`` writes tuples as lists and
 nested dataclasses as dicts; ``config_from_dict`` rebuilds nested dataclasses
-from the field types, ignores keys the class does not know (configs saved by
-older versions load) and turns any invalid value into a ``ConfigError`` naming
-``source``.
+and tuples from the field types, refuses keys the class does not know (a typo
+must not be silently ignored) and turns any invalid value into a
+``ConfigError`` naming ``source``.
 """
 from __future__ import annotations
 
 import dataclasses
 import os
+import types
 import typing
 from typing import Any, TypeVar
 
@@ -30,14 +31,16 @@ def config_to_dict(obj: Any) -> Any:
     return obj
 
 
-def _dataclass_in(hint: Any) -> type | None:
-    """The dataclass a field's type names, directly or as ``X | None``."""
-    if dataclasses.is_dataclass(hint):
-        return hint
-    for arg in typing.get_args(hint):
-        if dataclasses.is_dataclass(arg):
-            return arg
-    return None
+def _convert(hint: Any, value: Any, source) -> Any:
+    """``value`` as the field type ``hint`` asks: a nested dataclass from a dict, a tuple from a list
+    (directly or inside ``X | None``)."""
+    options = typing.get_args(hint) if typing.get_origin(hint) in (typing.Union, types.UnionType) else (hint,)
+    for option in options:
+        if dataclasses.is_dataclass(option) and isinstance(value, dict):
+            return config_from_dict(option, value, source)
+        if (option is tuple or typing.get_origin(option) is tuple) and isinstance(value, list):
+            return tuple(value)
+    return value
 
 
 def config_from_dict(cls: type[T], d: Any, source: str | os.PathLike | None = None) -> T:
@@ -47,15 +50,12 @@ def config_from_dict(cls: type[T], d: Any, source: str | os.PathLike | None = No
     name = cls.__name__
     if not isinstance(d, dict):
         raise ConfigError(source, f"{name}: expected a mapping, got {type(d).__name__}")
+    names = {f.name for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(source, f"{name}: unknown field(s) {unknown}")
     hints = typing.get_type_hints(cls)
-    kwargs = {}
-    for f in dataclasses.fields(cls):
-        if f.name not in d or not f.init:
-            continue
-        value, sub = d[f.name], _dataclass_in(hints.get(f.name))
-        if sub is not None and isinstance(value, dict):
-            value = config_from_dict(sub, value, source)
-        kwargs[f.name] = value
+    kwargs = {k: _convert(hints.get(k), v, source) for k, v in d.items()}
     try:
         return cls(**kwargs)
     except ConfigError:

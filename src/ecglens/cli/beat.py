@@ -7,13 +7,14 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ECGError
+from . import COMMANDS
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 BEFORE_S, AFTER_S = 0.4, 0.8
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("beat", help="median beat of a record: beat quality and ECG measurements",
+    p = subparsers.add_parser("beat", help=COMMANDS["beat"],
                               description="Detect R peaks, build the outlier-free median beat (1.2 s: 0.4 s before R) "
                                           "and measure intervals, axis and amplitudes on it.")
     p.add_argument("file", metavar="FILE", help="ECG file (.hea/.dat/.mat/.edf/.csv/.npy)")

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 
 from ..errors import ECGError
+from . import COMMANDS
 
 DATASETS = ("ptb-xl",)
 SPLITS = {"train": (1, 2, 3, 4, 5, 6, 7, 8), "val": (9,), "test": (10,)}
@@ -25,10 +26,17 @@ def _download(args) -> int:
     files = (lambda rel: not rel.startswith(skip)) if skip else None
     report = download_ptbxl(args.dir, base_url=args.base_url, files=files, progress=not args.quiet)
     print(f"{report['dest']}: {report['downloaded']} downloaded, {report['skipped_existing']} already present "
-          f"and verified, {len(report['failed'])} failed (of {report['total']})")
+          f"and verified, {len(report['failed'])} failed (of {report['total']}), {len(report['refused'])} "
+          "unsafe name(s) in the checksum list refused")
     for item in report["failed"]:
         print(f"  FAILED {item['path']}: {item['reason']}", file=sys.stderr)
-    return 1 if report["failed"] else 0
+    _print_refused(report["refused"])
+    return 1 if report["failed"] or report["refused"] else 0
+
+
+def _print_refused(refused: list[dict]) -> None:
+    for item in refused:
+        print(f"  REFUSED line {item['line']} {item['path']!r}: {item['reason']}", file=sys.stderr)
 
 
 def _verify(args) -> int:
@@ -36,11 +44,13 @@ def _verify(args) -> int:
 
     report = verify_dir(args.dir, progress=not args.quiet)
     print(f"{report['directory']}: {report['ok']} of {report['checked']} files ok, "
-          f"{len(report['missing'])} missing, {len(report['mismatched'])} with a wrong sha256")
+          f"{len(report['missing'])} missing, {len(report['mismatched'])} with a wrong sha256, "
+          f"{len(report['refused'])} unsafe name(s) refused")
     for rel in report["missing"]:
         print(f"  MISSING {rel}", file=sys.stderr)
     for rel in report["mismatched"]:
         print(f"  MISMATCH {rel}", file=sys.stderr)
+    _print_refused(report["refused"])
     return 0 if report["passed"] else 1
 
 
@@ -91,7 +101,7 @@ def _cache(args) -> int:
 
 
 def register(subparsers) -> None:
-    parser = subparsers.add_parser("data", help="download, verify, describe and cache PTB-XL",
+    parser = subparsers.add_parser("data", help=COMMANDS["data"],
                                    description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="data_command", required=True, metavar="ACTION")
 

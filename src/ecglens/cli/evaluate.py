@@ -12,6 +12,8 @@ import pandas as pd
 
 from ..errors import ECGError
 from ..metrics import evaluate_predictions, format_table, get_or_make_bootstrap
+from ..scoring import label_columns
+from . import COMMANDS
 
 FORMATS = """\
 file formats (--predictions, --labels, --train-labels):
@@ -36,7 +38,7 @@ examples:
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "evaluate", help="score a model (or saved predictions): macro AUROC, Fmax, bootstrap interval",
+        "evaluate", help=COMMANDS["evaluate"],
         description="Score a trained model on one PTB-XL fold with the model's own label set and\n"
                     "preprocessing, or score predictions computed elsewhere against labels. Reports\n"
                     "macro AUROC over the labels with both classes (excluded labels are listed),\n"
@@ -68,25 +70,18 @@ def run(args) -> int:
     if args.model and args.predictions:
         raise ECGError(None, "give either MODEL or --predictions, not both")
     if args.model:
-        records, names, y_true, y_score, y_train, source = _from_model(args)
+        report = _from_model(args).to_dict()
     elif args.predictions:
-        records, names, y_true, y_score, y_train, source = _from_files(args)
+        report = _from_files(args)
     else:
         raise ECGError(None, "nothing to evaluate: give MODEL --data DIR, or --predictions FILE --labels FILE")
 
-    order = _record_order(records)
-    records, y_true, y_score = [records[i] for i in order], y_true[order], y_score[order]
-    indices = None
-    if args.bootstrap:
-        indices = get_or_make_bootstrap(args.bootstrap, len(records), args.n_resamples, args.seed)
-        source["bootstrap_file"] = str(args.bootstrap)
-    report = {"source": source,
-              **evaluate_predictions(y_true, y_score, names, indices, y_train, alpha=args.alpha)}
-
     if args.out:
+        from ..atomic import write_json_atomic
+
         out = Path(args.out)
         out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(report, indent=2) + "\n")
+        write_json_atomic(out, report, indent=2)
     if args.table:
         print(format_table(report))
     if args.out:
@@ -98,51 +93,24 @@ def run(args) -> int:
 
 
 def _from_model(args):
-    """Predict the fold with the checkpoint's own label set and pipeline; labels from PTB-XL."""
-    from ..datasets import PTBXL, TRAIN_FOLDS
-    from ..models import load_classifier
+    """Predict the fold with the checkpoint's own label set and pipeline (``ecglens.evaluate``)."""
+    from ..scoring import evaluate
 
     if not args.data:
         raise ECGError(None, "MODEL needs --data DIR (the PTB-XL root)")
     if args.predictions or args.labels or args.train_labels:
         raise ECGError(None, "--predictions/--labels/--train-labels go without MODEL")
-    clf = load_classifier(args.model)
-    label_set = clf.config.get("label_set")
-    if not isinstance(label_set, str):
-        raise ECGError(args.model, f"the checkpoint config names no label_set (got {label_set!r})")
-    names = [str(n) for n in clf.labels]
-
-    ds = PTBXL(args.data, sampling_rate=args.rate)
-    split = ds.load(label_set, folds=(args.fold,), pipeline=clf.pipeline, cache_dir=args.cache)
-    columns = _columns(split.label_names, names, f"fold {args.fold} labels")
-    y_true = np.asarray(split.y, dtype=np.float64)[:, columns]
-    if args.batch_size < 1:
-        raise ECGError(None, f"--batch-size must be at least 1, got {args.batch_size}")
-    batches = []
-    for start in range(0, len(split.ecg_ids), args.batch_size):
-        chunk = np.asarray(split.signals[start:start + args.batch_size], dtype=np.float32)
-        scores = np.asarray(clf.predict_batch(chunk, split.sampling_rate), dtype=np.float64)
-        if scores.shape != (len(chunk), len(names)):
-            raise ECGError(args.model, f"predict_batch returned {scores.shape} for {len(chunk)} records, "
-                                       f"{len(names)} labels")
-        batches.append(scores)
-    y_score = np.concatenate(batches)
-    records = [str(int(i)) for i in split.ecg_ids]
+    result = evaluate(args.model, args.data, args.fold, rate=args.rate, cache_dir=args.cache,
+                      bootstrap=args.bootstrap, n_resamples=args.n_resamples, seed=args.seed, alpha=args.alpha,
+                      batch_size=args.batch_size, progress=True)
     if args.save_predictions:
-        _write_csv(args.save_predictions, records, names, y_score)
-
-    train = ds.labels(label_set, TRAIN_FOLDS)
-    y_train = train.y[:, _columns(train.names, names, "training labels")] if len(train.ecg_ids) else None
-    source = {"mode": "model", "model": str(args.model), "data": str(args.data), "fold": args.fold,
-              "rate": args.rate, "label_set": label_set, "pipeline": clf.pipeline.to_dict(),
-              "n_train": int(len(train.ecg_ids)),
-              "skipped": {"count": len(split.skipped), "records": [{"ecg_id": i, "reason": r} for i, r in split.skipped]},
-              "dropped_unlabelled": {"count": len(split.dropped), "records": [int(i) for i in split.dropped]}}
-    return records, names, y_true, y_score, y_train, source
+        _write_csv(args.save_predictions, result.records, result.labels, result.y_score)
+    return result
 
 
-def _from_files(args):
-    """Predictions and labels from CSV/NPZ files, matched by record id and statement name."""
+def _from_files(args) -> dict:
+    """The report on predictions and labels from CSV/NPZ files, matched by record id and statement name
+    (records in sorted id order, the order bootstrap indices refer to)."""
     if not args.labels:
         raise ECGError(None, "--predictions needs --labels FILE")
     if args.data or args.save_predictions:
@@ -153,18 +121,24 @@ def _from_files(args):
     _same_set(p_records, l_records, "records", args.predictions, args.labels)
     row_of = {r: i for i, r in enumerate(l_records)}
     rows = [row_of[r] for r in p_records]
-    y_true = l_values[rows][:, _columns(l_names, p_names, args.labels)]
+    y_true = l_values[rows][:, label_columns(l_names, p_names, args.labels)]
     if not np.isin(y_true, (0.0, 1.0)).all():
         raise ECGError(args.labels, "labels must be 0 or 1")
     y_train = None
     if args.train_labels:
         _, t_names, t_values = read_table(args.train_labels)
-        y_train = t_values[:, _columns(t_names, p_names, args.train_labels)]
+        y_train = t_values[:, label_columns(t_names, p_names, args.train_labels)]
         if not np.isin(y_train, (0.0, 1.0)).all():
             raise ECGError(args.train_labels, "labels must be 0 or 1")
     source = {"mode": "predictions", "predictions": str(args.predictions), "labels": str(args.labels),
               "train_labels": None if args.train_labels is None else str(args.train_labels)}
-    return p_records, p_names, y_true, p_values, y_train, source
+    order = _record_order(p_records)
+    indices = None
+    if args.bootstrap:
+        indices = get_or_make_bootstrap(args.bootstrap, len(order), args.n_resamples, args.seed)
+        source["bootstrap_file"] = str(args.bootstrap)
+    return {"source": source, **evaluate_predictions(y_true[order], p_values[order], p_names, indices, y_train,
+                                                     alpha=args.alpha)}
 
 
 def read_table(path) -> tuple[list[str], list[str], np.ndarray]:
@@ -212,20 +186,13 @@ def read_table(path) -> tuple[list[str], list[str], np.ndarray]:
 
 
 def _write_csv(path, records, names, values) -> None:
+    from ..atomic import write_text_atomic
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     frame = pd.DataFrame(values, columns=names)
     frame.insert(0, "record", records)
-    frame.to_csv(path, index=False)
-
-
-def _columns(have: list[str], want: list[str], where) -> list[int]:
-    """Column of each wanted name in ``have``; ECGError naming the missing ones."""
-    index = {n: i for i, n in enumerate(have)}
-    missing = [n for n in want if n not in index]
-    if missing:
-        raise ECGError(where, f"{len(missing)} statement(s) missing: {missing[:10]}")
-    return [index[n] for n in want]
+    write_text_atomic(path, frame.to_csv(index=False))
 
 
 def _same_set(a: list[str], b: list[str], what: str, path_a, path_b) -> None:

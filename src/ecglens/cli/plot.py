@@ -4,13 +4,14 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import ECGError
+from . import COMMANDS
 
 LAYOUTS = ("3x4", "12x1")
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("plot", help="draw a record on ECG paper (PNG, PDF or SVG)")
+    p = subparsers.add_parser("plot", help=COMMANDS["plot"])
     p.add_argument("file", metavar="FILE", help="ECG file (.hea/.dat/.mat/.edf/.csv/.npy)")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="figure to write: .png, .pdf or .svg")
     p.add_argument("--layout", choices=LAYOUTS, default="12x1",

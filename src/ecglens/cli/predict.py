@@ -10,6 +10,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ..errors import ECGError
+from ..models.prediction import Prediction
+from . import COMMANDS
 
 RATELESS_SUFFIXES = (".csv", ".npy")
 TABLE_TOP = 5
@@ -17,19 +19,21 @@ TABLE_TOP = 5
 
 def register(subparsers) -> None:
     p = subparsers.add_parser(
-        "predict", help="statement probabilities for ECG files with a trained model",
+        "predict", help=COMMANDS["predict"],
         description="Score ECG records of any format and sampling rate with a trained model; the model's "
                     "stored preprocessing adapts each record. Directories are searched for records. "
                     "Files that cannot be read are listed and counted on stderr (exit status 2); "
                     "the others are still scored.")
-    p.add_argument("model", metavar="MODEL", help="checkpoint directory (or a training run directory holding model/)")
+    p.add_argument("model", metavar="MODEL",
+                   help="a shipped model name (ecglens models), a checkpoint directory or a training run directory")
     p.add_argument("files", nargs="+", metavar="FILE|DIR", help="ECG files or directories")
     p.add_argument("-o", "--out", metavar="OUT.csv|OUT.json",
-                   help="write rows (record, statement, probability, positive) as CSV or JSON; "
+                   help="write rows (record, statement, probability, threshold, positive) as CSV or JSON; "
                         "without it a table of the most probable statements is printed")
     p.add_argument("--rate", type=float, metavar="HZ", help="sampling rate of .csv/.npy files (they carry none)")
-    p.add_argument("--threshold", type=float, default=0.5,
-                   help="probability at which a statement counts as positive (default 0.5)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="call every statement positive at this probability (default: the model's stored "
+                        "per-statement thresholds)")
     p.add_argument("--top", type=int, metavar="N",
                    help=f"keep the N most probable statements per record (default: all in files, {TABLE_TOP} in the table)")
     p.add_argument("--batch-size", type=int, default=64, help="records read and scored together (default 64)")
@@ -56,93 +60,107 @@ def _expand(names: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
     return found, failed
 
 
-def predict_files(clf, paths: list[Path], rate: float | None = None, batch_size: int = 64,
-                  progress: bool = True) -> tuple[list[str], np.ndarray, list[tuple[str, str]]]:
-    """``(records, (n, k) probabilities, failed)`` for files, read and scored ``batch_size`` at a time."""
+def predict_files(model, paths: list[Path], rate: float | None = None, batch_size: int = 64,
+                  progress: bool = True) -> tuple[Prediction, list[tuple[str, str]]]:
+    """``(prediction, failed)`` for files, read and scored ``batch_size`` at a time; a file that cannot be
+    read or judged is listed in ``failed`` with its problem."""
     from ..io import read_ecg
 
-    records, scores, failed = [], [], []
+    parts, failed = [], []
     with tqdm(total=len(paths), desc="predict", unit="rec", file=sys.stderr, disable=not progress) as bar:
         for start in range(0, len(paths), batch_size):
-            inputs, names = [], []
+            ecgs = []
             for path in paths[start:start + batch_size]:
                 try:
                     rateless = path.suffix.lower() in RATELESS_SUFFIXES
                     if rateless and rate is None:
                         raise ECGError(path, f"{path.suffix} files carry no sampling rate; pass --rate HZ")
-                    inputs.append(clf.preprocess(read_ecg(path, sampling_rate=rate if rateless else None)))
-                    names.append(str(path))
+                    ecgs.append(read_ecg(path, sampling_rate=rate if rateless else None))
                 except Exception as exc:  # every failure is reported and counted, whatever raised it
                     failed.append((str(path), exc.problem if isinstance(exc, ECGError) else f"{type(exc).__name__}: {exc}"))
-            if inputs:
-                scores.append(clf.predict_inputs(inputs))
-                records.extend(names)
+            if ecgs:
+                part = model.predict(ecgs, on_error="skip")
+                failed += [(part.records[i], why) for i, why in part.skipped]
+                keep = np.setdiff1d(np.arange(len(part)), [i for i, _ in part.skipped])
+                parts.append(Prediction([part.records[i] for i in keep], part.labels, part.probabilities[keep],
+                                        part.thresholds, part.model))
             bar.update(min(batch_size, len(paths) - start))
-    probs = np.concatenate(scores) if scores else np.zeros((0, len(clf.labels)))
-    return records, probs, failed
+    if not parts:
+        parts.append(Prediction([], model.labels, np.zeros((0, len(model.labels))), model.loaded.thresholds, model.name))
+    return Prediction([r for p in parts for r in p.records], parts[0].labels,
+                      np.concatenate([p.probabilities for p in parts]), parts[0].thresholds, parts[0].model), failed
 
 
-def _rows(labels: list[str], probs: np.ndarray, top: int | None) -> list[list[tuple[str, float]]]:
-    out = []
-    for p in probs:
-        order = np.argsort(-p, kind="stable")[:top] if top else range(len(labels))
-        out.append([(labels[j], float(p[j])) for j in order])
-    return out
+def _keep_top(prediction: Prediction, top: int | None) -> list[list[tuple[str, float, bool]]]:
+    """Per record its statements (the ``top`` most probable, or all) with probability and call."""
+    k = top or len(prediction.labels)
+    calls = prediction.calls
+    return [[(s, p, bool(calls[i, prediction.labels.index(s)])) for s, p in prediction.top(i, k)]
+            for i in range(len(prediction))]
 
 
 def run(args) -> int:
-    from ..models import load_classifier, resolve_checkpoint
+    from ..api import load_model
 
     if args.batch_size < 1:
         raise ECGError(None, f"--batch-size must be at least 1, got {args.batch_size}")
     if args.top is not None and args.top < 1:
         raise ECGError(None, f"--top must be at least 1, got {args.top}")
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise ECGError(None, f"--threshold must be a probability in [0, 1], got {args.threshold}")
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         raise ECGError(out, "output must end in .csv or .json")
-    clf = load_classifier(args.model)
+    model = load_model(args.model)
     paths, failed = _expand(args.files)
-    records, probs, unreadable = predict_files(clf, paths, args.rate, args.batch_size, progress=not args.no_progress)
+    prediction, unreadable = predict_files(model, paths, args.rate, args.batch_size, progress=not args.no_progress)
     failed += unreadable
+    if args.threshold is not None:
+        prediction.thresholds = np.full(len(prediction.labels), args.threshold)
 
     if out is None:
-        _print_table(records, _rows(clf.labels, probs, args.top or TABLE_TOP), args.threshold)
+        _print_table(prediction.records, _keep_top(prediction, args.top or TABLE_TOP))
     else:
-        rows = _rows(clf.labels, probs, args.top)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix.lower() == ".csv":
-            with open(out, "w", newline="") as fh:
-                w = csv.writer(fh)
-                w.writerow(["record", "statement", "probability", "positive"])
-                for rec, pairs in zip(records, rows):
-                    for stmt, p in pairs:
-                        w.writerow([rec, stmt, f"{p:.6f}", int(p >= args.threshold)])
-        else:
-            doc = {
-                "model": str(resolve_checkpoint(args.model)), "kind": clf.config.get("kind"),
-                "label_set": clf.config.get("label_set"), "threshold": args.threshold,
-                "records": [{"record": rec, "predictions": [{"statement": s, "probability": round(p, 6),
-                                                             "positive": p >= args.threshold} for s, p in pairs]}
-                            for rec, pairs in zip(records, rows)],
-                "skipped": {"count": len(failed), "files": [{"path": f, "problem": why} for f, why in failed]},
-            }
-            out.write_text(json.dumps(doc, indent=2) + "\n")
-        print(f"{len(records)} record(s) scored -> {out}", file=sys.stderr)
+        _write(out, model, prediction, _keep_top(prediction, args.top), failed)
+        print(f"{len(prediction)} record(s) scored -> {out}", file=sys.stderr)
 
     if failed:
         for path, why in failed:
             print(f"  {path}: {why}", file=sys.stderr)
-        total = len(records) + len(failed)
-        print(f"ecglens: error: {len(failed)} of {total} file{'' if total == 1 else 's'} could not be read",
+        total = len(prediction) + len(failed)
+        print(f"ecglens: error: {len(failed)} of {total} file{'' if total == 1 else 's'} could not be read or judged",
               file=sys.stderr)
         return 2
     return 0
 
 
-def _print_table(records: list[str], rows: list[list[tuple[str, float]]], threshold: float) -> None:
-    for rec, pairs in zip(records, rows):
+def _write(out: Path, model, prediction: Prediction, rows, failed) -> None:
+    """The rows as CSV (record, statement, probability, threshold, positive) or JSON, written atomically."""
+    from ..atomic import atomic_write
+
+    threshold = dict(zip(prediction.labels, prediction.thresholds))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out, "w") as fh:
+        if out.suffix.lower() == ".csv":
+            w = csv.writer(fh, lineterminator="\n")
+            w.writerow(["record", "statement", "probability", "threshold", "positive"])
+            for rec, items in zip(prediction.records, rows):
+                for stmt, p, call in items:
+                    w.writerow([rec, stmt, f"{p:.6f}", f"{threshold[stmt]:.6f}", int(call)])
+        else:
+            doc = {"model": str(model.directory), "kind": model.kind.name, "label_set": model.config.get("label_set"),
+                   "thresholds": {s: float(t) for s, t in threshold.items()},
+                   "records": [{"record": rec, "predictions": [{"statement": s, "probability": round(p, 6),
+                                                                "positive": call} for s, p, call in items]}
+                               for rec, items in zip(prediction.records, rows)],
+                   "skipped": {"count": len(failed), "files": [{"path": f, "problem": why} for f, why in failed]}}
+            fh.write(json.dumps(doc, indent=2) + "\n")
+
+
+def _print_table(records: list[str], rows) -> None:
+    for rec, items in zip(records, rows):
         print(rec)
-        for stmt, p in pairs:
-            print(f"  {stmt:<10} {p:6.3f}{'  *' if p >= threshold else ''}")
+        for stmt, p, call in items:
+            print(f"  {stmt:<10} {p:6.3f}{'  *' if call else ''}")
     if records:
-        print(f"(* probability >= {threshold:g})")
+        print("(* called: probability at or above the statement's threshold)")

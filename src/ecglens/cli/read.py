@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 
-from ..datasets.ptbxl import PTBXL_SEX, parse_scp_codes
+from ..datasets.codes import PTBXL_SEX, parse_scp_codes
 from ..errors import ECGError
+from . import COMMANDS
 
 COMMENT_CHARS = 120  # comments are trimmed to this many characters in the text summary
 RATELESS_SUFFIXES = (".csv", ".npy")
@@ -21,7 +22,7 @@ PTBXL_DATABASE = "ptbxl_database.csv"
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("read", help="summarise ECG files: leads, rate, duration, units, metadata, labels",
+    p = subparsers.add_parser("read", help=COMMANDS["read"],
                               description="Summarise ECG records. Directories are searched for records. "
                                           "Files that cannot be read are reported and counted (exit status 2).")
     p.add_argument("files", nargs="+", metavar="FILE", help="ECG file(s) or directories (.hea/.dat/.mat/.edf/.csv/.npy)")

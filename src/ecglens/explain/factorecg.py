@@ -6,43 +6,28 @@ explained statement the largest contributions (coefficient x standardised
 value) with each factor's data-driven description, and the faithfulness check
 ``logit == intercept + sum(contributions)``; the decoded beat moved along the
 most influential factor toward the NORM population; and traversals (-3..+3 SD)
-of the most influential factors. Writes ``explanation.json`` and PNGs to out_dir.
+of the most influential factors, drawn when the explanation is saved.
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..errors import ECGError
-from ..io.leads import STANDARD_LEADS
 from ..io.record import ECG
-from . import ExplainOptions, choose_statements
+from . import Explanation, ExplainOptions, choose_statements, overlay_figure, safe_name
 
 FAITHFUL_TOL = 1e-6
 TRAVERSE_SD = np.linspace(-3.0, 3.0, 7)
 
 
-def _load(model_dir):
-    from ..models import load_classifier
-
-    clf = load_classifier(model_dir, device="cpu")
-    if clf.config.get("kind") != "factorecg":
-        raise ECGError(model_dir, f"not a FactorECG model (kind {clf.config.get('kind')!r})")
-    return clf
-
-
-def explain(model_dir, ecg: ECG, out_dir, options: ExplainOptions | None = None) -> dict[str, Any]:
-    """Explain a FactorECG model's output for one record; returns the JSON it writes to ``out_dir``."""
+def explain(clf, model_dir, ecg: ECG, options: ExplainOptions | None = None) -> Explanation:
+    """Explain a loaded FactorECG classifier's output for one record."""
     from ..models.factorecg import toward_normal, traverse_factor
     from ..models.factorecg.vae import decode_latents
 
     options = options or ExplainOptions()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    clf = _load(model_dir)
     beat, info = clf.beat(ecg)
     mu, z = clf.factors(beat[None])
     mu, z = mu[0], z[0]
@@ -58,8 +43,9 @@ def explain(model_dir, ecg: ECG, out_dir, options: ExplainOptions | None = None)
                 "description": clf.describe(f)} for f, v, p, n in zip(std.indices, z, pct, norm_mean)]
     by_factor = {d["factor"]: d for d in factors}
 
-    chosen, note = choose_statements(clf.labels, probs, options, model_dir)
+    chosen, note = choose_statements(clf.labels, probs, clf.thresholds, options, model_dir)
 
+    drawers: dict[str, Any] = {}
     statements, influential = [], []
     max_error = 0.0
     for s in chosen:
@@ -77,13 +63,11 @@ def explain(model_dir, ecg: ECG, out_dir, options: ExplainOptions | None = None)
                  "faithfulness_error": error, "constant": s in fm.single_class, "top_contributions": top}
         if s not in fm.single_class and fm.coef[j].any():
             path = toward_normal(clf.vae, fm, std, mu, s, target_std=norm_mean)
-            entry["toward_normal"] = path.to_dict()
-            if options.figures:
-                fig = out_dir / f"toward_normal_{_safe(s)}.png"
-                _overlay(path.beats, rate, path.probabilities, f"P({s})", fig,
-                         f"{s}: factor {path.factor} moved toward the NORM mean "
-                         f"(P {path.probabilities[0]:.2f} -> {path.probabilities[-1]:.2f})", r_index)
-                entry["toward_normal"]["figure"] = fig.name
+            name = f"toward_normal_{safe_name(s)}.png"
+            entry["toward_normal"] = {**path.to_dict(), "figure": name}
+            drawers[name] = overlay_figure(path.beats, rate, path.probabilities, f"P({s})",
+                                           f"{s}: factor {path.factor} moved toward the NORM mean "
+                                           f"(P {path.probabilities[0]:.2f} -> {path.probabilities[-1]:.2f})", r_index)
         statements.append(entry)
 
     err_uv = (recon - beat).astype(np.float64) * 1e3
@@ -93,18 +77,15 @@ def explain(model_dir, ecg: ECG, out_dir, options: ExplainOptions | None = None)
     for f in traversed:
         col = std.indices.index(f)
         beats = traverse_factor(clf.vae, mu, f, TRAVERSE_SD, std=std.std[col], center=std.mean[col])
-        item = {"factor": f, "values_sd": TRAVERSE_SD.tolist(), "description": clf.describe(f)}
-        if options.figures:
-            fig = out_dir / f"traverse_factor{f}.png"
-            _overlay(beats, rate, TRAVERSE_SD, "factor value (SD)", fig,
-                     f"factor {f}: -3 to +3 SD, other factors at this record's values", r_index)
-            item["figure"] = fig.name
-        traversals.append(item)
-    if options.figures:
-        fig = out_dir / "beat_reconstruction.png"
-        _overlay(np.stack([beat, recon]), rate, [0.0, 1.0], "0 = median beat, 1 = VAE reconstruction", fig,
-                 f"median beat and reconstruction (MAE {np.abs(err_uv).mean():.0f} uV)", r_index, cmap="coolwarm")
-        figures["beat_reconstruction"] = fig.name
+        name = f"traverse_factor{f}.png"
+        traversals.append({"factor": f, "values_sd": TRAVERSE_SD.tolist(), "description": clf.describe(f),
+                           "figure": name})
+        drawers[name] = overlay_figure(beats, rate, TRAVERSE_SD, "factor value (SD)",
+                                       f"factor {f}: -3 to +3 SD, other factors at this record's values", r_index)
+    figures["beat_reconstruction"] = "beat_reconstruction.png"
+    drawers["beat_reconstruction.png"] = overlay_figure(
+        np.stack([beat, recon]), rate, [0.0, 1.0], "0 = median beat, 1 = VAE reconstruction",
+        f"median beat and reconstruction (MAE {np.abs(err_uv).mean():.0f} uV)", r_index, cmap="coolwarm")
 
     result = {
         "model": str(model_dir), "kind": "factorecg", "record": ecg.source, "label_set": clf.config.get("label_set"),
@@ -112,7 +93,7 @@ def explain(model_dir, ecg: ECG, out_dir, options: ExplainOptions | None = None)
                  "beats_kept": info["beats_kept"], "heart_rate": info["heart_rate"]},
         "reconstruction": {"mae_uv": float(np.abs(err_uv).mean()), "rmse_uv": float(np.sqrt((err_uv ** 2).mean()))},
         "probabilities": dict(zip(clf.labels, (float(p) for p in probs))),
-        "threshold": options.threshold, "note": note,
+        "thresholds": dict(zip(clf.labels, clf.thresholds.tolist())), "note": note,
         "active_factors": {"rule": clf.active.rule, "threshold": clf.active.threshold, "n_active": clf.active.n_active,
                            "latent_dim": clf.vae.config.latent_dim},
         "faithfulness": {"invariant": "logit = intercept + sum(coefficient x standardised factor)",
@@ -121,22 +102,7 @@ def explain(model_dir, ecg: ECG, out_dir, options: ExplainOptions | None = None)
     }
     if max_error > FAITHFUL_TOL:
         raise ECGError(model_dir, f"faithfulness invariant broken: logit differs from its contributions by {max_error:g}")
-    (out_dir / "explanation.json").write_text(json.dumps(result, indent=2))
-    return result
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-
-
-def _overlay(beats, rate, values, label, path, title, r_index, cmap="viridis") -> None:
-    import matplotlib.pyplot as plt
-
-    from ..viz import plot_overlay
-
-    fig = plot_overlay(np.asarray(beats), rate, STANDARD_LEADS, values, cmap=cmap, colorbar_label=label, path=path,
-                       title=title, start_s=-r_index / rate)
-    plt.close(fig)
+    return Explanation("factorecg", str(ecg.source), result, drawers, format_text(result))
 
 
 def format_text(result: dict) -> str:

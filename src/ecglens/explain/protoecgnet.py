@@ -6,58 +6,34 @@ the window of the query it matched (start/end in s), and the real training ECG i
 projected onto (ecg_id, statements, window). The faithfulness check
 ``logit == bias + sum(all contributions)`` is reported over every statement. Figures: the
 query on ECG paper with the matched windows shaded, and each shown prototype's source
-record with its window shaded. Writes ``explanation.json`` (and PNGs) to ``out_dir``.
+record with its window shaded, drawn when the explanation is saved.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..errors import ECGError
 from ..io.leads import STANDARD_LEADS
 from ..io.record import ECG
-from . import ExplainOptions, choose_statements
+from . import Explanation, ExplainOptions, choose_statements, safe_name
 
 FAITHFUL_TOL = 1e-4
 COLORS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown")
 
 
-def load(model_dir):
-    """``(model, config, gallery)`` of a ProtoECGNet checkpoint directory."""
-    from ..models.protoecgnet.classifier import model_from_checkpoint
+def explain(clf, model_dir, ecg: ECG, options: ExplainOptions | None = None) -> Explanation:
+    """Explain a loaded ProtoECGNet classifier's output for one record (the gallery is read from ``model_dir``)."""
+    import torch
+
     from ..models.protoecgnet.projection import Gallery
-    from ..training import load_checkpoint
 
-    state, config = load_checkpoint(model_dir)
-    if config.get("kind") != "protoecgnet":
-        raise ECGError(model_dir, f"not a ProtoECGNet model (kind {config.get('kind')!r})")
-    return model_from_checkpoint(state, config, model_dir), config, Gallery.load(model_dir)
-
-
-def model_input(ecg: ECG, config: dict) -> np.ndarray:
-    """The (12, T) model input of a record: the checkpoint's pipeline applied."""
-    from ..preprocess import Pipeline
-
-    if tuple(ecg.leads) != STANDARD_LEADS:
-        raise ECGError(ecg.source or None, f"expected the 12 standard leads in order, got {list(ecg.leads)}")
-    x, _ = Pipeline.from_dict(config["pipeline"]).apply_signal(ecg.signal, ecg.sampling_rate)
-    if not np.isfinite(x).all():
-        raise ECGError(ecg.source or None, "signal holds NaN or infinite values after preprocessing")
-    return x
-
-
-def explain(model_dir, ecg: ECG, out_dir, options: ExplainOptions | None = None) -> dict[str, Any]:
-    """Explain a ProtoECGNet model's output for one record; returns the JSON it writes to ``out_dir``."""
     options = options or ExplainOptions()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model, config, gallery = load(model_dir)
+    model, config, gallery = clf.model.net, clf.config, Gallery.load(model_dir)
     rate = model.config.sampling_rate
-    x = torch.from_numpy(np.array(model_input(ecg, config), dtype=np.float32))
+    x = torch.from_numpy(np.array(clf.preprocess(ecg), dtype=np.float32))
     contrib = model.contributions(x, head="fusion")
     with torch.no_grad():
         out = model(x[None])
@@ -72,9 +48,9 @@ def explain(model_dir, ecg: ECG, out_dir, options: ExplainOptions | None = None)
     table = model.prototype_table()
 
     labels = model.labels
-    chosen, note = choose_statements(labels, probs, options, model_dir)
+    chosen, note = choose_statements(labels, probs, clf.thresholds, options, model_dir)
 
-    statements, figures = [], {}
+    statements, drawers = [], {}
     display = _display_ecg(ecg, config, rate)
     for s in chosen:
         j = labels.index(s)
@@ -83,29 +59,29 @@ def explain(model_dir, ecg: ECG, out_dir, options: ExplainOptions | None = None)
         entry = {"statement": s, "probability": float(probs[j]), "logit": float(logits[j]), "bias": float(bias[j]),
                  "sum_contributions": float(values[j].sum()), "shown_contributions": float(values[j, order].sum()),
                  "faithfulness_error": float(errors[j]), "top_prototypes": items}
-        if options.figures:
-            entry["figure"] = _query_figure(display, s, items, out_dir)
-            for item in items:
-                if item["source"] is not None:
-                    item["source_figure"] = _source_figure(gallery, item, out_dir, figures)
+        entry["figure"] = _query_figure(display, s, items, drawers)
+        for item in items:
+            if item["source"] is not None:
+                item["source_figure"] = _source_figure(gallery, item, drawers)
         statements.append(entry)
 
     result = {
         "model": str(model_dir), "kind": "protoecgnet", "record": ecg.source, "label_set": config.get("label_set"),
         "head": config.get("head", "masked fusion"), "probabilities": dict(zip(labels, (float(p) for p in probs))),
-        "threshold": options.threshold, "note": note,
+        "thresholds": dict(zip(labels, clf.thresholds.tolist())), "note": note,
         "faithfulness": {"invariant": "logit = bias + sum over prototypes of weight x normalised similarity",
                          "max_error": max_error, "tolerance": FAITHFUL_TOL, "satisfied": max_error <= FAITHFUL_TOL},
         "statements": statements,
     }
     if max_error > FAITHFUL_TOL:
         raise ECGError(model_dir, f"faithfulness invariant broken: logit differs from its contributions by {max_error:g}")
-    (out_dir / "explanation.json").write_text(json.dumps(result, indent=2))
-    return result
+    return Explanation("protoecgnet", str(ecg.source), result, drawers, format_text(result))
 
 
 def _evidence(model, out, table, gallery, p: int, contribution: float, weight: float, score: float,
               rate: float) -> dict[str, Any]:
+    import torch
+
     row = table[p]
     branch = model.branches[row["branch"]]
     window = int(out.best_window[row["branch"]][0, row["index"]])
@@ -134,41 +110,37 @@ def _display_ecg(ecg: ECG, config: dict, rate: float) -> ECG:
     return ECG(np.asarray(signal, dtype=np.float32), out_rate, STANDARD_LEADS, units=units, source=ecg.source)
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
+def _paper_figure(ecg: ECG, title: str, shade: list):
+    """A drawer of ``ecg`` on ECG paper with shaded windows."""
+    def draw(path: Path) -> None:
+        import matplotlib.pyplot as plt
+
+        from ..viz import plot_ecg
+
+        plt.close(plot_ecg(ecg, path, title=title, shade=shade))
+
+    return draw
 
 
-def _query_figure(display: ECG, statement: str, items: list[dict], out_dir: Path) -> str:
-    import matplotlib.pyplot as plt
-
-    from ..viz import plot_ecg
-
+def _query_figure(display: ECG, statement: str, items: list[dict], drawers: dict) -> str:
     shades = [(None, it["query_window"]["start_s"], it["query_window"]["end_s"],
                f"P{it['prototype']} {it['contribution']:+.2f}", COLORS[i % len(COLORS)])
               for i, it in enumerate(items) if it["query_window"]["end_s"] > it["query_window"]["start_s"]]
-    name = f"query_{_safe(statement)}.png"
-    fig = plot_ecg(display, out_dir / name, title=f"{statement}: windows matched by its top prototypes", shade=shades)
-    plt.close(fig)
+    name = f"query_{safe_name(statement)}.png"
+    drawers[name] = _paper_figure(display, f"{statement}: windows matched by its top prototypes", shades)
     return name
 
 
-def _source_figure(gallery, item: dict, out_dir: Path, done: dict) -> str:
-    import matplotlib.pyplot as plt
-
-    from ..viz import plot_ecg
-
+def _source_figure(gallery, item: dict, drawers: dict) -> str:
     p = item["prototype"]
-    if p in done:
-        return done[p]
-    _, signal = gallery.source(p)
-    src = item["source"]
-    ecg = ECG(signal, gallery.sampling_rate, STANDARD_LEADS, units=gallery.units, source=f"PTB-XL {src['ecg_id']}")
     name = f"prototype{p}_source.png"
-    fig = plot_ecg(ecg, out_dir / name, shade=[(None, src["start_s"], src["end_s"], f"prototype {p}", "tab:red")],
-                   title=f"prototype {p} ({item['branch']}, {item['prototype_label']}): PTB-XL record "
-                         f"{src['ecg_id']} [{', '.join(src['labels'])}]")
-    plt.close(fig)
-    done[p] = name
+    if name not in drawers:
+        _, signal = gallery.source(p)
+        src = item["source"]
+        ecg = ECG(signal, gallery.sampling_rate, STANDARD_LEADS, units=gallery.units, source=f"PTB-XL {src['ecg_id']}")
+        drawers[name] = _paper_figure(ecg, f"prototype {p} ({item['branch']}, {item['prototype_label']}): PTB-XL "
+                                           f"record {src['ecg_id']} [{', '.join(src['labels'])}]",
+                                      [(None, src["start_s"], src["end_s"], f"prototype {p}", "tab:red")])
     return name
 
 

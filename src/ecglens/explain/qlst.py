@@ -12,17 +12,14 @@ segments shaded).
 """
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..errors import ECGError
 from ..io.leads import STANDARD_LEADS
 from ..io.record import ECG
-from . import ExplainOptions
+from . import Explanation, ExplainOptions, overlay_figure, safe_name
 
 DEFAULT_STEPS = 11
 # Fallback segment bounds (s from R) when ecg_measure cannot find a fiducial.
@@ -92,6 +89,8 @@ def segment_changes(beats: np.ndarray, reference: np.ndarray, segments, sampling
 
 def _record_beat(qlst, ecg: ECG):
     """The VAE's median beat of the record, its info, and the classifier context (R peaks) if it reads records."""
+    import torch
+
     from ..models.factorecg.data import BeatSettings, ecg_factorbeat
     from ..models.qlst.adapters import RecordClassifierAdapter, RecordContext
     from ..preprocess import resample_signal
@@ -111,14 +110,11 @@ def _record_beat(qlst, ecg: ECG):
     return beat, info, settings, context
 
 
-def explain(model_dir, ecg: ECG, out_dir, options: ExplainOptions | None = None) -> dict[str, Any]:
-    """Explain a classifier's output for one record with a trained qLST; returns the JSON it writes."""
-    from ..models.qlst import load_qlst
+def explain(qlst, model_dir, ecg: ECG, options: ExplainOptions | None = None) -> Explanation:
+    """Explain a classifier's output for one record with a loaded qLST."""
+    import torch
 
     options = options or ExplainOptions()
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    qlst = load_qlst(model_dir)
     target = options.extra.get("qlst_target")
     steps = int(options.extra.get("qlst_steps") or DEFAULT_STEPS)
     if steps < 2:
@@ -144,7 +140,7 @@ def explain(model_dir, ecg: ECG, out_dir, options: ExplainOptions | None = None)
     segments = beat_segments(beat, rate, r_index, rr)
     tol = qlst.config.tolerance
 
-    statements = []
+    statements, drawers = [], {}
     for s in chosen:
         j = qlst.statement_index(s)
         rows = torch.full((steps,), j, dtype=torch.long)
@@ -166,17 +162,16 @@ def explain(model_dir, ecg: ECG, out_dir, options: ExplainOptions | None = None)
                            for a, b, c, d in zip(q.numpy(), achieved, prox, ex.dz.norm(dim=1).numpy())],
                  "success_rate": float(np.mean(np.abs(achieved - q.numpy()) <= tol)),
                  "segments": changes}
-        if options.figures:
-            top = changes[0]["change_uv"] if changes else 0.0
-            marked = [(c["segment"], c["start_s"], c["end_s"]) for c in changes
-                      if top > 0 and c["change_uv"] >= MARK_FRACTION * top]
-            fig = out_dir / f"qlst_{_safe(s)}.png"
-            _overlay(seq, rate, q.numpy(), f"target P({s})", fig,
-                     f"{s}: beat decoded for target scores {start:.2f} to {stop:.2f} "
-                     f"(achieved {achieved[0]:.2f} to {achieved[-1]:.2f}); most changed: "
-                     f"{', '.join(m[0] for m in marked) or 'none'}", marked, r_index)
-            entry["figure"] = fig.name
-            entry["marked_segments"] = [m[0] for m in marked]
+        top = changes[0]["change_uv"] if changes else 0.0
+        marked = [(c["segment"], c["start_s"], c["end_s"]) for c in changes
+                  if top > 0 and c["change_uv"] >= MARK_FRACTION * top]
+        entry["figure"] = f"qlst_{safe_name(s)}.png"
+        entry["marked_segments"] = [m[0] for m in marked]
+        drawers[entry["figure"]] = overlay_figure(
+            seq, rate, q.numpy(), f"target P({s})",
+            f"{s}: beat decoded for target scores {start:.2f} to {stop:.2f} (achieved {achieved[0]:.2f} to "
+            f"{achieved[-1]:.2f}); most changed: {', '.join(m[0] for m in marked) or 'none'}", r_index,
+            cmap="coolwarm", segments=marked)
         statements.append(entry)
 
     recon = qlst.vae.decode(mu).detach().numpy()[0]
@@ -190,22 +185,7 @@ def explain(model_dir, ecg: ECG, out_dir, options: ExplainOptions | None = None)
         "tolerance": tol, "segments": [{"segment": n, "start_s": a, "end_s": b} for n, a, b in segments],
         "statements": statements,
     }
-    (out_dir / "explanation.json").write_text(json.dumps(result, indent=2, default=str))
-    return result
-
-
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in name)
-
-
-def _overlay(beats, rate, values, label, path, title, segments, r_index) -> None:
-    import matplotlib.pyplot as plt
-
-    from ..viz import plot_overlay
-
-    fig = plot_overlay(np.asarray(beats), rate, STANDARD_LEADS, values, cmap="coolwarm", colorbar_label=label,
-                       path=path, title=title, segments=segments, start_s=-r_index / rate)
-    plt.close(fig)
+    return Explanation("qlst", str(ecg.source), result, drawers, format_text(result))
 
 
 def format_text(result: dict) -> str:

@@ -8,19 +8,21 @@ end (zero is the mean of a standardised signal).
 """
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..errors import ECGError
+from ..errors import ConfigError, ECGError
 from ..io.leads import STANDARD_LEADS
 from ..io.record import ECG
 from ..preprocess import Pipeline
 from ..training.distributed import default_device
 
 AGGREGATES = ("max", "mean")
+DEFAULT_THRESHOLD = 0.5  # the call threshold of a statement the checkpoint stores none for
 
 
 def window_starts(n_samples: int, window: int, stride: int) -> np.ndarray:
@@ -70,26 +72,38 @@ class Classifier:
     model's input (it ends at ``sampling_rate``); ``window_s``/``stride_s``/
     ``aggregate`` set the sliding-window scoring. ``config`` is the checkpoint's
     full configuration (for provenance). ``device`` defaults to CUDA when available.
+    ``thresholds`` (k,) are the operating thresholds stored in the config
+    (``config["thresholds"]``: statement -> probability), ``DEFAULT_THRESHOLD``
+    for statements without one. Invalid settings raise ``ConfigError`` naming
+    ``source`` (the checkpoint).
     """
 
     def __init__(self, model: nn.Module, labels: list[str], pipeline: Pipeline, sampling_rate: float,
                  window_s: float, stride_s: float | None = None, aggregate: str = "max",
                  config: dict[str, Any] | None = None, device: str | torch.device | None = None,
-                 batch_size: int = 256):
+                 batch_size: int = 256, source=None):
+        stride_s = stride_s if stride_s is not None else window_s
         if aggregate not in AGGREGATES:
-            raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+            raise ConfigError(source, f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
+        for name, value in (("sampling_rate", sampling_rate), ("window_s", window_s), ("stride_s", stride_s)):
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+                raise ConfigError(source, f"{name} must be a positive finite number, got {value!r}")
         self.device = torch.device(device) if device is not None else default_device()
         self.model = model.to(self.device).eval()
         self.labels = [str(v) for v in labels]
         self.pipeline = pipeline
         self.sampling_rate = float(sampling_rate)
         self.window_s = float(window_s)
-        self.stride_s = float(stride_s if stride_s is not None else window_s)
+        self.stride_s = float(stride_s)
         self.aggregate = aggregate
         self.config = dict(config or {})
         self.batch_size = int(batch_size)
+        stored = self.config.get("thresholds") or {}
+        self.thresholds = np.array([stored.get(s, DEFAULT_THRESHOLD) for s in self.labels], dtype=np.float64)
+        if not (np.isfinite(self.thresholds).all() and ((self.thresholds >= 0) & (self.thresholds <= 1)).all()):
+            raise ConfigError(source, "stored thresholds must be probabilities in [0, 1]")
         if pipeline.output_rate is not None and pipeline.output_rate != self.sampling_rate:
-            raise ValueError(f"pipeline ends at {pipeline.output_rate} Hz but the model expects {self.sampling_rate} Hz")
+            raise ConfigError(source, f"pipeline ends at {pipeline.output_rate} Hz but the model expects {self.sampling_rate} Hz")
 
     @property
     def window(self) -> int:

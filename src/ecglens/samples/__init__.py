@@ -12,7 +12,7 @@ from importlib.resources import files
 from pathlib import Path
 
 from ..errors import ECGError
-from ..datasets.ptbxl import PTBXL_SEX, parse_scp_codes
+from ..datasets.codes import PTBXL_SEX, parse_scp_codes
 from ..io import ECG, read_ecg
 
 

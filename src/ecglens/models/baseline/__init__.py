@@ -1,9 +1,21 @@
-"""The black-box baseline: XResNet1d with the PTB-XL benchmark recipe and our default recipe."""
-from .config import RECIPES, BaselineConfig, classifier_from_checkpoint, get_recipe
-from .train import RecordDataset, positive_weights, train_baseline
-from .xresnet1d import ARCHITECTURES, XResNet1d, XResNetConfig, count_parameters
+"""The black-box baseline: XResNet1d with the PTB-XL benchmark recipe and our default recipe.
 
-__all__ = [
-    "ARCHITECTURES", "RECIPES", "BaselineConfig", "RecordDataset", "XResNet1d", "XResNetConfig",
-    "classifier_from_checkpoint", "count_parameters", "get_recipe", "positive_weights", "train_baseline",
-]
+Exports are lazy (``ecglens._lazy``): importing the package imports no model code.
+"""
+from ..._lazy import lazy_exports
+
+_EXPORTS = {
+    "BaselineConfig": ".config",
+    "RECIPES": ".config",
+    "classifier_from_checkpoint": ".config",
+    "get_recipe": ".config",
+    "RecordDataset": ".train",
+    "positive_weights": ".train",
+    "train_baseline": ".train",
+    "ARCHITECTURES": ".xresnet1d",
+    "XResNet1d": ".xresnet1d",
+    "XResNetConfig": ".xresnet1d",
+    "count_parameters": ".xresnet1d",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -1,15 +1,17 @@
 """Baseline recipes (model + preprocessing + training) and checkpoint -> Classifier loading."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import torch
 
+from ...configs import config_from_dict, config_to_dict
 from ...errors import ECGError
 from ...preprocess import Bandpass, Pipeline, Resample, Standardize
 from ...training import TrainConfig
 from ..classifier import Classifier
+from ..loading import config_section, config_value, fit_weights
 from .xresnet1d import XResNet1d, XResNetConfig
 
 PREPROCESSING = ("scale", "standardize")
@@ -122,15 +124,11 @@ class BaselineConfig:
                            stage="baseline")
 
     def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["model"] = self.model.to_dict()
-        d["bandpass"] = list(self.bandpass)
-        return d
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "BaselineConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return config_from_dict(cls, d)
 
 
 RECIPES: dict[str, BaselineConfig] = {
@@ -164,16 +162,9 @@ def get_recipe(name: str, **changes) -> BaselineConfig:
 def classifier_from_checkpoint(state: dict[str, torch.Tensor], config: dict[str, Any], path=None,
                                device: str | torch.device | None = None) -> Classifier:
     """Rebuild a baseline :class:`Classifier` from ``load_checkpoint`` output (no training data needed)."""
-    try:
-        recipe = BaselineConfig.from_dict(config["recipe"])
-        labels = list(config["labels"])
-        pipeline = Pipeline.from_dict(config["pipeline"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ECGError(path, f"baseline config is incomplete or invalid ({exc})") from exc
-    model = XResNet1d(len(labels), recipe.model)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ECGError(path, f"weights do not fit the configured model ({str(exc).splitlines()[0]})") from exc
+    recipe = config_section(config, "recipe", BaselineConfig, path)
+    labels = config_value(config, "labels", path, list)
+    pipeline = config_value(config, "pipeline", path, Pipeline.from_dict)
+    model = fit_weights(XResNet1d(len(labels), recipe.model), state, path)
     return Classifier(model, labels, pipeline, recipe.sampling_rate, recipe.window_s, recipe.stride_s,
-                      recipe.aggregate, config=config, device=device)
+                      recipe.aggregate, config=config, device=device, source=path)

@@ -17,10 +17,12 @@ class builds xresnet1d18/34/50/101 and narrower variants.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
 import torch
 from torch import nn
+
+from ...configs import config_from_dict, config_to_dict
 
 # name -> (expansion, layers), as in the ResNet family.
 ARCHITECTURES: dict[str, tuple[int, tuple[int, ...]]] = {
@@ -72,12 +74,10 @@ class XResNetConfig:
 
     @classmethod
     def from_dict(cls, d: dict) -> "XResNetConfig":
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in known})
+        return config_from_dict(cls, d)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
+        return config_to_dict(self)
 
 
 def _conv_bn(ni: int, nf: int, kernel_size: int, stride: int = 1, act: bool = True, zero_bn: bool = False) -> nn.Sequential:

@@ -5,20 +5,43 @@ dimensions it actually uses (``active_factors``) are the ECG factors. Per
 statement a logistic regression on the standardised factors gives a
 prediction whose logit splits into per-factor contributions, and decoding
 beats along a factor (``traverse_factor``) shows what the factor means.
-"""
-from .blackbox import BeatClassifier, BeatClassifierConfig
-from .config import INDEPENDENT_LEADS, LEAD_MODES, FactorVAEConfig, network_leads
-from .factors import (ActiveFactors, FactorContribution, FactorModelConfig, FactorModels, FactorStandardizer,
-                      active_factors, factor_percentiles)
-from .losses import gaussian_nll, kl_divergence, kl_elementwise, kl_warmup, vae_loss
-from .traverse import NormalizationPath, associate_factors, describe_factor, toward_normal, traverse_factor
-from .vae import (BeatDecoder, BeatEncoder, FactorVAE, LeadAdapter, VAEOutput, decode_latents, ecg_lead_scale,
-                  encode_beats)
 
-__all__ = [
-    "ActiveFactors", "BeatClassifier", "BeatClassifierConfig", "BeatDecoder", "BeatEncoder", "FactorContribution",
-    "FactorModelConfig", "FactorModels", "FactorStandardizer", "FactorVAE", "FactorVAEConfig", "INDEPENDENT_LEADS",
-    "LEAD_MODES", "LeadAdapter", "NormalizationPath", "VAEOutput", "active_factors", "associate_factors",
-    "decode_latents", "describe_factor", "ecg_lead_scale", "encode_beats", "factor_percentiles", "gaussian_nll",
-    "kl_divergence", "kl_elementwise", "kl_warmup", "network_leads", "toward_normal", "traverse_factor", "vae_loss",
-]
+Exports are lazy (``ecglens._lazy``): importing the package imports no model code.
+"""
+from ..._lazy import lazy_exports
+
+_EXPORTS = {
+    "BeatClassifier": ".blackbox",
+    "BeatClassifierConfig": ".blackbox",
+    "FactorVAEConfig": ".config",
+    "INDEPENDENT_LEADS": ".config",
+    "LEAD_MODES": ".config",
+    "network_leads": ".config",
+    "ActiveFactors": ".factors",
+    "FactorContribution": ".factors",
+    "FactorModelConfig": ".factors",
+    "FactorModels": ".factors",
+    "FactorStandardizer": ".factors",
+    "active_factors": ".factors",
+    "factor_percentiles": ".factors",
+    "gaussian_nll": ".losses",
+    "kl_divergence": ".losses",
+    "kl_elementwise": ".losses",
+    "kl_warmup": ".losses",
+    "vae_loss": ".losses",
+    "NormalizationPath": ".traverse",
+    "associate_factors": ".traverse",
+    "describe_factor": ".traverse",
+    "toward_normal": ".traverse",
+    "traverse_factor": ".traverse",
+    "BeatDecoder": ".vae",
+    "BeatEncoder": ".vae",
+    "FactorVAE": ".vae",
+    "LeadAdapter": ".vae",
+    "VAEOutput": ".vae",
+    "decode_latents": ".vae",
+    "ecg_lead_scale": ".vae",
+    "encode_beats": ".vae",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

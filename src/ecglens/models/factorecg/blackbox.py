@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from ...errors import ECGError
-from .config import FactorVAEConfig, check_encoder_settings, config_from_dict, config_to_dict, network_leads
+from ...configs import config_from_dict, config_to_dict
+from .config import FactorVAEConfig, check_encoder_settings, network_leads
 from .vae import BeatEncoder, LeadAdapter
 
 

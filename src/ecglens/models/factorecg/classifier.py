@@ -19,10 +19,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from ...errors import ECGError
+from ...errors import ConfigError, ECGError
 from ...io.record import ECG
 from ...preprocess import Pipeline
 from ..classifier import Classifier
+from ..loading import config_section, config_value, fit_weights
 from .blackbox import BeatClassifier, BeatClassifierConfig
 from .config import FactorVAEConfig
 from .data import BeatSettings, ecg_factorbeat
@@ -40,16 +41,17 @@ class BeatModelClassifier(Classifier):
     """
 
     def __init__(self, model: nn.Module, labels: list[str], pipeline: Pipeline, settings: BeatSettings,
-                 prevalence: np.ndarray, config: dict[str, Any], device=None):
+                 prevalence: np.ndarray, config: dict[str, Any], device=None, source=None):
         rate = pipeline.output_rate
         if rate is None:
-            raise ECGError(None, "a beat model's pipeline must resample to the rate of its training records")
+            raise ConfigError(source, "a beat model's pipeline must resample to the rate of its training records")
         duration = settings.beat_samples / settings.beat_rate
-        super().__init__(model, labels, pipeline, rate, window_s=duration, config=config, device=device)
+        super().__init__(model, labels, pipeline, rate, window_s=duration, config=config, device=device,
+                         source=source)
         self.settings = settings
         self.prevalence = np.asarray(prevalence, dtype=np.float64)
         if self.prevalence.shape != (len(self.labels),):
-            raise ECGError(None, f"prevalence has shape {self.prevalence.shape}, need ({len(self.labels)},)")
+            raise ConfigError(source, f"prevalence has shape {self.prevalence.shape}, need ({len(self.labels)},)")
         self.skipped: list[tuple[int, str]] = []
 
     def predict_beats(self, beats: np.ndarray) -> np.ndarray:
@@ -114,8 +116,10 @@ class FactorECGClassifier(BeatModelClassifier):
     """
 
     def __init__(self, vae: FactorVAE, factor_models: FactorModels, standardizer: FactorStandardizer,
-                 active: ActiveFactors, settings: BeatSettings, pipeline: Pipeline, config: dict[str, Any], device=None):
-        super().__init__(vae, factor_models.statements, pipeline, settings, factor_models.prevalence, config, device)
+                 active: ActiveFactors, settings: BeatSettings, pipeline: Pipeline, config: dict[str, Any], device=None,
+                 source=None):
+        super().__init__(vae, factor_models.statements, pipeline, settings, factor_models.prevalence, config, device,
+                         source)
         self.vae, self.factor_models, self.standardizer, self.active = self.model, factor_models, standardizer, active
         self.population = config.get("population", {})
         self.descriptions = {str(k): v for k, v in config.get("descriptions", {}).items()}
@@ -141,41 +145,30 @@ class FactorECGClassifier(BeatModelClassifier):
 def factorecg_from_checkpoint(state: dict[str, torch.Tensor], config: dict[str, Any], path=None,
                               device=None) -> FactorECGClassifier:
     """Rebuild a FactorECG classifier from ``load_checkpoint`` output (no training data needed)."""
-    try:
-        vae = FactorVAE(FactorVAEConfig.from_dict(config["vae"]))
-        arrays = {k.split(".", 1)[1]: v.cpu().numpy() for k, v in state.items() if k.startswith("factor_models.")}
-        models = FactorModels.from_state(arrays, config["factor_models"])
-        standardizer = FactorStandardizer.from_dict(config["standardizer"])
-        active = ActiveFactors.from_dict(config["active"])
-        settings = BeatSettings.from_dict(config["beat"])
-        pipeline = Pipeline.from_dict(config["pipeline"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ECGError(path, f"factorecg config is incomplete or invalid ({exc})") from exc
-    try:
-        vae.load_state_dict({k[4:]: v for k, v in state.items() if k.startswith("vae.")})
-    except RuntimeError as exc:
-        raise ECGError(path, f"VAE weights do not fit the configured model ({str(exc).splitlines()[0]})") from exc
+    vae = FactorVAE(config_section(config, "vae", FactorVAEConfig, path))
+    arrays = {k.split(".", 1)[1]: v.cpu().numpy() for k, v in state.items() if k.startswith("factor_models.")}
+    models = config_value(config, "factor_models", path, lambda d: FactorModels.from_state(arrays, d))
+    standardizer = config_value(config, "standardizer", path, FactorStandardizer.from_dict)
+    active = config_value(config, "active", path, ActiveFactors.from_dict)
+    settings = config_value(config, "beat", path, BeatSettings.from_dict)
+    pipeline = config_value(config, "pipeline", path, Pipeline.from_dict)
+    fit_weights(vae, {k[4:]: v for k, v in state.items() if k.startswith("vae.")}, path, "VAE")
     if list(models.factor_indices) != list(standardizer.indices):
-        raise ECGError(path, "factor models and standardiser were built on different factors")
-    return FactorECGClassifier(vae, models, standardizer, active, settings, pipeline, config, device=device)
+        raise ConfigError(path, "factor models and standardiser were built on different factors")
+    return FactorECGClassifier(vae, models, standardizer, active, settings, pipeline, config, device=device,
+                               source=path)
 
 
 def blackbox_from_checkpoint(state: dict[str, torch.Tensor], config: dict[str, Any], path=None,
                              device=None) -> BeatModelClassifier:
     """Rebuild the median-beat black box from ``load_checkpoint`` output."""
-    try:
-        model = BeatClassifier(BeatClassifierConfig.from_dict(config["model"]))
-        labels = list(config["labels"])
-        prevalence = np.array([config["training"]["label_prevalence"][n] for n in labels])
-        settings = BeatSettings.from_dict(config["beat"])
-        pipeline = Pipeline.from_dict(config["pipeline"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ECGError(path, f"beat-blackbox config is incomplete or invalid ({exc})") from exc
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ECGError(path, f"weights do not fit the configured model ({str(exc).splitlines()[0]})") from exc
-    return BeatModelClassifier(model, labels, pipeline, settings, prevalence, config, device=device)
+    model = fit_weights(BeatClassifier(config_section(config, "model", BeatClassifierConfig, path)), state, path)
+    labels = config_value(config, "labels", path, list)
+    prevalence = config_value(config, "training", path,
+                              lambda t: np.array([t["label_prevalence"][n] for n in labels], dtype=np.float64))
+    settings = config_value(config, "beat", path, BeatSettings.from_dict)
+    pipeline = config_value(config, "pipeline", path, Pipeline.from_dict)
+    return BeatModelClassifier(model, labels, pipeline, settings, prevalence, config, device=device, source=path)
 
 
 __all__ = ["BeatModelClassifier", "FactorECGClassifier", "blackbox_from_checkpoint", "factorecg_from_checkpoint"]

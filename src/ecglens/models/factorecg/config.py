@@ -26,8 +26,9 @@ Defaults (our choices; tune per data set):
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
+from ...configs import config_from_dict, config_to_dict
 from ...errors import ECGError
 from ...io.leads import STANDARD_LEADS
 
@@ -57,20 +58,6 @@ def check_encoder_settings(lead_mode, beat_samples, channels, kernel_sizes, hidd
         raise ECGError(None, f"kernel sizes must be odd and positive, got {kernel_sizes}")
     if len(lead_scale) != len(STANDARD_LEADS) or any(not (float(s) > 0) for s in lead_scale):
         raise ECGError(None, f"lead_scale must hold 12 positive values (one per standard lead), got {lead_scale}")
-
-
-def config_to_dict(cfg) -> dict:
-    """A JSON-ready dict of a config dataclass (tuples become lists)."""
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(cfg).items()}
-
-
-def config_from_dict(cls, d: dict):
-    """Rebuild a config dataclass; unknown keys are an error, lists become tuples."""
-    names = {f.name for f in fields(cls)}
-    unknown = sorted(set(d) - names)
-    if unknown:
-        raise ECGError(None, f"unknown {cls.__name__} field(s) {unknown}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
 
 
 @dataclass(frozen=True)

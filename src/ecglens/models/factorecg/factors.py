@@ -15,7 +15,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
 from ...errors import ECGError
-from .config import config_from_dict, config_to_dict
+from ...configs import config_from_dict, config_to_dict
 
 ACTIVE_RULES = ("kl", "mu_variance")
 

@@ -1,4 +1,4 @@
-"""ProtoECGNet checkpoints -> the shared ``Classifier`` (``LOADERS["protoecgnet"]``)."""
+"""ProtoECGNet checkpoints -> the shared ``Classifier`` (the loader its family declares)."""
 from __future__ import annotations
 
 from typing import Any
@@ -6,9 +6,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from ...errors import ECGError
 from ...preprocess import Pipeline
 from ..classifier import Classifier
+from ..loading import config_section, config_value, fit_weights
 from .config import ProtoECGNetConfig
 from .model import ProtoECGNet
 
@@ -26,28 +26,17 @@ class FusedLogits(nn.Module):
 
 def model_from_checkpoint(state: dict[str, torch.Tensor], config: dict[str, Any], path=None) -> ProtoECGNet:
     """The eval-mode ProtoECGNet of a checkpoint (no training data needed)."""
-    try:
-        model_config = ProtoECGNetConfig.from_dict(config["model"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ECGError(path, f"ProtoECGNet config is incomplete or invalid ({exc})") from exc
-    model = ProtoECGNet(model_config)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ECGError(path, f"weights do not fit the configured ProtoECGNet ({str(exc).splitlines()[0]})") from exc
-    return model.eval()
+    model_config = config_section(config, "model", ProtoECGNetConfig, path)
+    return fit_weights(ProtoECGNet(model_config), state, path, "ProtoECGNet").eval()
 
 
 def protoecgnet_from_checkpoint(state: dict[str, torch.Tensor], config: dict[str, Any], path=None,
                                 device: str | torch.device | None = None) -> Classifier:
     """A Classifier over the checkpoint's fusion head (one 10-s window per record)."""
     model = model_from_checkpoint(state, config, path)
-    try:
-        pipeline = Pipeline.from_dict(config["pipeline"])
-        labels = list(config["labels"])
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ECGError(path, f"ProtoECGNet config lacks a valid pipeline or labels ({exc})") from exc
+    pipeline = config_value(config, "pipeline", path, Pipeline.from_dict)
+    labels = config_value(config, "labels", path, list)
     cfg = model.config
     window_s = cfg.n_samples / cfg.sampling_rate
     return Classifier(FusedLogits(model), labels, pipeline, cfg.sampling_rate, window_s, window_s / 2, "max",
-                      config=config, device=device)
+                      config=config, device=device, source=path)

@@ -9,8 +9,9 @@ loaded) development machine, against 3.1 s for the earlier stride-2-stem, wider 
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
+from ...configs import config_from_dict, config_to_dict
 from ...errors import ECGError
 from .branches import BRANCHES, branch_indices, load_branch_table
 
@@ -144,17 +145,8 @@ class ProtoECGNetConfig:
         return branch_indices(self.labels, self.branch_map)
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["labels"] = list(self.labels)
-        for b in d["branches"].values():
-            for key in ("widths", "time_strides", "lead_strides"):
-                b[key] = list(b[key])
-        return d
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "ProtoECGNetConfig":
-        known = {f.name for f in fields(cls)}
-        extra = set(d) - known
-        if extra:
-            raise ECGError("<ProtoECGNetConfig>", f"unknown config keys {sorted(extra)}")
-        return cls(**d)
+        return config_from_dict(cls, d)

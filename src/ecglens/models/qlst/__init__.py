@@ -5,87 +5,48 @@ traversal network learns, for a latent mean z, a statement and a target score
 q, the latent step dz such that C(decode(z + dz)) scores q while the beat
 changes as little as needed and stays where the VAE decodes realistic ECGs.
 An explanation is then one forward pass instead of a per-record optimisation.
-"""
-from .adapters import (
-                       BeatClassifierAdapter,
-                       CallableAdapter,
-                       DifferentiableClassifier,
-                       FactorECGAdapter,
-                       RecordClassifierAdapter,
-                       RecordContext,
-                       TorchPipeline,
-                       adapter_for,
-)
-from .config import QLSTConfig
-from .evaluate import (
-                       evaluate_queries,
-                       prior_log_density,
-                       reconstruction_consistency,
-                       success_rate,
-)
-from .losses import (
-                       beat_rmse,
-                       bernoulli_kl,
-                       prior_loss,
-                       prior_nll,
-                       prior_radius_penalty,
-                       proximity_weight,
-                       qlst_loss,
-                       target_loss,
-)
-from .network import QLST, Explanation, TraversalNetwork
-from .optimize import optimize_latent
-from .resynth import (
-                       regular_peaks,
-                       resynthesis_fidelity,
-                       resynthesis_weights,
-                       resynthesize,
-)
-from .train import (
-                       QueryDataset,
-                       load_classifier_adapter,
-                       load_qlst,
-                       load_vae_checkpoint,
-                       sample_targets,
-                       train_from_paths,
-                       train_qlst,
-)
 
-__all__ = [
-                       "QLST",
-                       "BeatClassifierAdapter",
-                       "CallableAdapter",
-                       "DifferentiableClassifier",
-                       "Explanation",
-                       "FactorECGAdapter",
-                       "QLSTConfig",
-                       "QueryDataset",
-                       "RecordClassifierAdapter",
-                       "RecordContext",
-                       "TorchPipeline",
-                       "TraversalNetwork",
-                       "adapter_for",
-                       "beat_rmse",
-                       "bernoulli_kl",
-                       "evaluate_queries",
-                       "load_classifier_adapter",
-                       "load_qlst",
-                       "load_vae_checkpoint",
-                       "optimize_latent",
-                       "prior_log_density",
-                       "prior_loss",
-                       "prior_nll",
-                       "prior_radius_penalty",
-                       "proximity_weight",
-                       "qlst_loss",
-                       "reconstruction_consistency",
-                       "regular_peaks",
-                       "resynthesis_fidelity",
-                       "resynthesis_weights",
-                       "resynthesize",
-                       "sample_targets",
-                       "success_rate",
-                       "target_loss",
-                       "train_from_paths",
-                       "train_qlst",
-]
+Exports are lazy (``ecglens._lazy``): importing the package imports no model code.
+"""
+from ..._lazy import lazy_exports
+
+_EXPORTS = {
+    "BeatClassifierAdapter": ".adapters",
+    "CallableAdapter": ".adapters",
+    "DifferentiableClassifier": ".adapters",
+    "FactorECGAdapter": ".adapters",
+    "RecordClassifierAdapter": ".adapters",
+    "RecordContext": ".adapters",
+    "TorchPipeline": ".adapters",
+    "adapter_for": ".adapters",
+    "QLSTConfig": ".config",
+    "evaluate_queries": ".evaluate",
+    "prior_log_density": ".evaluate",
+    "reconstruction_consistency": ".evaluate",
+    "success_rate": ".evaluate",
+    "beat_rmse": ".losses",
+    "bernoulli_kl": ".losses",
+    "prior_loss": ".losses",
+    "prior_nll": ".losses",
+    "prior_radius_penalty": ".losses",
+    "proximity_weight": ".losses",
+    "qlst_loss": ".losses",
+    "target_loss": ".losses",
+    "Explanation": ".network",
+    "QLST": ".network",
+    "TraversalNetwork": ".network",
+    "optimize_latent": ".optimize",
+    "regular_peaks": ".resynth",
+    "resynthesis_fidelity": ".resynth",
+    "resynthesis_weights": ".resynth",
+    "resynthesize": ".resynth",
+    "QueryDataset": ".train",
+    "load_classifier_adapter": ".train",
+    "load_qlst": ".train",
+    "load_vae_checkpoint": ".train",
+    "sample_targets": ".train",
+    "train_from_paths": ".train",
+    "train_qlst": ".train",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -50,8 +50,9 @@ Defaults (our choices; every one is a setting):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 
+from ...configs import config_from_dict, config_to_dict
 from ...errors import ECGError
 
 TARGET_LOSSES = ("kl", "mse")
@@ -115,12 +116,8 @@ class QLSTConfig:
         return float(self.prior_radius) if self.prior_radius is not None else math.sqrt(self.latent_dim)
 
     def to_dict(self) -> dict:
-        return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+        return config_to_dict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> QLSTConfig:
-        names = {f.name for f in fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ECGError(None, f"unknown QLSTConfig field(s) {unknown}")
-        return cls(**d)
+        return config_from_dict(cls, d)

@@ -1,0 +1,112 @@
+"""The public Python API: ``load_model`` -> ``Model`` with ``predict`` and ``explain``; ``list_models``.
+
+    >>> import ecglens
+    >>> "baseline" in ecglens.list_models()
+    True
+    >>> model = ecglens.load_model("baseline")
+    >>> ecg = ecglens.read_ecg(ecglens.sample_path(172))
+    >>> prediction = model.predict(ecg)
+    >>> prediction.probabilities.shape == (1, len(model.labels))
+    True
+    >>> bool(((prediction.probabilities >= 0) & (prediction.probabilities <= 1)).all())
+    True
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from .errors import ECGError
+from .explain import Explanation, ExplainOptions, explainer_for
+from .io.record import ECG
+from .models.loading import load_any
+from .models.prediction import Prediction
+from .models.registry import CheckpointKind
+
+
+class Model:
+    """A loaded checkpoint of any family: ``predict`` (classifiers) and ``explain`` (explainable kinds).
+
+    ``name`` is how it was asked for, ``directory`` its checkpoint, ``kind`` its
+    checkpoint kind's declaration, ``loaded`` the family's own object (a
+    ``Classifier``, or a ``QLST``) and ``config`` its full configuration.
+    """
+
+    def __init__(self, loaded: Any, kind: CheckpointKind, directory: Path, name: str = ""):
+        self.loaded, self.kind, self.directory = loaded, kind, Path(directory)
+        self.name = name or self.directory.name
+        config = getattr(loaded, "config", None)
+        self.config: dict[str, Any] = config if isinstance(config, dict) else getattr(loaded, "checkpoint", {})
+
+    @property
+    def can_predict(self) -> bool:
+        return self.kind.predicts
+
+    @property
+    def can_explain(self) -> bool:
+        return self.kind.explainer is not None
+
+    @property
+    def labels(self) -> list[str]:
+        """The statements the model scores (a qLST: the statements it answers queries for)."""
+        return list(self.loaded.labels) if self.can_predict else list(self.loaded.config.statements)
+
+    def predict(self, ecgs: ECG | Sequence[ECG], on_error: str = "raise") -> Prediction:
+        """Probabilities and calls at the stored thresholds for one record or a list.
+
+        A record the model cannot judge (e.g. no usable beat) raises its ``ECGError``;
+        with ``on_error="skip"`` it is listed in ``Prediction.skipped`` instead (its row NaN, no call).
+        """
+        if not self.can_predict:
+            raise ECGError(self.directory, f"a {self.kind.name} model cannot predict: {self.kind.instead}")
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        import numpy as np
+
+        records = [ecgs] if isinstance(ecgs, ECG) else list(ecgs)
+        clf = self.loaded
+        inputs, rows, skipped = [], [], []
+        for i, ecg in enumerate(records):
+            try:
+                inputs.append(clf.preprocess(ecg))
+                rows.append(i)
+            except ECGError as exc:
+                if on_error == "raise":
+                    raise
+                skipped.append((i, exc.problem))
+        probs = np.full((len(records), len(clf.labels)), np.nan)
+        if inputs:
+            probs[rows] = clf.predict_inputs(inputs)
+        return Prediction([str(e.source or f"record {i}") for i, e in enumerate(records)], list(clf.labels), probs,
+                          clf.thresholds, model=self.name, skipped=skipped)
+
+    def explain(self, ecg: ECG, statements: Sequence[str] = (), top: int = 3, threshold: float | None = None,
+                **options: Any) -> Explanation:
+        """Why the model said what it said about one record; writes nothing (``Explanation.save`` does).
+
+        By default the statements called at the stored thresholds are explained; ``statements``
+        adds others; ``options`` are the family's own (e.g. qLST's ``qlst_target``).
+        """
+        if not self.can_explain:
+            raise ECGError(self.directory, f"a {self.kind.name} model has no explainer; explainable families: "
+                                           "protoecgnet, factorecg, qlst")
+        opts = ExplainOptions(top=top, threshold=threshold, statements=tuple(statements), extra=dict(options))
+        return explainer_for(self.kind.name).explain(self.loaded, self.directory, ecg, opts)
+
+    def __repr__(self) -> str:
+        return f"Model({self.name!r}, kind={self.kind.name!r}, labels={len(self.labels)})"
+
+
+def load_model(name_or_path: str | os.PathLike, device: Any = None) -> Model:
+    """A shipped model by name (``list_models()``), a checkpoint directory or a training run directory."""
+    loaded, kind, directory = load_any(name_or_path, device=device)
+    return Model(loaded, kind, directory, name=str(name_or_path))
+
+
+def list_models() -> list[str]:
+    """Names of the models shipped inside the package (each loads offline with ``load_model``)."""
+    from .pretrained import list_pretrained
+
+    return list_pretrained()

@@ -1,0 +1,76 @@
+"""The typed output of ``Model.predict``: probabilities, the thresholds they are called at, and the calls."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Prediction:
+    """Probabilities of ``labels`` for ``records`` and the calls at each statement's threshold.
+
+    ``probabilities`` is (n, k); ``thresholds`` (k,) are the model's stored
+    operating thresholds; ``calls`` (n, k) says which statements are called
+    positive. ``skipped`` lists ``(row, reason)`` for records the model could
+    not judge (their row holds the training prevalence and no call).
+    """
+
+    records: list[str]
+    labels: list[str]
+    probabilities: np.ndarray
+    thresholds: np.ndarray
+    model: str = ""
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+
+    def __post_init__(self):
+        self.probabilities = np.asarray(self.probabilities, dtype=np.float64).reshape(len(self.records), len(self.labels))
+        self.thresholds = np.asarray(self.thresholds, dtype=np.float64).reshape(len(self.labels))
+
+    @property
+    def calls(self) -> np.ndarray:
+        """(n, k) booleans: probability at or above the statement's threshold, never for a skipped record."""
+        calls = self.probabilities >= self.thresholds[None]
+        calls[[row for row, _ in self.skipped]] = False
+        return calls
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def top(self, row: int = 0, k: int = 5) -> list[tuple[str, float]]:
+        """The ``k`` most probable statements of one record, most probable first."""
+        p = self.probabilities[row]
+        return [(self.labels[j], float(p[j])) for j in np.argsort(-p, kind="stable")[:k]]
+
+    def called(self, row: int = 0) -> list[str]:
+        """The statements called positive for one record, most probable first."""
+        return [s for s, _ in self.top(row, len(self.labels)) if self.calls[row, self.labels.index(s)]]
+
+    def to_frame(self, long: bool = False):
+        """A pandas DataFrame: one row per record and a column per statement, or with ``long=True`` one
+        row per (record, statement) with probability, threshold and call (the layout ``predict -o`` writes)."""
+        import pandas as pd
+
+        if not long:
+            return pd.DataFrame(self.probabilities, index=pd.Index(self.records, name="record"), columns=self.labels)
+        n, k = self.probabilities.shape
+        return pd.DataFrame({"record": np.repeat(self.records, k), "statement": np.tile(self.labels, n),
+                             "probability": self.probabilities.ravel(), "threshold": np.tile(self.thresholds, n),
+                             "positive": self.calls.ravel().astype(int)})
+
+    def to_dict(self) -> dict:
+        """JSON-ready: per record every statement's probability and call, plus the skipped records."""
+        skipped = dict(self.skipped)
+        calls = self.calls
+        return {"model": self.model, "labels": list(self.labels),
+                "thresholds": {s: float(t) for s, t in zip(self.labels, self.thresholds)},
+                "records": [{"record": rec, "probabilities": {s: float(p) for s, p in zip(self.labels, probs)},
+                             "called": [s for s, c in zip(self.labels, calls[i]) if c],
+                             "not_judged": skipped.get(i)}
+                            for i, (rec, probs) in enumerate(zip(self.records, self.probabilities))],
+                "skipped": {"count": len(self.skipped),
+                            "records": [{"record": self.records[i], "reason": why} for i, why in self.skipped]}}
+
+    def to_json(self, indent: int | None = 2) -> str:
+        return json.dumps(self.to_dict(), indent=indent)
