@@ -11,6 +11,13 @@ REPO = Path(__file__).resolve().parents[1]
 PTBXL_DIR = Path(os.environ.get("ECGLENS_PTBXL", REPO.parent / "shared" / "data" / "ptb-xl"))
 
 
+def pytest_collection_modifyitems(items):
+    """A test that uses the local PTB-XL set carries the ``ptbxl`` marker, whether or not it says so."""
+    for item in items:
+        if "ptbxl_dir" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.ptbxl)
+
+
 @pytest.fixture(scope="session")
 def ptbxl_dir() -> Path:
     """The local PTB-XL copy; tests using it skip with a reason when it is absent."""

@@ -1,7 +1,6 @@
 """``ecglens demo``: the main job end to end on the bundled records and the shipped models."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from . import COMMANDS
@@ -18,6 +17,7 @@ def register(subparsers) -> None:
 
 def run(args) -> int:
     from ..api import list_models, load_model
+    from ..atomic import write_json_atomic
     from ..preprocess import Bandpass, FixLength, Pipeline, Resample
     from ..samples import list_samples, load_sample
     from ..viz import plot_ecg
@@ -61,6 +61,6 @@ def run(args) -> int:
             target = out / f"explain_{name}"
             model.explain(records[EXPLAIN_RECORD], top=args.top).save(target)
             print(f"\n{name}: explanation of record {EXPLAIN_RECORD} written to {target}")
-    (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json_atomic(out / "summary.json", summary, indent=2)
     print(f"\nwrote {out / 'summary.json'}")
     return 0

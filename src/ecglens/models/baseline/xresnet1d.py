@@ -57,6 +57,9 @@ class XResNetConfig:
         object.__setattr__(self, "stem", tuple(int(v) for v in self.stem))
         if len(self.layers) != len(self.widths) or not self.layers:
             raise ValueError(f"layers {self.layers} and widths {self.widths} must be non-empty and of equal length")
+        if min(self.layers + self.widths + self.stem) < 1 or self.in_channels < 1:
+            raise ValueError(f"layer counts and widths must be positive, got layers {self.layers}, widths "
+                             f"{self.widths}, stem {self.stem}")
         if len(self.stem) != 3:
             raise ValueError(f"the stem has three convolutions, got widths {self.stem}")
         if self.expansion not in (1, 4):
