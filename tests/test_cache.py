@@ -1,7 +1,8 @@
-"""The memory-mapped signal cache: build once, reopen, key changes, resume, batching."""
+"""The memory-mapped signal cache: build once, reopen, key changes, resume, batching, damage detection."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -157,6 +158,137 @@ def test_iter_batches_sequential_and_shuffled(tmp_path):
         np.testing.assert_array_equal(b, np.asarray(signals)[perm[6 * k:6 * k + 6]])
     with pytest.raises(ECGError, match="out of range"):
         next(iter_batches(signals, 4, [0, 20]))
+
+
+def test_changed_record_file_makes_the_cache_stale(tmp_path):
+    files = tmp_path / "records"
+    files.mkdir()
+    for rid in IDS:
+        np.save(files / f"{rid}.npy", synthetic(rid))
+    sources = lambda rid: [files / f"{rid}.npy"]  # noqa: E731
+    load = Counting(lambda rid: np.load(files / f"{rid}.npy"))
+    cache = SignalCache(tmp_path / "c")
+    first, _, _ = cache.get_or_build(PARTS, IDS, load, progress=False, sources=sources)
+    assert len(load.calls) == 20
+    cache.get_or_build(PARTS, IDS, load, progress=False, sources=sources)
+    assert len(load.calls) == 20  # unchanged files: reopened
+
+    np.save(files / "107.npy", synthetic(107) * 2)  # same size, new content and mtime
+    st = os.stat(files / "107.npy")
+    os.utime(files / "107.npy", ns=(st.st_atime_ns, st.st_mtime_ns + 1_000_000))
+    second, _, _ = cache.get_or_build(PARTS, IDS, load, progress=False, sources=sources)
+    assert len(load.calls) == 40  # rebuilt under a new key, the stale rows never served
+    assert second.filename != first.filename
+    np.testing.assert_array_equal(second[7], synthetic(107) * 2)
+    keyed = cache.path_for(PARTS, IDS, sources)
+    assert keyed == cache.path_for(PARTS, IDS[::-1], sources) != cache.path_for(PARTS, IDS)
+
+
+def test_each_chunk_has_a_checksum(tmp_path):
+    cache = SignalCache(tmp_path, chunk_size=6)
+    cache.get_or_build(PARTS, IDS, synthetic, progress=False)
+    index = json.loads((cache.path_for(PARTS, IDS) / "index.json").read_text())
+    assert [c[:2] for c in index["chunks"]] == [[0, 6], [6, 12], [12, 18], [18, 20]]
+    assert len({c[2] for c in index["chunks"]}) == 4
+
+
+def _with_skipped(rid):
+    if rid == 103:
+        raise ECGError("rec103.dat", "unreadable")
+    return synthetic(rid)
+
+
+def _signal_offset(directory) -> int:
+    return np.load(directory / "signals.npy", mmap_mode="r").offset
+
+
+def _poke(directory, row, data: bytes):
+    """Overwrite the start of one row of signals.npy in place, as damage on disk would."""
+    with open(directory / "signals.npy", "r+b") as fh:
+        fh.seek(_signal_offset(directory) + row * 12 * 50 * 4)
+        fh.write(data)
+
+
+def _zero_header(directory):
+    with open(directory / "signals.npy", "r+b") as fh:
+        fh.write(bytes(_signal_offset(directory)))
+
+
+def _swap_rows(directory, a, b):
+    signals = np.load(directory / "signals.npy", mmap_mode="r+")
+    signals[[a, b]] = signals[[b, a]]
+    signals.flush()
+
+
+def _edit_index(change):
+    def damage(directory):
+        index = json.loads((directory / "index.json").read_text())
+        (directory / "index.json").write_text(json.dumps(change(index)))
+    return damage
+
+
+def _shift_ids(index):
+    """Move the skipped id into the rows and skip the last one instead: same id set, rows shifted."""
+    return {**index, "ids": list(range(100, 119)), "skipped": [[119, "x"]]}
+
+
+DAMAGE = {
+    "zeroed row": (lambda d: _poke(d, 4, bytes(12 * 50 * 4)), "signals.npy", "rows 0-4 .* do not match their checksum"),
+    "overwritten bytes": (lambda d: _poke(d, 13, b"\x7f" * 16), "signals.npy", "rows 11-16 .* checksum"),
+    "swapped rows": (lambda d: _swap_rows(d, 1, 2), "signals.npy", "checksum"),
+    "rows shifted against ids": (_edit_index(_shift_ids), "signals.npy", "shifted"),
+    "ids rotated": (_edit_index(lambda i: {**i, "ids": i["ids"][1:] + i["ids"][:1]}), "index.json", "not sorted"),
+    "an id dropped": (_edit_index(lambda i: {**i, "ids": i["ids"][1:], "shape": [18, 12, 50]}), "index.json",
+                      "not exactly"),
+    "foreign id": (_edit_index(lambda i: {**i, "ids": i["ids"][:-1] + [500]}), "index.json", "not exactly"),
+    "rows and shape disagree": (_edit_index(lambda i: {**i, "shape": [18, 12, 50]}), "index.json", "disagrees"),
+    "shape unlike the file": (_edit_index(lambda i: {**i, "shape": [19, 12, 49]}), "signals.npy", "index expects"),
+    "chunk missing": (_edit_index(lambda i: {**i, "chunks": i["chunks"][1:]}), "index.json", "do not cover"),
+    "index not json": (lambda d: (d / "index.json").write_text("{broken"), "index.json", "malformed"),
+    "index a list": (lambda d: (d / "index.json").write_text("[1, 2]"), "index.json", "malformed"),
+    "index lacks chunks": (_edit_index(lambda i: {k: v for k, v in i.items() if k != "chunks"}), "index.json",
+                           "KeyError"),
+    "old format": (_edit_index(lambda i: {**i, "format": 1}), "index.json", "format 1"),
+    "signals deleted": (lambda d: (d / "signals.npy").unlink(), "signals.npy", "unreadable"),
+    "signals truncated": (lambda d: os.truncate(d / "signals.npy", 5000), "signals.npy", "unreadable"),
+    "signals header zeroed": (_zero_header, "signals.npy", "unreadable"),
+    "signals wrong dtype": (lambda d: np.save(d / "signals.npy", np.zeros((20, 12, 50))), "signals.npy", "float64"),
+}
+
+
+@pytest.mark.parametrize("name", list(DAMAGE))
+def test_damage_is_reported_never_served(tmp_path, name):
+    damage, culprit, problem = DAMAGE[name]
+    cache = SignalCache(tmp_path, chunk_size=6)
+    cache.get_or_build(PARTS, IDS, _with_skipped, progress=False)
+    directory = cache.path_for(PARTS, IDS)
+    damage(directory)
+    load = Counting()
+    with pytest.raises(ECGError, match=problem) as err:
+        cache.get_or_build(PARTS, IDS, load, progress=False)
+    assert err.value.path == str(directory / culprit)
+    assert f"delete {directory} to rebuild" in str(err.value)
+    assert load.calls == []  # reported, not silently rebuilt over
+
+
+def test_resumed_build_over_a_damaged_partial_file_is_caught(tmp_path):
+    cache = SignalCache(tmp_path, chunk_size=5)
+    with pytest.raises(KeyboardInterrupt):
+        cache.get_or_build(PARTS, IDS, Counting(fail_at=13, exc=KeyboardInterrupt), progress=False)
+    _poke(cache.path_for(PARTS, IDS), 2, bytes(64))  # a row written before the interruption
+    with pytest.raises(ECGError, match="rows 0-4 .* checksum"):
+        cache.get_or_build(PARTS, IDS, Counting(), progress=False)
+
+
+def test_unusable_progress_file_restarts_the_build(tmp_path):
+    cache = SignalCache(tmp_path, chunk_size=5)
+    with pytest.raises(KeyboardInterrupt):
+        cache.get_or_build(PARTS, IDS, Counting(fail_at=13, exc=KeyboardInterrupt), progress=False)
+    (cache.path_for(PARTS, IDS) / "progress.json").write_text(json.dumps({"n": 20}))
+    load = Counting()
+    signals, ids, _ = cache.get_or_build(PARTS, IDS, load, progress=False)
+    assert load.calls == IDS and ids == IDS
+    np.testing.assert_array_equal(signals[19], synthetic(119))
 
 
 # ---------------------------------------------------------------- through PTBXL.load on real records

@@ -19,7 +19,6 @@ rate are listed in ``missing``, logged and excluded, never silently.
 """
 from __future__ import annotations
 
-import ast
 import logging
 import os
 from dataclasses import dataclass, field, replace
@@ -33,6 +32,7 @@ from ..errors import ECGError
 from ..io import ECG, read_ecg
 from ..preprocess import Pipeline
 from .cache import SignalCache
+from .codes import PTBXL_SEX, parse_scp_codes
 
 log = logging.getLogger(__name__)
 
@@ -42,20 +42,6 @@ TRAIN_FOLDS = (1, 2, 3, 4, 5, 6, 7, 8)
 DATABASE_CSV = "ptbxl_database.csv"
 STATEMENTS_CSV = "scp_statements.csv"
 _FILENAME_COLUMN = {100: "filename_lr", 500: "filename_hr"}
-PTBXL_SEX = {0: "Male", 1: "Female"}  # PTB-XL codes sex as 0 = male, 1 = female
-
-
-def parse_scp_codes(text, source, ecg_id) -> dict:
-    """The ``scp_codes`` column's dict literal (statement -> likelihood), parsed without ``eval``."""
-    try:
-        value = ast.literal_eval(str(text))
-    except (ValueError, SyntaxError) as exc:
-        raise ECGError(source, f"ecg_id {ecg_id}: scp_codes {text!r} is not a dict literal ({exc})") from exc
-    if not isinstance(value, dict):
-        raise ECGError(source, f"ecg_id {ecg_id}: scp_codes {text!r} is not a dict")
-    return value
-
-
 @dataclass
 class LabelTable:
     """Multi-hot labels of one label set: row ``i`` is record ``ecg_ids[i]``."""
@@ -242,6 +228,11 @@ class PTBXL:
             raise ECGError(p, f"listed in {DATABASE_CSV} but missing at {self.sampling_rate} Hz")
         raise ECGError(self._database_csv, f"no record with ecg_id {ecg_id}")
 
+    def record_files(self, ecg_id: int) -> tuple[Path, Path]:
+        """The ``.hea`` and ``.dat`` a record is read from at this rate (their stamps key its cached signal)."""
+        header = self.header_path(ecg_id)
+        return header, header.with_suffix(".dat")
+
     def read(self, ecg_id: int) -> ECG:
         """One record: signal via ``read_ecg``, its statements as ``labels``, PTB-XL facts in ``metadata``."""
         path = self.header_path(ecg_id)
@@ -276,7 +267,8 @@ class PTBXL:
         """Preprocessed signals and labels of ``folds``, through the memory-mapped cache.
 
         The first call decodes every record (WFDB) and applies ``pipeline``; later
-        calls with the same data, rate, pipeline and records open the cache.
+        calls with the same data, rate, pipeline and records (down to each record
+        file's size and modification time) open the cache.
         Records the reader rejects are listed in ``skipped``.
         """
         pipeline = pipeline if pipeline is not None else Pipeline()
@@ -296,7 +288,8 @@ class PTBXL:
             return pipeline.apply_signal(ecg.signal, ecg.sampling_rate)[0]
 
         signals, ids, skipped = SignalCache(cache_dir).get_or_build(
-            key_parts, table.ecg_ids.tolist(), load_fn, progress=progress, describe=lambda i: str(self.header_path(i))
+            key_parts, table.ecg_ids.tolist(), load_fn, progress=progress, describe=lambda i: str(self.header_path(i)),
+            sources=self.record_files,
         )
         if skipped:
             log.warning("%s: %d record(s) could not be read and are skipped: %s", self.root, len(skipped),

@@ -149,7 +149,8 @@ def load_beats(ds, folds: Sequence[int], settings: BeatSettings = BeatSettings()
         return beat_row(*ecg_factorbeat(ecg.signal, ecg.sampling_rate, settings, source=str(path)))
 
     cached, kept_ids, skipped = SignalCache(cache_dir).get_or_build(
-        key_parts, ids, load_fn, progress=progress, describe=lambda i: str(ds.header_path(i)))
+        key_parts, ids, load_fn, progress=progress, describe=lambda i: str(ds.header_path(i)),
+        sources=ds.record_files)
     kept_ids = np.asarray(kept_ids, dtype=np.int64)
     data = np.asarray(cached, dtype=np.float32)
     beats, facts = np.ascontiguousarray(data[:, :12]), np.ascontiguousarray(data[:, 12, :len(FACT_NAMES)])
