@@ -7,8 +7,14 @@ was trained with; here those names become the shipped models' names, which
 ``resolve_checkpoint`` finds inside the package, and the weights' SHA-256 it
 stores makes loading fail if either is ever replaced without retraining it.
 
+Every shipped classifier is then calibrated on the validation fold (fold 9:
+``ecglens.calibrate``; maps, thresholds and not-assessable statements go into
+its ``config.json``, the weights stay as trained). ``--calibrate-only``
+re-fits that step on the models already shipped.
+
     python bench/ship.py                       # every model below whose run exists
     python bench/ship.py --only qlst           # one of them
+    python bench/ship.py --calibrate-only      # re-fit the shipped classifiers' calibration
 """
 from __future__ import annotations
 
@@ -25,6 +31,8 @@ from ecglens.pretrained import pretrained_root  # noqa: E402
 from ecglens.training import weights_digest  # noqa: E402
 
 RUNS = REPO / "bench" / "work" / "runs"
+DATA = REPO.parent / "shared" / "data" / "ptb-xl"
+CALIBRATION_FOLD = 9
 # shipped name -> benchmark checkpoint
 SOURCES = {
     "baseline": RUNS / "baseline" / "all" / "seed0" / "model",
@@ -62,16 +70,37 @@ def ship(name: str, source: Path) -> None:
     print(f"{name}: {source} -> {target} ({size / 1e6:.1f} MB)")
 
 
+def calibrate_shipped(name: str, data: Path) -> None:
+    """Fit the shipped classifier's calibration on the validation fold and store it in its config.json."""
+    import tempfile
+
+    from ecglens.api import calibrate, load_model
+
+    target = pretrained_root() / name
+    if not load_model(target).can_predict:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        model = calibrate(target, data, Path(tmp) / name, fold=CALIBRATION_FOLD, cache_dir=REPO / "bench" / "work" / "cache")
+        (target / "config.json").write_text((model.directory / "config.json").read_text())
+    cal = model.loaded.calibration
+    print(f"{name}: calibrated on fold {CALIBRATION_FOLD} ({cal.method}, {int(cal.assessable.sum())} of "
+          f"{len(cal.labels)} statements assessable)")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", action="append", choices=sorted(SOURCES), help="ship only these (repeatable)")
+    ap.add_argument("--calibrate-only", action="store_true", help="only re-fit the shipped classifiers' calibration")
+    ap.add_argument("--data", type=Path, default=DATA, help="PTB-XL root for calibration (default ../shared/data/ptb-xl)")
     args = ap.parse_args()
     for name in args.only or list(SOURCES):  # qLST last: it checks the shipped VAE and classifier
         source = SOURCES[name]
-        if not (source / "config.json").is_file():
-            print(f"{name}: no run at {source}; left as shipped")
-            continue
-        ship(name, source)
+        if not args.calibrate_only:
+            if not (source / "config.json").is_file():
+                print(f"{name}: no run at {source}; left as shipped")
+                continue
+            ship(name, source)
+        calibrate_shipped(name, args.data)
     return 0
 
 

@@ -35,13 +35,16 @@ def test_explanation_is_faithful_and_complete(model_dir, clf, tmp_path):
     result = result.data
     saved = json.loads((tmp_path / "explanation.json").read_text())
     assert saved["faithfulness"]["satisfied"] and saved["faithfulness"]["max_error"] <= 1e-6
-    assert saved["probabilities"] == pytest.approx(dict(zip(clf.labels, clf.predict_ecgs([ecg])[0])), abs=1e-9)
+    assert saved["calibrated_probabilities"] == pytest.approx(dict(zip(clf.labels, clf.predict_ecgs([ecg])[0])),
+                                                              abs=1e-9)
+    with clf.raw():
+        assert saved["probabilities"] == pytest.approx(dict(zip(clf.labels, clf.predict_ecgs([ecg])[0])), abs=1e-9)
     z = np.array([f["value_std"] for f in saved["factors"]])
     assert [f["factor"] for f in saved["factors"]] == clf.standardizer.indices
     assert all(0 <= f["percentile"] <= 100 for f in saved["factors"])
     explained = [s["statement"] for s in saved["statements"]]
-    assert explained == sorted((n for n, p in saved["probabilities"].items() if p >= 0.5),
-                               key=lambda n: -saved["probabilities"][n])
+    calibrated = saved["calibrated_probabilities"]
+    assert explained == sorted((n for n, p in calibrated.items() if p >= 0.5), key=lambda n: -calibrated[n])
     for s in saved["statements"]:
         j = clf.labels.index(s["statement"])
         # The invariant recomputed here from the stored model: all factors, not only the top ones.

@@ -51,6 +51,7 @@ def test_shipped_classifier_probabilities_unchanged(golden_pair, name):
     module, stored, fresh = golden_pair
     want, got = stored["models"][name], fresh["models"][name]
     assert got["labels"] == want["labels"]
+    np.testing.assert_allclose(got["network_probabilities"], want["network_probabilities"], rtol=0, atol=module.ATOL)
     np.testing.assert_allclose(got["probabilities"], want["probabilities"], rtol=0, atol=module.ATOL)
 
 

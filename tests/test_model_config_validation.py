@@ -5,6 +5,7 @@ import json
 import math
 import shutil
 
+import numpy as np
 import pytest
 import torch
 
@@ -53,10 +54,24 @@ def test_invalid_recipe_values_name_the_checkpoint(baseline_copy, field, value, 
     assert err.startswith("ecglens: error: ") and "Traceback" not in err and message.split()[0] in err
 
 
-def test_thresholds_outside_zero_one_are_refused(baseline_copy):
-    _edit(baseline_copy, lambda c: c.update(thresholds={"AFIB": 1.5}))
-    with pytest.raises(ConfigError, match="thresholds must be probabilities"):
+@pytest.mark.parametrize("key, value, message", [
+    ("thresholds", 1.5, "thresholds must be probabilities"),
+    ("a", -1.0, "slopes must be positive"),
+    ("b", math.inf, "intercepts finite"),
+])
+def test_invalid_calibration_values_are_refused(baseline_copy, key, value, message):
+    from ecglens.calibration import Calibration
+
+    def change(config):
+        labels = config["labels"]
+        k = len(labels)
+        section = Calibration(labels, np.ones(k), np.zeros(k), np.full(k, 0.5), np.ones(k, bool)).to_dict()
+        section[key]["AFIB"] = value
+        config["calibration"] = section
+    _edit(baseline_copy, change)
+    with pytest.raises(ConfigError, match=message) as info:
         ecglens.load_model(baseline_copy)
+    assert str(baseline_copy) in str(info.value)
 
 
 def test_nan_weights_are_refused_not_scored(baseline_copy, capsys):

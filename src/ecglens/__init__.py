@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Model": ".api",
+    "calibrate": ".api",
     "list_models": ".api",
     "load_model": ".api",
     "ConfigError": ".errors",

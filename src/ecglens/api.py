@@ -105,6 +105,53 @@ def load_model(name_or_path: str | os.PathLike, device: Any = None) -> Model:
     return Model(loaded, kind, directory, name=str(name_or_path))
 
 
+def calibrate(model: Model | str | os.PathLike, data: str | os.PathLike, out: str | os.PathLike, *,
+              fold: int = 9, method: str = "platt", threshold_rule: str = "f1", rate: int = 100,
+              cache_dir: str | os.PathLike | None = None, batch_size: int = 256, progress: bool = False) -> Model:
+    """Fit the model's calibration, thresholds and assessable statements on PTB-XL fold ``fold`` (the
+    validation fold; never the test fold) and write the calibrated checkpoint to ``out`` (a copy of the
+    model's directory with ``config["calibration"]``); returns it loaded. See ``ecglens.calibration``.
+    """
+    import json
+    import shutil
+
+    import numpy as np
+
+    from .atomic import atomic_dir
+    from .calibration import fit_calibration
+    from .datasets import PTBXL, TRAIN_FOLDS
+
+    model = model if isinstance(model, Model) else load_model(model)
+    if not model.can_predict:
+        raise ECGError(model.directory, f"a {model.kind.name} model has no probabilities to calibrate")
+    clf = model.loaded
+    label_set = clf.config.get("label_set")
+    if fold in TRAIN_FOLDS:
+        raise ECGError(None, f"fold {fold} is a training fold; calibrate on the validation fold")
+    ds = PTBXL(data, sampling_rate=rate)
+    split = ds.load(label_set, folds=(fold,), pipeline=clf.pipeline, cache_dir=cache_dir, progress=progress)
+    columns = [list(split.label_names).index(s) for s in clf.labels]
+    with clf.raw():
+        probs = np.concatenate([clf.predict_batch(np.asarray(split.signals[i:i + batch_size]), split.sampling_rate)
+                                for i in range(0, len(split.ecg_ids), batch_size)])
+    train = ds.labels(label_set, TRAIN_FOLDS)
+    train_positives = train.y[:, [list(train.names).index(s) for s in clf.labels]].sum(0)
+    calibration = fit_calibration(clf.labels, np.asarray(split.y)[:, columns], probs, train_positives, method,
+                                  threshold_rule)
+    calibration.facts.update(fold=fold, data=str(data), label_set=label_set)
+    out = Path(out)
+    if out.resolve() == model.directory.resolve():
+        raise ECGError(out, "write the calibrated model to a new directory, not over the model it calibrates")
+    config = {**model.config, "calibration": calibration.to_dict()}
+    config.pop("path", None)
+    with atomic_dir(out) as tmp:
+        for f in model.directory.iterdir():
+            if f.is_file() and f.name != "config.json":
+                shutil.copy2(f, tmp / f.name)
+        (tmp / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    return load_model(out)
+
+
 def list_models() -> list[str]:
     """Names of the models shipped inside the package (each loads offline with ``load_model``)."""
     from .pretrained import list_pretrained

@@ -4,7 +4,9 @@
 
 Writes ``tests/golden/shipped_models.json``: every shipped classifier's
 probabilities on every bundled sample record (read at its highest rate, as
-``ecglens demo`` does), and qLST's default sweep on one record.
+``ecglens demo`` does), both the network's own and the calibrated ones that
+``predict`` returns (so a re-calibration moves only the latter), and qLST's
+default sweep on one record.
 ``tests/test_golden.py`` recomputes them and compares within ``ATOL``.
 """
 from __future__ import annotations
@@ -32,8 +34,11 @@ def compute() -> dict:
         model = ecglens.load_model(name)
         if model.can_predict:
             pred = model.predict(list(records.values()))
+            with model.loaded.raw():
+                network = model.predict(list(records.values()))
             doc["models"][name] = {"labels": list(pred.labels),
-                                   "probabilities": np.round(pred.probabilities, 7).tolist()}
+                                   "probabilities": np.round(pred.probabilities, 7).tolist(),
+                                   "network_probabilities": np.round(network.probabilities, 7).tolist()}
         else:
             doc["models"][name] = {"qlst": _qlst_answers(model, records[QLST_RECORD])}
     return doc

@@ -22,6 +22,7 @@ COMMANDS = {
     "train": "train a model (one subcommand per model family)",
     "predict": "statement probabilities and calls for ECG files with a trained model",
     "evaluate": "score a model (or saved predictions): macro AUROC, Fmax, bootstrap interval",
+    "calibrate": "fit a model's calibration, thresholds and assessable statements on the validation fold",
     "explain": "explain a model's output for one record (JSON + figures)",
     "models": "list the shipped models and the model families",
     "demo": "run the main job on the bundled records with the shipped models",

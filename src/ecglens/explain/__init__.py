@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -90,25 +90,37 @@ class Explanation:
         return self.text or self.to_json()
 
 
-def choose_statements(labels: Sequence[str], probs, thresholds, options: ExplainOptions,
-                      source=None) -> tuple[list[str], str | None]:
-    """Statements to explain, most probable first: those called (probability at or above the statement's
-    threshold, or ``options.threshold`` when given) plus those asked for.
+def choose_statements(clf, probs, options: ExplainOptions, source=None) -> tuple[list[str], str | None, Any]:
+    """Statements to explain, most probable first, their note and the calibrated probabilities (k,).
 
-    When none is called the most probable one is explained, and the returned note says so.
+    ``probs`` are the network's probabilities (the ones the logit decomposition explains); the
+    statements the model calls (calibrated probability at or above its stored threshold, assessable
+    statements only; or at or above ``options.threshold`` when given) are explained, plus those asked
+    for. When none is called the most probable one is explained, and the note says so.
     """
-    labels = list(labels)
+    import numpy as np
+
+    labels = list(clf.labels)
     unknown = [s for s in options.statements if s not in labels]
     if unknown:
         raise ECGError(source, f"unknown statement(s) {unknown}; the model knows {labels}")
-    cut = [options.threshold if options.threshold is not None else float(t) for t in thresholds]
-    chosen = [s for s, p, t in zip(labels, probs, cut) if p >= t or s in options.statements]
+    calibrated = clf.calibrate(np.asarray(probs, dtype=np.float64)[None])[0]
+    called = (calibrated >= options.threshold if options.threshold is not None
+              else (calibrated >= clf.thresholds) & clf.assessable)
+    chosen = [s for s, c in zip(labels, called) if c or s in options.statements]
     note = None
     if not chosen:
-        chosen = [labels[max(range(len(labels)), key=lambda i: probs[i])]]
+        chosen = [labels[int(np.argmax(calibrated))]]
         note = "no statement reached its threshold; the most probable one is explained"
-    chosen.sort(key=lambda s: -probs[labels.index(s)])
-    return chosen, note
+    chosen.sort(key=lambda s: -calibrated[labels.index(s)])
+    return chosen, note, calibrated
+
+
+def statement_call(clf, calibrated, j: int) -> dict[str, Any]:
+    """The calibrated side of one explained statement: probability, threshold, whether it is called."""
+    return {"calibrated_probability": float(calibrated[j]), "threshold": float(clf.thresholds[j]),
+            "assessable": bool(clf.assessable[j]),
+            "called": bool(clf.assessable[j] and calibrated[j] >= clf.thresholds[j])}
 
 
 def explainer_for(kind: str) -> ModuleType:

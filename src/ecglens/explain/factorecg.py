@@ -16,7 +16,7 @@ import numpy as np
 
 from ..errors import ECGError
 from ..io.record import ECG
-from . import Explanation, ExplainOptions, choose_statements, overlay_figure, safe_name
+from . import Explanation, ExplainOptions, choose_statements, statement_call, overlay_figure, safe_name
 
 FAITHFUL_TOL = 1e-6
 TRAVERSE_SD = np.linspace(-3.0, 3.0, 7)
@@ -43,7 +43,7 @@ def explain(clf, model_dir, ecg: ECG, options: ExplainOptions | None = None) -> 
                 "description": clf.describe(f)} for f, v, p, n in zip(std.indices, z, pct, norm_mean)]
     by_factor = {d["factor"]: d for d in factors}
 
-    chosen, note = choose_statements(clf.labels, probs, clf.thresholds, options, model_dir)
+    chosen, note, calibrated = choose_statements(clf, probs, options, model_dir)
 
     drawers: dict[str, Any] = {}
     statements, influential = [], []
@@ -58,7 +58,8 @@ def explain(clf, model_dir, ecg: ECG, options: ExplainOptions | None = None) -> 
                 "percentile": by_factor[c.factor]["percentile"], "description": clf.describe(c.factor)}
                for c in contrib[:options.top]]
         influential += [c.factor for c in contrib[:options.top] if c.contribution != 0]
-        entry = {"statement": s, "probability": float(probs[j]), "logit": float(logits[j]),
+        entry = {"statement": s, "probability": float(probs[j]), **statement_call(clf, calibrated, j),
+                 "logit": float(logits[j]),
                  "intercept": float(fm.intercept[j]), "sum_contributions": total - float(fm.intercept[j]),
                  "faithfulness_error": error, "constant": s in fm.single_class, "top_contributions": top}
         if s not in fm.single_class and fm.coef[j].any():
@@ -93,6 +94,7 @@ def explain(clf, model_dir, ecg: ECG, options: ExplainOptions | None = None) -> 
                  "beats_kept": info["beats_kept"], "heart_rate": info["heart_rate"]},
         "reconstruction": {"mae_uv": float(np.abs(err_uv).mean()), "rmse_uv": float(np.sqrt((err_uv ** 2).mean()))},
         "probabilities": dict(zip(clf.labels, (float(p) for p in probs))),
+        "calibrated_probabilities": dict(zip(clf.labels, calibrated.tolist())),
         "thresholds": dict(zip(clf.labels, clf.thresholds.tolist())), "note": note,
         "active_factors": {"rule": clf.active.rule, "threshold": clf.active.threshold, "n_active": clf.active.n_active,
                            "latent_dim": clf.vae.config.latent_dim},
@@ -111,7 +113,9 @@ def format_text(result: dict) -> str:
     if result.get("note"):
         lines.append(result["note"])
     for s in result["statements"]:
-        lines.append(f"{s['statement']}  P={s['probability']:.2f}  logit {s['logit']:+.2f} = intercept "
+        lines.append(f"{s['statement']}  P={s['calibrated_probability']:.2f} "
+                     f"({'called' if s['called'] else 'not called'} at {s['threshold']:.2f}"
+                     f"{'' if s['assessable'] else ', not assessable'}; network {s['probability']:.2f})  logit {s['logit']:+.2f} = intercept "
                      f"{s['intercept']:+.2f} + factors {s['sum_contributions']:+.2f}")
         for c in s["top_contributions"]:
             lines.append(f"   {c['contribution']:+.2f}  factor {c['factor']} at {c['value_std']:+.2f} SD "

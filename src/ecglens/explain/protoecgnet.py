@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import ECGError
 from ..io.leads import STANDARD_LEADS
 from ..io.record import ECG
-from . import Explanation, ExplainOptions, choose_statements, safe_name
+from . import Explanation, ExplainOptions, choose_statements, statement_call, safe_name
 
 FAITHFUL_TOL = 1e-4
 COLORS = ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:brown")
@@ -48,7 +48,7 @@ def explain(clf, model_dir, ecg: ECG, options: ExplainOptions | None = None) -> 
     table = model.prototype_table()
 
     labels = model.labels
-    chosen, note = choose_statements(labels, probs, clf.thresholds, options, model_dir)
+    chosen, note, calibrated = choose_statements(clf, probs, options, model_dir)
 
     statements, drawers = [], {}
     display = _display_ecg(ecg, config, rate)
@@ -56,7 +56,8 @@ def explain(clf, model_dir, ecg: ECG, options: ExplainOptions | None = None) -> 
         j = labels.index(s)
         order = [int(p) for p in np.argsort(-values[j], kind="stable") if weight[j, p] != 0][:options.top]
         items = [_evidence(model, out, table, gallery, p, values[j, p], weight[j, p], scores[p], rate) for p in order]
-        entry = {"statement": s, "probability": float(probs[j]), "logit": float(logits[j]), "bias": float(bias[j]),
+        entry = {"statement": s, "probability": float(probs[j]), **statement_call(clf, calibrated, j),
+                 "logit": float(logits[j]), "bias": float(bias[j]),
                  "sum_contributions": float(values[j].sum()), "shown_contributions": float(values[j, order].sum()),
                  "faithfulness_error": float(errors[j]), "top_prototypes": items}
         entry["figure"] = _query_figure(display, s, items, drawers)
@@ -68,6 +69,7 @@ def explain(clf, model_dir, ecg: ECG, options: ExplainOptions | None = None) -> 
     result = {
         "model": str(model_dir), "kind": "protoecgnet", "record": ecg.source, "label_set": config.get("label_set"),
         "head": config.get("head", "masked fusion"), "probabilities": dict(zip(labels, (float(p) for p in probs))),
+        "calibrated_probabilities": dict(zip(labels, calibrated.tolist())),
         "thresholds": dict(zip(labels, clf.thresholds.tolist())), "note": note,
         "faithfulness": {"invariant": "logit = bias + sum over prototypes of weight x normalised similarity",
                          "max_error": max_error, "tolerance": FAITHFUL_TOL, "satisfied": max_error <= FAITHFUL_TOL},
@@ -150,7 +152,9 @@ def format_text(result: dict) -> str:
     if result.get("note"):
         lines.append(result["note"])
     for s in result["statements"]:
-        lines.append(f"{s['statement']}  P={s['probability']:.2f}  logit {s['logit']:+.2f} = bias {s['bias']:+.2f} "
+        lines.append(f"{s['statement']}  P={s['calibrated_probability']:.2f} "
+                     f"({'called' if s['called'] else 'not called'} at {s['threshold']:.2f}"
+                     f"{'' if s['assessable'] else ', not assessable'}; network {s['probability']:.2f})  logit {s['logit']:+.2f} = bias {s['bias']:+.2f} "
                      f"+ prototypes {s['sum_contributions']:+.2f} (shown {s['shown_contributions']:+.2f})")
         for it in s["top_prototypes"]:
             q = it["query_window"]

@@ -134,7 +134,8 @@ def explain(qlst, model_dir, ecg: ECG, options: ExplainOptions | None = None) ->
         beat_scores = qlst.scores(x, context)[0].numpy()
     record_scores = None
     if qlst.record_classifier is not None:
-        probs = qlst.record_classifier.predict_ecgs([ecg])[0]
+        with qlst.record_classifier.raw():  # the traversal works on the classifier's uncalibrated scores
+            probs = qlst.record_classifier.predict_ecgs([ecg])[0]
         record_scores = {s: float(probs[qlst.record_classifier.labels.index(s)]) for s in qlst.config.statements}
     rr = 60.0 / info["heart_rate"] if info.get("heart_rate") else None
     segments = beat_segments(beat, rate, r_index, rr)

@@ -9,6 +9,7 @@ end (zero is the mean of a standardised signal).
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -17,6 +18,7 @@ from torch import nn
 
 from ..errors import ConfigError, ECGError
 from ..io.leads import STANDARD_LEADS
+from ..calibration import Calibration
 from ..io.record import ECG
 from ..preprocess import Pipeline
 from ..training.distributed import default_device
@@ -72,10 +74,12 @@ class Classifier:
     model's input (it ends at ``sampling_rate``); ``window_s``/``stride_s``/
     ``aggregate`` set the sliding-window scoring. ``config`` is the checkpoint's
     full configuration (for provenance). ``device`` defaults to CUDA when available.
-    ``thresholds`` (k,) are the operating thresholds stored in the config
-    (``config["thresholds"]``: statement -> probability), ``DEFAULT_THRESHOLD``
-    for statements without one. Invalid settings raise ``ConfigError`` naming
-    ``source`` (the checkpoint).
+    ``calibration`` (from ``config["calibration"]``, see ``ecglens.calibration``)
+    maps the network's probabilities to calibrated ones in every ``predict_*``
+    method and supplies ``thresholds`` (k,) and the ``assessable`` mask; without
+    it the probabilities are the network's own, every threshold is
+    ``DEFAULT_THRESHOLD`` and every statement is assessable. Invalid settings
+    raise ``ConfigError`` naming ``source`` (the checkpoint).
     """
 
     def __init__(self, model: nn.Module, labels: list[str], pipeline: Pipeline, sampling_rate: float,
@@ -98,12 +102,40 @@ class Classifier:
         self.aggregate = aggregate
         self.config = dict(config or {})
         self.batch_size = int(batch_size)
-        stored = self.config.get("thresholds") or {}
-        self.thresholds = np.array([stored.get(s, DEFAULT_THRESHOLD) for s in self.labels], dtype=np.float64)
-        if not (np.isfinite(self.thresholds).all() and ((self.thresholds >= 0) & (self.thresholds <= 1)).all()):
-            raise ConfigError(source, "stored thresholds must be probabilities in [0, 1]")
+        self.calibration = None
+        if self.config.get("calibration") is not None:
+            self.calibration = Calibration.from_dict(self.config["calibration"], source)
+            if self.calibration.labels != self.labels:
+                raise ConfigError(source, "the calibration covers other statements than the model's labels")
         if pipeline.output_rate is not None and pipeline.output_rate != self.sampling_rate:
             raise ConfigError(source, f"pipeline ends at {pipeline.output_rate} Hz but the model expects {self.sampling_rate} Hz")
+
+    @property
+    def thresholds(self) -> np.ndarray:
+        """(k,) operating thresholds on the (calibrated) probabilities."""
+        if self.calibration is None:
+            return np.full(len(self.labels), DEFAULT_THRESHOLD)
+        return self.calibration.thresholds
+
+    @property
+    def assessable(self) -> np.ndarray:
+        """(k,) booleans: statements the model may call (see ``ecglens.calibration``)."""
+        if self.calibration is None:
+            return np.ones(len(self.labels), dtype=bool)
+        return self.calibration.assessable
+
+    def calibrate(self, probs: np.ndarray) -> np.ndarray:
+        """The calibrated probabilities of raw network probabilities (unchanged without a calibration)."""
+        return probs if self.calibration is None else self.calibration.apply(probs)
+
+    @contextmanager
+    def raw(self):
+        """Within the block every ``predict_*`` returns the network's uncalibrated probabilities."""
+        calibration, self.calibration = self.calibration, None
+        try:
+            yield self
+        finally:
+            self.calibration = calibration
 
     @property
     def window(self) -> int:
@@ -135,13 +167,13 @@ class Classifier:
         if abs(float(sampling_rate) - self.sampling_rate) > 1e-6:
             raise ECGError(None, f"signals at {sampling_rate} Hz; this model takes {self.sampling_rate} Hz "
                                  "(apply its pipeline first)")
-        x = np.asarray(signals, dtype=np.float32)
+        x = np.array(signals, dtype=np.float32)  # a writable copy: inputs are often read-only memory maps
         if x.ndim != 3 or x.shape[1] != 12:
             raise ECGError(None, f"expected signals shaped (n, 12, samples), got {x.shape}")
         with torch.inference_mode():
             probs = windowed_probabilities(self.model, torch.from_numpy(np.ascontiguousarray(x)).to(self.device),
                                            self.window, self.stride, self.aggregate, self.batch_size)
-        return probs.cpu().numpy().astype(np.float64)
+        return self.calibrate(probs.cpu().numpy().astype(np.float64))
 
     def predict_ecgs(self, ecgs: list[ECG]) -> np.ndarray:
         """(n, k) probabilities for records of any rates and lengths."""

@@ -55,7 +55,7 @@ class BeatModelClassifier(Classifier):
         self.skipped: list[tuple[int, str]] = []
 
     def predict_beats(self, beats: np.ndarray) -> np.ndarray:
-        """(n, k) probabilities for (n, 12, beat_samples) median beats in mV."""
+        """(n, k) network probabilities (uncalibrated) for (n, 12, beat_samples) median beats in mV."""
         x = torch.from_numpy(np.ascontiguousarray(beats, dtype=np.float32)).to(self.device)
         with torch.inference_mode():
             out = [torch.sigmoid(self.model(x[i:i + self.batch_size])) for i in range(0, len(x), self.batch_size)]
@@ -72,10 +72,11 @@ class BeatModelClassifier(Classifier):
 
     def predict_proba(self, ecg: ECG) -> np.ndarray:
         """(k,) probabilities for one record."""
-        return self.predict_beats(self.preprocess(ecg)[None])[0]
+        return self.calibrate(self.predict_beats(self.preprocess(ecg)[None]))[0]
 
     def predict_batch(self, signals: np.ndarray, sampling_rate: float) -> np.ndarray:
-        """(n, k) probabilities for (n, 12, t) pipeline outputs; rows without a beat get the prevalence (``skipped``)."""
+        """(n, k) probabilities for (n, 12, t) pipeline outputs; rows without a beat get the training prevalence
+        (``skipped``), calibrated like the others."""
         x = np.asarray(signals, dtype=np.float32)
         if x.ndim != 3 or x.shape[1] != 12:
             raise ECGError(None, f"expected signals shaped (n, 12, samples), got {x.shape}")
@@ -92,19 +93,19 @@ class BeatModelClassifier(Classifier):
         if self.skipped:
             log.warning("%d of %d record(s) have no usable median beat; predicted the training prevalence: %s",
                         len(self.skipped), len(x), "; ".join(r for _, r in self.skipped[:3]))
-        return out
+        return self.calibrate(out)  # the prevalence rows too, so calibration keeps every ranking
 
     def predict_inputs(self, inputs: list[np.ndarray]) -> np.ndarray:
         """(n, k) probabilities for ``preprocess`` outputs (median beats)."""
         if not inputs:
             return np.zeros((0, len(self.labels)))
-        return self.predict_beats(np.stack(inputs))
+        return self.calibrate(self.predict_beats(np.stack(inputs)))
 
     def predict_ecgs(self, ecgs: list[ECG]) -> np.ndarray:
         """(n, k) probabilities for records of any rate; ECGError naming a record without a usable beat."""
         if not ecgs:
             return np.zeros((0, len(self.labels)))
-        return self.predict_beats(np.stack([self.preprocess(e) for e in ecgs]))
+        return self.calibrate(self.predict_beats(np.stack([self.preprocess(e) for e in ecgs])))
 
 
 class FactorECGClassifier(BeatModelClassifier):
