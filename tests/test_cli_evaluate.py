@@ -1,4 +1,5 @@
-"""``ecglens evaluate``: predictions/labels files (CSV, NPZ) and, with local PTB-XL, a model on fold 10."""
+"""``ecglens evaluate``: predictions/labels files (CSV, NPZ, ``predict -o`` rows) and, with local PTB-XL, a model
+on fold 10."""
 from __future__ import annotations
 
 import argparse
@@ -104,6 +105,45 @@ def test_bad_files(tmp_path):
         _run(preds + ["--labels", str(tmp_path / "labels.csv"), "--bootstrap", str(tmp_path / "boot.npy")])
     with pytest.raises(ECGError, match="0 or 1"):
         _run(preds + ["--labels", str(tmp_path / "preds.csv")])
+
+
+def _write_long(path, records, names, values, thresholds):
+    """Rows as ``ecglens predict -o out.csv`` writes them: record, statement, probability, threshold, positive."""
+    rows = [(r, n, f"{v:.6f}", f"{t:.6f}", int(v >= t))
+            for r, vals in zip(records, values) for n, v, t in zip(names, vals, thresholds)]
+    pd.DataFrame(rows, columns=["record", "statement", "probability", "threshold", "positive"]).to_csv(path, index=False)
+
+
+def test_predict_long_rows_are_pivoted_with_their_thresholds(tmp_path, capsys):
+    records, y, s = _data(seed=2)
+    thresholds = [0.3, 0.5, 0.6, 0.4, 0.9]
+    paths = [f"data/{r}.hea" for r in records]  # predict writes the paths it was given
+    _write_long(tmp_path / "long.csv", paths, NAMES, s, thresholds)
+    _write_csv(tmp_path / "labels.csv", records, NAMES, y)
+    assert _run(["--predictions", str(tmp_path / "long.csv"), "--labels", str(tmp_path / "labels.csv")]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["macro_auroc"] == pytest.approx(macro_auroc(y, s)[0], abs=1e-12)
+    assert [report["at_thresholds"]["per_label"][n]["threshold"] for n in NAMES] == thresholds
+    called = (s >= np.array(thresholds)).sum(axis=1).mean()
+    assert report["at_thresholds"]["all"]["called_per_record"] == pytest.approx(called)
+    # predict -o --top N writes only some statements per record: no silent gaps
+    pd.read_csv(tmp_path / "long.csv").iloc[:-3].to_csv(tmp_path / "top.csv", index=False)
+    with pytest.raises(ECGError, match="without --top"):
+        _run(["--predictions", str(tmp_path / "top.csv"), "--labels", str(tmp_path / "labels.csv")])
+    mixed = pd.read_csv(tmp_path / "long.csv")
+    mixed.loc[0, "threshold"] = 0.99
+    mixed.to_csv(tmp_path / "mixed.csv", index=False)
+    with pytest.raises(ECGError, match="more than one threshold"):
+        _run(["--predictions", str(tmp_path / "mixed.csv"), "--labels", str(tmp_path / "labels.csv")])
+
+
+def test_model_needs_exactly_one_source(tmp_path):
+    with pytest.raises(ECGError, match="one of --data DIR"):
+        _run(["baseline"])
+    with pytest.raises(ECGError, match="one of --data DIR"):
+        _run(["baseline", "--data", str(tmp_path), "--records", str(tmp_path)])
+    with pytest.raises(ECGError, match="--labels with MODEL needs --records"):
+        _run(["baseline", "--data", str(tmp_path), "--labels", "x.csv"])
 
 
 class _FakeClassifier:

@@ -11,6 +11,7 @@ from tqdm import tqdm
 
 from ..errors import ECGError
 from ..models.prediction import Prediction
+from ..statements import describe
 from . import COMMANDS
 
 RATELESS_SUFFIXES = (".csv", ".npy")
@@ -31,6 +32,8 @@ def register(subparsers) -> None:
                    help="write rows (record, statement, probability, threshold, positive) as CSV or JSON; "
                         "without it a table of the most probable statements is printed")
     p.add_argument("--rate", type=float, metavar="HZ", help="sampling rate of .csv/.npy files (they carry none)")
+    p.add_argument("--units", choices=("uV", "mV", "V"), default=None,
+                   help="unit of .csv/.npy values, which those files cannot state (default mV); other formats state their own")
     p.add_argument("--threshold", type=float, default=None,
                    help="call every statement positive at this probability (default: the model's stored "
                         "per-statement thresholds)")
@@ -61,9 +64,9 @@ def _expand(names: list[str]) -> tuple[list[Path], list[tuple[str, str]]]:
 
 
 def predict_files(model, paths: list[Path], rate: float | None = None, batch_size: int = 64,
-                  progress: bool = True) -> tuple[Prediction, list[tuple[str, str]]]:
+                  progress: bool = True, units: str | None = None) -> tuple[Prediction, list[tuple[str, str]]]:
     """``(prediction, failed)`` for files, read and scored ``batch_size`` at a time; a file that cannot be
-    read or judged is listed in ``failed`` with its problem."""
+    read or judged is listed in ``failed`` with its problem. ``rate`` and ``units`` apply to .csv/.npy files."""
     from ..io import read_ecg
 
     parts, failed = [], []
@@ -75,7 +78,7 @@ def predict_files(model, paths: list[Path], rate: float | None = None, batch_siz
                     rateless = path.suffix.lower() in RATELESS_SUFFIXES
                     if rateless and rate is None:
                         raise ECGError(path, f"{path.suffix} files carry no sampling rate; pass --rate HZ")
-                    ecgs.append(read_ecg(path, sampling_rate=rate if rateless else None))
+                    ecgs.append(read_ecg(path, sampling_rate=rate if rateless else None, units=units if rateless else None))
                 except Exception as exc:  # every failure is reported and counted, whatever raised it
                     failed.append((str(path), exc.problem if isinstance(exc, ECGError) else f"{type(exc).__name__}: {exc}"))
             if ecgs:
@@ -113,7 +116,8 @@ def run(args) -> int:
         raise ECGError(out, "output must end in .csv or .json")
     model = load_model(args.model)
     paths, failed = _expand(args.files)
-    prediction, unreadable = predict_files(model, paths, args.rate, args.batch_size, progress=not args.no_progress)
+    prediction, unreadable = predict_files(model, paths, args.rate, args.batch_size, progress=not args.no_progress,
+                                           units=args.units)
     failed += unreadable
     if args.threshold is not None:
         prediction.thresholds = np.full(len(prediction.labels), args.threshold)
@@ -150,8 +154,9 @@ def _write(out: Path, model, prediction: Prediction, rows, failed) -> None:
         else:
             doc = {"model": str(model.directory), "kind": model.kind.name, "label_set": model.config.get("label_set"),
                    "thresholds": {s: float(t) for s, t in threshold.items()},
-                   "records": [{"record": rec, "predictions": [{"statement": s, "probability": round(p, 6),
-                                                                "positive": call} for s, p, call in items]}
+                   "records": [{"record": rec, "predictions": [{"statement": s, "description": describe(s),
+                                                                "probability": round(p, 6), "positive": call}
+                                                               for s, p, call in items]}
                                for rec, items in zip(prediction.records, rows)],
                    "skipped": {"count": len(failed), "files": [{"path": f, "problem": why} for f, why in failed]}}
             fh.write(json.dumps(doc, indent=2) + "\n")
@@ -161,6 +166,6 @@ def _print_table(records: list[str], rows) -> None:
     for rec, items in zip(records, rows):
         print(rec)
         for stmt, p, call in items:
-            print(f"  {stmt:<10} {p:6.3f}{'  *' if call else ''}")
+            print(f"  {stmt:<10} {p:6.3f} {'*' if call else ' '}  {describe(stmt)}".rstrip())
     if records:
         print("(* called: probability at or above the statement's threshold)")

@@ -133,6 +133,40 @@ def fmax(y_true, y_score, thresholds=DEFAULT_THRESHOLDS) -> tuple[float, float]:
     return best, best_t
 
 
+def check_thresholds(thresholds, assessable, k: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """Per-statement thresholds (k,) finite, and an assessable mask (k,) of booleans; each may be None."""
+    t = None if thresholds is None else np.asarray(thresholds, dtype=np.float64).ravel()
+    if t is not None and (t.shape != (k,) or not np.isfinite(t).all()):
+        raise ECGError(None, f"thresholds must be {k} finite numbers, got shape {t.shape}")
+    a = None if assessable is None else np.asarray(assessable)
+    if a is not None and (a.shape != (k,) or a.dtype != bool):
+        raise ECGError(None, f"the assessable mask must be {k} booleans, got {a.dtype} shaped {a.shape}")
+    return t, a
+
+
+def calls_at(y_score, thresholds, assessable=None) -> np.ndarray:
+    """(n, k) calls: score at or above the statement's threshold, never for a statement not assessable."""
+    s = np.asarray(y_score, dtype=np.float64)
+    t, a = check_thresholds(thresholds, assessable, s.shape[1])
+    calls = s >= t[None, :]
+    return calls if a is None else calls & a[None, :]
+
+
+def sample_f1(y_true, calls) -> float:
+    """Sample-wise F1: the mean over records of ``2 |called & true| / (|called| + |true|)``.
+
+    A record with neither a true nor a called statement agrees perfectly and
+    counts 1 (sklearn's ``f1_score(average="samples", zero_division=1)``).
+    """
+    t = np.asarray(y_true) == 1
+    c = np.asarray(calls, dtype=bool)
+    if t.shape != c.shape or t.ndim != 2 or t.shape[0] == 0:
+        raise ECGError(None, f"labels shaped {t.shape} and calls shaped {c.shape} differ (need records x labels)")
+    both = (t & c).sum(axis=1)
+    size = t.sum(axis=1) + c.sum(axis=1)
+    return float(np.where(size > 0, 2 * both / np.maximum(size, 1), 1.0).mean())
+
+
 def prevalence_baseline(y_train, n: int) -> np.ndarray:
     """Scores of the naive model: every one of ``n`` records gets each label's training prevalence.
 

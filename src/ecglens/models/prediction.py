@@ -60,10 +60,14 @@ class Prediction:
                              "positive": self.calls.ravel().astype(int)})
 
     def to_dict(self) -> dict:
-        """JSON-ready: per record every statement's probability and call, plus the skipped records."""
+        """JSON-ready: per record every statement's probability and call, plus the skipped records; ``descriptions``
+        gives each statement's plain-language description (``ecglens.statements``)."""
+        from ..statements import describe
+
         skipped = dict(self.skipped)
         calls = self.calls
         return {"model": self.model, "labels": list(self.labels),
+                "descriptions": {s: describe(s) for s in self.labels},
                 "thresholds": {s: float(t) for s, t in zip(self.labels, self.thresholds)},
                 "records": [{"record": rec, "probabilities": {s: float(p) for s, p in zip(self.labels, probs)},
                              "called": [s for s, c in zip(self.labels, calls[i]) if c],
