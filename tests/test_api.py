@@ -85,3 +85,15 @@ def test_shipped_models_declare_their_thresholds():
         if model.can_predict:
             t = model.loaded.thresholds
             assert t.shape == (len(model.labels),) and ((t >= 0) & (t <= 1)).all()
+
+
+def test_not_assessable_statements_are_never_called_and_parts_concatenate():
+    p = Prediction(["a", "b", "c"], ["X", "Y"], [[0.9, 0.9], [0.1, 0.9], [0.9, 0.1]], [0.5, 0.5],
+                   skipped=[(2, "noise")], assessable=[True, False])
+    assert p.calls.tolist() == [[True, False], [False, False], [False, False]]
+    assert p.to_dict()["not_assessable"] == ["Y"]
+    part = p.select([2, 0])
+    assert part.records == ["c", "a"] and part.skipped == [(0, "noise")] and part.calls[1, 0]
+    whole = Prediction.concat([p.select([0, 1]), p.select([2])])
+    assert whole.records == p.records and whole.skipped == p.skipped
+    np.testing.assert_array_equal(whole.calls, p.calls)

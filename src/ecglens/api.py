@@ -80,7 +80,7 @@ class Model:
         if inputs:
             probs[rows] = clf.predict_inputs(inputs)
         return Prediction([str(e.source or f"record {i}") for i, e in enumerate(records)], list(clf.labels), probs,
-                          clf.thresholds, model=self.name, skipped=skipped)
+                          clf.thresholds, model=self.name, skipped=skipped, assessable=clf.assessable)
 
     def explain(self, ecg: ECG, statements: Sequence[str] = (), top: int = 3, threshold: float | None = None,
                 **options: Any) -> Explanation:

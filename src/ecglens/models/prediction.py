@@ -11,10 +11,12 @@ import numpy as np
 class Prediction:
     """Probabilities of ``labels`` for ``records`` and the calls at each statement's threshold.
 
-    ``probabilities`` is (n, k); ``thresholds`` (k,) are the model's stored
-    operating thresholds; ``calls`` (n, k) says which statements are called
-    positive. ``skipped`` lists ``(row, reason)`` for records the model could
-    not judge (their row holds the training prevalence and no call).
+    ``probabilities`` is (n, k), calibrated where the model stores a
+    calibration; ``thresholds`` (k,) are the model's stored operating
+    thresholds; ``assessable`` (k,) marks the statements the model may call
+    (the others are "not assessable": reported, never called); ``calls``
+    (n, k) says which statements are called positive. ``skipped`` lists
+    ``(row, reason)`` for records the model could not judge (no call).
     """
 
     records: list[str]
@@ -23,17 +25,39 @@ class Prediction:
     thresholds: np.ndarray
     model: str = ""
     skipped: list[tuple[int, str]] = field(default_factory=list)
+    assessable: np.ndarray | None = None
 
     def __post_init__(self):
         self.probabilities = np.asarray(self.probabilities, dtype=np.float64).reshape(len(self.records), len(self.labels))
         self.thresholds = np.asarray(self.thresholds, dtype=np.float64).reshape(len(self.labels))
+        self.assessable = (np.ones(len(self.labels), dtype=bool) if self.assessable is None
+                           else np.asarray(self.assessable, dtype=bool).reshape(len(self.labels)))
 
     @property
     def calls(self) -> np.ndarray:
-        """(n, k) booleans: probability at or above the statement's threshold, never for a skipped record."""
-        calls = self.probabilities >= self.thresholds[None]
+        """(n, k) booleans: probability at or above the statement's threshold, only for assessable statements,
+        never for a skipped record."""
+        calls = (self.probabilities >= self.thresholds[None]) & self.assessable[None]
         calls[[row for row, _ in self.skipped]] = False
         return calls
+
+    def select(self, rows) -> "Prediction":
+        """The prediction of some records only (``rows``: indices), their skipped entries renumbered."""
+        rows = [int(r) for r in rows]
+        new = {old: i for i, old in enumerate(rows)}
+        return Prediction([self.records[r] for r in rows], self.labels, self.probabilities[rows], self.thresholds,
+                          self.model, [(new[r], why) for r, why in self.skipped if r in new], self.assessable)
+
+    @classmethod
+    def concat(cls, parts: list["Prediction"]) -> "Prediction":
+        """One prediction from several of the same model, in order."""
+        first, offset, skipped = parts[0], 0, []
+        for part in parts:
+            skipped += [(offset + r, why) for r, why in part.skipped]
+            offset += len(part)
+        return cls([r for p in parts for r in p.records], first.labels,
+                   np.concatenate([p.probabilities for p in parts]), first.thresholds, first.model, skipped,
+                   first.assessable)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -69,6 +93,7 @@ class Prediction:
         return {"model": self.model, "labels": list(self.labels),
                 "descriptions": {s: describe(s) for s in self.labels},
                 "thresholds": {s: float(t) for s, t in zip(self.labels, self.thresholds)},
+                "not_assessable": [s for s, ok in zip(self.labels, self.assessable) if not ok],
                 "records": [{"record": rec, "probabilities": {s: float(p) for s, p in zip(self.labels, probs)},
                              "called": [s for s, c in zip(self.labels, calls[i]) if c],
                              "not_judged": skipped.get(i)}
