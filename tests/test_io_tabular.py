@@ -1,6 +1,8 @@
 """CSV and NPY files written from a bundled sample and read back."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -141,3 +143,38 @@ def test_npy_garbled_and_pickled(tmp_path):
     path = tmp_path / "obj.npy"
     np.save(path, np.array([{"a": 1}], dtype=object), allow_pickle=True)
     _assert_error(path, "cannot read .npy", sampling_rate=100)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".npy"])
+@pytest.mark.parametrize("unit, factor", [("uV", 1000.0), ("V", 0.001), ("mV", 1.0)])
+def test_units_scale_to_millivolts(tmp_path, ref, suffix, unit, factor):
+    path = tmp_path / f"rec{suffix}"
+    values = ref.signal.astype(np.float64) * factor
+    if suffix == ".npy":
+        np.save(path, values)
+    else:
+        _write_csv(path, list(STANDARD_LEADS), values.T)
+    ecg = read_ecg(path, sampling_rate=100, units=unit)
+    np.testing.assert_allclose(ecg.signal, ref.signal, rtol=1e-5, atol=1e-6)
+    assert ecg.units == "mV" and ecg.metadata["original_units"] == f"{unit} (given)"
+    assert read_ecg(path, sampling_rate=100).metadata["original_units"] == "mV (assumed)"
+
+
+def test_units_errors(tmp_path, ref):
+    path = tmp_path / "rec.npy"
+    np.save(path, ref.signal)
+    _assert_error(path, "units must be uV, mV or V, got 'furlongs'", sampling_rate=100, units="furlongs")
+    header = sample_path(286, 100).with_suffix(".hea")
+    _assert_error(header, "files state their own units", units="uV")
+
+
+def test_cli_read_with_units(tmp_path, ref, capsys):
+    from ecglens.cli import main
+
+    path = _write_csv(tmp_path / "uv.csv", list(STANDARD_LEADS), ref.signal.T * 1000.0)
+    assert main(["read", str(path), "--rate", "100", "--units", "uV", "--json"]) == 0
+    (summary,) = json.loads(capsys.readouterr().out)
+    assert summary["metadata"]["original_units"] == "uV (given)"
+    with pytest.raises(SystemExit) as err:
+        main(["read", str(path), "--rate", "100", "--units", "furlongs"])
+    assert err.value.code == 2 and "invalid choice: 'furlongs'" in capsys.readouterr().err

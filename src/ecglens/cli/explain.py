@@ -19,6 +19,8 @@ def register(subparsers) -> None:
                    help="a checkpoint directory, a training run, or a shipped model name (e.g. protoecgnet)")
     p.add_argument("--out", default="runs/explain", help="output directory for the JSON and figures")
     p.add_argument("--rate", type=float, help="sampling rate, needed for .csv/.npy")
+    p.add_argument("--units", choices=("uV", "mV", "V"), default=None,
+                   help="unit of .csv/.npy values, which those files cannot state (default mV)")
     p.add_argument("--top", type=int, default=3, help="evidence items per statement (default 3)")
     p.add_argument("--threshold", type=float, default=None,
                    help="explain statements at or above this probability (default: the model's stored thresholds)")
@@ -38,7 +40,7 @@ def run(args) -> int:
     from ..io import read_ecg
 
     model = load_model(args.model)
-    ecg = read_ecg(args.file, sampling_rate=args.rate)
+    ecg = read_ecg(args.file, sampling_rate=args.rate, units=args.units)
     options = {k: v for k, v in vars(args).items() if k.startswith(f"{model.kind.name}_")}
     explanation = model.explain(ecg, statements=args.statement, top=args.top, threshold=args.threshold, **options)
     out = Path(args.out)

@@ -28,6 +28,8 @@ def register(subparsers) -> None:
     p.add_argument("files", nargs="+", metavar="FILE", help="ECG file(s) or directories (.hea/.dat/.mat/.edf/.csv/.npy)")
     p.add_argument("--rate", type=float, default=None, metavar="HZ",
                    help="sampling rate in Hz; required for .csv/.npy, must match the file for other formats")
+    p.add_argument("--units", choices=("uV", "mV", "V"), default=None,
+                   help="unit of .csv/.npy values, which those files cannot state (default mV); other formats state their own")
     p.add_argument("--json", action="store_true", help="print a JSON list of record summaries")
     p.set_defaults(func=run)
 
@@ -167,7 +169,8 @@ def run(args) -> int:
             try:
                 if args.rate is None and path.suffix.lower() in RATELESS_SUFFIXES:
                     raise ECGError(path, f"{path.suffix} files carry no sampling rate; pass --rate HZ")
-                ecg = attach_ptbxl_facts(read_ecg(path, sampling_rate=args.rate), path)
+                units = args.units if path.suffix.lower() in RATELESS_SUFFIXES else None
+                ecg = attach_ptbxl_facts(read_ecg(path, sampling_rate=args.rate, units=units), path)
             except Exception as exc:  # every failure is reported and counted, whatever raised it
                 failed += 1
                 _report(path, exc)

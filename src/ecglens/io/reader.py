@@ -1,13 +1,18 @@
 """``read_ecg``: one entry point for every supported format, chosen by file suffix."""
 from __future__ import annotations
 
+import importlib
 import os
 from pathlib import Path
 
 from ..errors import ECGError
 from .record import ECG
 
-SUPPORTED_SUFFIXES = (".hea", ".dat", ".mat", ".edf", ".csv", ".npy")
+SUPPORTED_SUFFIXES = (".hea", ".dat", ".mat", ".edf", ".csv", ".npy", ".xml", ".dcm", ".ecg", ".ishne")
+HOSPITAL_SUFFIXES = (".dcm", ".ecg", ".ishne")  # listed by find_records as they are; .xml by its root element
+# root element of an XML export -> "module:reader" (GE MUSE, Philips Sierra, HL7 aECG)
+XML_READERS = {"RestingECG": "muse:read_muse", "restingecgdata": "philips:read_philips", "AnnotatedECG": "aecg:read_aecg"}
+UNITLESS_SUFFIXES = (".csv", ".npy")  # formats that carry no units: values are mV unless ``units`` says otherwise
 
 
 def _header_of(path: Path) -> Path | None:
@@ -29,18 +34,26 @@ def header_is_challenge(header: Path) -> bool:
     return lines[1].split()[0].lower().endswith(".mat")
 
 
-def read_ecg(path: str | os.PathLike, sampling_rate: float | None = None, leads: list[str] | None = None) -> ECG:
+def read_ecg(path: str | os.PathLike, sampling_rate: float | None = None, leads: list[str] | None = None,
+             units: str | None = None) -> ECG:
     """Read any supported ECG file into a float32 (12, samples) ECG in mV, standard lead order.
 
     Formats by suffix: ``.hea``/``.dat``/bare record name (WFDB; challenge when the
     header's signal file is ``.mat``), ``.mat`` (challenge), ``.edf`` (EDF/EDF+),
-    ``.csv`` and ``.npy`` (these carry no rate, so ``sampling_rate`` is required).
+    ``.csv`` and ``.npy`` (these carry no rate, so ``sampling_rate`` is required),
+    ``.xml`` (GE MUSE, Philips Sierra or HL7 aECG, by root element), ``.dcm`` (DICOM
+    waveform) and ``.ecg``/``.ishne`` (ISHNE Holter).
     For the self-describing formats ``sampling_rate``, when given, must match the
     file. ``leads`` names the file's channels in order, overriding names in the file
-    (needed for NPY arrays that are not in standard order).
+    (needed for NPY arrays that are not in standard order). ``units`` (``"uV"``, ``"mV"``, ``"V"``)
+    gives the unit of ``.csv``/``.npy`` values, which those files cannot state (default mV); the
+    other formats state their own, so ``units`` with them is an error.
     """
     p = Path(path)
     suffix = p.suffix.lower()
+    if units is not None and suffix not in UNITLESS_SUFFIXES:
+        raise ECGError(p, f"units={units!r} applies to {'/'.join(UNITLESS_SUFFIXES)} files only; "
+                          f"{suffix or 'WFDB'} files state their own units")
     header = _header_of(p) if suffix in {"", ".hea", ".dat", ".mat"} or not p.exists() else None
     if header is not None:
         if suffix == ".mat" or header_is_challenge(header):
@@ -59,11 +72,41 @@ def read_ecg(path: str | os.PathLike, sampling_rate: float | None = None, leads:
         return read_edf(p, sampling_rate=sampling_rate, leads=leads)
     if suffix == ".csv":
         from .tabular import read_csv
-        return read_csv(p, sampling_rate=sampling_rate, leads=leads)
+        return read_csv(p, sampling_rate=sampling_rate, leads=leads, units=units)
     if suffix == ".npy":
         from .tabular import read_npy
-        return read_npy(p, sampling_rate=sampling_rate, leads=leads)
+        return read_npy(p, sampling_rate=sampling_rate, leads=leads, units=units)
+    if suffix == ".xml":
+        module, reader = _xml_reader(p).split(":")
+        return getattr(importlib.import_module(f".{module}", __package__), reader)(p, sampling_rate=sampling_rate, leads=leads)
+    if suffix == ".dcm":
+        from .dicom import read_dicom
+        return read_dicom(p, sampling_rate=sampling_rate, leads=leads)
+    if suffix in {".ecg", ".ishne"}:
+        from .ishne import read_ishne
+        return read_ishne(p, sampling_rate=sampling_rate, leads=leads)
     raise ECGError(p, f"unsupported file type {suffix or '(no suffix)'!r}; supported: {', '.join(SUPPORTED_SUFFIXES)}")
+
+
+def _xml_reader(path: Path) -> str:
+    """The ``"module:reader"`` for an XML export, chosen by its root element."""
+    from ._hospital import xml_root_name
+
+    root = xml_root_name(path)
+    if root not in XML_READERS:
+        raise ECGError(path, f"unrecognised XML ECG: root element <{root}>; expected one of "
+                             f"{', '.join(f'<{r}>' for r in XML_READERS)}")
+    return XML_READERS[root]
+
+
+def _xml_looks_like_ecg(path: Path) -> bool:
+    """False only for an XML file whose root element names no ECG export (a broken one is listed, to be reported)."""
+    from ._hospital import xml_root_name
+
+    try:
+        return xml_root_name(path) in XML_READERS
+    except ECGError:
+        return True
 
 
 def find_records(path: str | os.PathLike) -> list[Path]:
@@ -71,8 +114,9 @@ def find_records(path: str | os.PathLike) -> list[Path]:
 
     A file (or bare WFDB record name) is returned as is. A directory is searched recursively: a WFDB or
     challenge record is listed once, by its ``.hea`` (its ``.dat``/``.mat`` are not
-    listed again, and a signal file without a header is not readable); ``.edf`` files
-    are listed; ``.csv`` and ``.npy`` files are listed when they look like ECGs
+    listed again, and a signal file without a header is not readable); ``.edf``, ``.dcm``,
+    ``.ecg``/``.ishne`` files and XML exports (MUSE, Philips, aECG root elements) are
+    listed; ``.csv`` and ``.npy`` files are listed when they look like ECGs
     (lead-name or numeric header row; a 2-D array with a 12-long axis), so metadata
     tables such as ``index.csv`` are left out.
     """
@@ -88,7 +132,8 @@ def find_records(path: str | os.PathLike) -> list[Path]:
         if not f.is_file():
             continue
         suffix = f.suffix.lower()
-        if (suffix in {".hea", ".edf"}
+        if (suffix in {".hea", ".edf", *HOSPITAL_SUFFIXES}
+                or (suffix == ".xml" and _xml_looks_like_ecg(f))
                 or (suffix == ".csv" and csv_looks_like_ecg(f))
                 or (suffix == ".npy" and npy_looks_like_ecg(f))):
             found.append(f)

@@ -1,4 +1,4 @@
-"""Plain arrays: CSV tables and NumPy ``.npy`` files (values in mV; the rate must be given)."""
+"""Plain arrays: CSV tables and NumPy ``.npy`` files (values in mV unless ``units`` says otherwise; the rate must be given)."""
 from __future__ import annotations
 
 import csv
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ECGError
-from ._common import build_ecg
+from ._common import build_ecg, unit_scale_to_mv
 from .leads import STANDARD_LEADS, normalize_lead_name
 from .record import ECG
 
@@ -41,8 +41,19 @@ def _require_rate(sampling_rate: float | None, src: str, kind: str) -> float:
     return float(sampling_rate)
 
 
-def read_csv(path: str | os.PathLike, sampling_rate: float | None = None, leads: list[str] | None = None) -> ECG:
-    """Read a CSV ECG: one column per lead, one row per sample, values in mV.
+def _unit_scale(units: str | None, src: str) -> tuple[float, str]:
+    """(factor to mV, what metadata says about the units) for the ``units`` a caller gave, or mV assumed."""
+    if units is None:
+        return 1.0, "mV (assumed)"
+    scale = unit_scale_to_mv(units)
+    if scale is None:
+        raise ECGError(src, f"units must be uV, mV or V, got {units!r}")
+    return scale, f"{units} (given)"
+
+
+def read_csv(path: str | os.PathLike, sampling_rate: float | None = None, leads: list[str] | None = None,
+             units: str | None = None) -> ECG:
+    """Read a CSV ECG: one column per lead, one row per sample, values in mV (or in ``units``: uV, mV, V).
 
     The first row is either lead names (any common spelling, e.g. ``I,II,...``,
     ``lead I``, ``AVR``, ``V-1``) or data; without a header there must be exactly
@@ -52,6 +63,7 @@ def read_csv(path: str | os.PathLike, sampling_rate: float | None = None, leads:
     """
     src = str(path)
     rate = _require_rate(sampling_rate, src, "CSV")
+    scale, unit_note = _unit_scale(units, src)
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
@@ -81,12 +93,13 @@ def read_csv(path: str | os.PathLike, sampling_rate: float | None = None, leads:
             data[r] = [float(row[i]) for i in keep]
         except ValueError as exc:
             raise ECGError(src, f"line {r + 1 + has_header}: non-numeric value ({exc})") from exc
-    metadata = {"format": "csv", "original_leads": names, "original_units": "mV (assumed)", "header_row": has_header}
-    return build_ecg(data.T, rate, names, src, metadata)
+    metadata = {"format": "csv", "original_leads": names, "original_units": unit_note, "header_row": has_header}
+    return build_ecg(data.T * scale, rate, names, src, metadata)
 
 
-def read_npy(path: str | os.PathLike, sampling_rate: float | None = None, leads: list[str] | None = None) -> ECG:
-    """Read a NumPy array in mV: (leads, samples) or (samples, leads).
+def read_npy(path: str | os.PathLike, sampling_rate: float | None = None, leads: list[str] | None = None,
+             units: str | None = None) -> ECG:
+    """Read a NumPy array in mV (or in ``units``: uV, mV, V): (leads, samples) or (samples, leads).
 
     Without ``leads`` one axis must have length 12 and hold the standard leads in
     order; an (n, 12) array with n != 12 is transposed. With ``leads`` the axis of
@@ -94,6 +107,7 @@ def read_npy(path: str | os.PathLike, sampling_rate: float | None = None, leads:
     """
     src = str(path)
     rate = _require_rate(sampling_rate, src, "NPY")
+    scale, unit_note = _unit_scale(units, src)
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:  # numpy raises ValueError/OSError/EOFError for broken files
@@ -109,8 +123,8 @@ def read_npy(path: str | os.PathLike, sampling_rate: float | None = None, leads:
         arr = arr.T
     elif arr.shape[0] != n:
         raise ECGError(src, f"array of shape {arr.shape} has no axis of length {n} for leads {names}")
-    metadata = {"format": "npy", "original_leads": names, "original_units": "mV (assumed)", "original_shape": shape}
-    return build_ecg(arr.astype(np.float64), rate, names, src, metadata)
+    metadata = {"format": "npy", "original_leads": names, "original_units": unit_note, "original_shape": shape}
+    return build_ecg(arr.astype(np.float64) * scale, rate, names, src, metadata)
 
 
 def csv_looks_like_ecg(path: Path) -> bool:
