@@ -97,3 +97,16 @@ def test_not_assessable_statements_are_never_called_and_parts_concatenate():
     whole = Prediction.concat([p.select([0, 1]), p.select([2])])
     assert whole.records == p.records and whole.skipped == p.skipped
     np.testing.assert_array_equal(whole.calls, p.calls)
+
+
+def test_a_flagged_record_gets_no_call_but_keeps_its_probabilities():
+    model = ecglens.load_model("baseline")
+    ecg = load_sample(172)
+    scaled = ecglens.ECG(ecg.signal * 1000, ecg.sampling_rate, ecg.leads, source="uv-read-as-mv")
+    p = model.predict([ecg, scaled])
+    assert p.quality[0]["judgeable"] and not p.quality[1]["judgeable"]
+    assert p.calls[0].any() and not p.calls[1].any() and np.isfinite(p.probabilities[1]).all()
+    assert "units" in p.to_dict()["records"][1]["quality"]["flags"]
+    assert model.predict(scaled, quality=False).calls.any()  # without the check the garbage would be called
+    explanation = ecglens.load_model("factorecg").explain(scaled)
+    assert explanation.data["quality"]["flags"] and explanation.text.startswith("WARNING")

@@ -53,11 +53,13 @@ class Model:
         """The statements the model scores (a qLST: the statements it answers queries for)."""
         return list(self.loaded.labels) if self.can_predict else list(self.loaded.config.statements)
 
-    def predict(self, ecgs: ECG | Sequence[ECG], on_error: str = "raise") -> Prediction:
+    def predict(self, ecgs: ECG | Sequence[ECG], on_error: str = "raise", quality: bool = True) -> Prediction:
         """Probabilities and calls at the stored thresholds for one record or a list.
 
-        A record the model cannot judge (e.g. no usable beat) raises its ``ECGError``;
-        with ``on_error="skip"`` it is listed in ``Prediction.skipped`` instead (its row NaN, no call).
+        Every record's quality is assessed first (``ecglens.quality.assess_ecg``; ``quality=False``
+        skips it): a flagged record keeps its probabilities but gets no call. A record the model
+        cannot read at all (e.g. no usable beat) raises its ``ECGError``; with ``on_error="skip"`` it
+        is listed in ``Prediction.skipped`` instead (its row NaN, no call).
         """
         if not self.can_predict:
             raise ECGError(self.directory, f"a {self.kind.name} model cannot predict: {self.kind.instead}")
@@ -65,22 +67,28 @@ class Model:
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         import numpy as np
 
+        from .quality import assess_ecg
+
         records = [ecgs] if isinstance(ecgs, ECG) else list(ecgs)
         clf = self.loaded
-        inputs, rows, skipped = [], [], []
+        inputs, rows, skipped, reports = [], [], [], []
         for i, ecg in enumerate(records):
+            report = None
             try:
+                report = assess_ecg(ecg).to_dict() if quality else None
                 inputs.append(clf.preprocess(ecg))
                 rows.append(i)
             except ECGError as exc:
                 if on_error == "raise":
                     raise
                 skipped.append((i, exc.problem))
+            reports.append(report)
         probs = np.full((len(records), len(clf.labels)), np.nan)
         if inputs:
             probs[rows] = clf.predict_inputs(inputs)
         return Prediction([str(e.source or f"record {i}") for i, e in enumerate(records)], list(clf.labels), probs,
-                          clf.thresholds, model=self.name, skipped=skipped, assessable=clf.assessable)
+                          clf.thresholds, model=self.name, skipped=skipped, assessable=clf.assessable,
+                          quality=reports if quality else None)
 
     def explain(self, ecg: ECG, statements: Sequence[str] = (), top: int = 3, threshold: float | None = None,
                 **options: Any) -> Explanation:
@@ -92,8 +100,18 @@ class Model:
         if not self.can_explain:
             raise ECGError(self.directory, f"a {self.kind.name} model has no explainer; explainable families: "
                                            "protoecgnet, factorecg, qlst")
+        from .quality import assess_ecg
+
         opts = ExplainOptions(top=top, threshold=threshold, statements=tuple(statements), extra=dict(options))
-        return explainer_for(self.kind.name).explain(self.loaded, self.directory, ecg, opts)
+        explanation = explainer_for(self.kind.name).explain(self.loaded, self.directory, ecg, opts)
+        report = assess_ecg(ecg).to_dict()
+        explanation.data["quality"] = report
+        if not report["judgeable"]:
+            warning = (f"record not judgeable ({', '.join(report['flags'])}): the model's output on it should not "
+                       "be taken at its word")
+            explanation.data["warning"] = warning
+            explanation.text = f"WARNING: {warning}\n{explanation.text}"
+        return explanation
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, kind={self.kind.name!r}, labels={len(self.labels)})"

@@ -84,14 +84,12 @@ def predict_files(model, paths: list[Path], rate: float | None = None, batch_siz
             if ecgs:
                 part = model.predict(ecgs, on_error="skip")
                 failed += [(part.records[i], why) for i, why in part.skipped]
-                keep = np.setdiff1d(np.arange(len(part)), [i for i, _ in part.skipped])
-                parts.append(Prediction([part.records[i] for i in keep], part.labels, part.probabilities[keep],
-                                        part.thresholds, part.model))
+                skipped = {i for i, _ in part.skipped}
+                parts.append(part.select([i for i in range(len(part)) if i not in skipped]))
             bar.update(min(batch_size, len(paths) - start))
     if not parts:
-        parts.append(Prediction([], model.labels, np.zeros((0, len(model.labels))), model.loaded.thresholds, model.name))
-    return Prediction([r for p in parts for r in p.records], parts[0].labels,
-                      np.concatenate([p.probabilities for p in parts]), parts[0].thresholds, parts[0].model), failed
+        return model.predict([]), failed
+    return Prediction.concat(parts), failed
 
 
 def _keep_top(prediction: Prediction, top: int | None) -> list[list[tuple[str, float, bool]]]:
@@ -122,12 +120,17 @@ def run(args) -> int:
     if args.threshold is not None:
         prediction.thresholds = np.full(len(prediction.labels), args.threshold)
 
+    unjudged = [(r, q["flags"]) for r, q in zip(prediction.records, prediction.quality or ()) if not q["judgeable"]]
     if out is None:
-        _print_table(prediction.records, _keep_top(prediction, args.top or TABLE_TOP))
+        _print_table(prediction, _keep_top(prediction, args.top or TABLE_TOP))
     else:
         _write(out, model, prediction, _keep_top(prediction, args.top), failed)
         print(f"{len(prediction)} record(s) scored -> {out}", file=sys.stderr)
 
+    if unjudged:
+        print(f"{len(unjudged)} record(s) not judgeable, so nothing was called for them:", file=sys.stderr)
+        for rec, flags in unjudged:
+            print(f"  {rec}: {', '.join(flags)}", file=sys.stderr)
     if failed:
         for path, why in failed:
             print(f"  {path}: {why}", file=sys.stderr)
@@ -154,17 +157,23 @@ def _write(out: Path, model, prediction: Prediction, rows, failed) -> None:
         else:
             doc = {"model": str(model.directory), "kind": model.kind.name, "label_set": model.config.get("label_set"),
                    "thresholds": {s: float(t) for s, t in threshold.items()},
-                   "records": [{"record": rec, "predictions": [{"statement": s, "description": describe(s),
-                                                                "probability": round(p, 6), "positive": call}
-                                                               for s, p, call in items]}
-                               for rec, items in zip(prediction.records, rows)],
+                   "not_assessable": [s for s, ok in zip(prediction.labels, prediction.assessable) if not ok],
+                   "records": [{"record": rec, "quality": quality,
+                                "predictions": [{"statement": s, "description": describe(s),
+                                                 "probability": round(p, 6), "positive": call}
+                                                for s, p, call in items]}
+                               for rec, items, quality in zip(prediction.records, rows,
+                                                              prediction.quality or [None] * len(rows))],
                    "skipped": {"count": len(failed), "files": [{"path": f, "problem": why} for f, why in failed]}}
             fh.write(json.dumps(doc, indent=2) + "\n")
 
 
-def _print_table(records: list[str], rows) -> None:
-    for rec, items in zip(records, rows):
-        print(rec)
+def _print_table(prediction: Prediction, rows) -> None:
+    records = prediction.records
+    for i, (rec, items) in enumerate(zip(records, rows)):
+        quality = (prediction.quality or [None] * len(records))[i]
+        print(rec if quality is None or quality["judgeable"]
+              else f"{rec}  NOT JUDGEABLE ({', '.join(quality['flags'])}): nothing called")
         for stmt, p, call in items:
             print(f"  {stmt:<10} {p:6.3f} {'*' if call else ' '}  {describe(stmt)}".rstrip())
     if records:

@@ -17,6 +17,9 @@ class Prediction:
     (the others are "not assessable": reported, never called); ``calls``
     (n, k) says which statements are called positive. ``skipped`` lists
     ``(row, reason)`` for records the model could not judge (no call).
+    ``quality`` holds each record's quality report (``ecglens.quality``);
+    a record that is not judgeable (flagged: implausible units, noise, flat
+    leads, ...) keeps its probabilities for inspection but gets no call.
     """
 
     records: list[str]
@@ -26,6 +29,7 @@ class Prediction:
     model: str = ""
     skipped: list[tuple[int, str]] = field(default_factory=list)
     assessable: np.ndarray | None = None
+    quality: list[dict] | None = None
 
     def __post_init__(self):
         self.probabilities = np.asarray(self.probabilities, dtype=np.float64).reshape(len(self.records), len(self.labels))
@@ -36,9 +40,10 @@ class Prediction:
     @property
     def calls(self) -> np.ndarray:
         """(n, k) booleans: probability at or above the statement's threshold, only for assessable statements,
-        never for a skipped record."""
+        never for a skipped or not judgeable record."""
         calls = (self.probabilities >= self.thresholds[None]) & self.assessable[None]
         calls[[row for row, _ in self.skipped]] = False
+        calls[[i for i, q in enumerate(self.quality or ()) if q is not None and not q["judgeable"]]] = False
         return calls
 
     def select(self, rows) -> "Prediction":
@@ -46,7 +51,8 @@ class Prediction:
         rows = [int(r) for r in rows]
         new = {old: i for i, old in enumerate(rows)}
         return Prediction([self.records[r] for r in rows], self.labels, self.probabilities[rows], self.thresholds,
-                          self.model, [(new[r], why) for r, why in self.skipped if r in new], self.assessable)
+                          self.model, [(new[r], why) for r, why in self.skipped if r in new], self.assessable,
+                          None if self.quality is None else [self.quality[r] for r in rows])
 
     @classmethod
     def concat(cls, parts: list["Prediction"]) -> "Prediction":
@@ -55,9 +61,10 @@ class Prediction:
         for part in parts:
             skipped += [(offset + r, why) for r, why in part.skipped]
             offset += len(part)
+        quality = None if any(p.quality is None for p in parts) else [q for p in parts for q in p.quality]
         return cls([r for p in parts for r in p.records], first.labels,
                    np.concatenate([p.probabilities for p in parts]), first.thresholds, first.model, skipped,
-                   first.assessable)
+                   first.assessable, quality)
 
     def __len__(self) -> int:
         return len(self.records)
@@ -96,7 +103,8 @@ class Prediction:
                 "not_assessable": [s for s, ok in zip(self.labels, self.assessable) if not ok],
                 "records": [{"record": rec, "probabilities": {s: float(p) for s, p in zip(self.labels, probs)},
                              "called": [s for s, c in zip(self.labels, calls[i]) if c],
-                             "not_judged": skipped.get(i)}
+                             "not_judged": skipped.get(i),
+                             "quality": None if self.quality is None else self.quality[i]}
                             for i, (rec, probs) in enumerate(zip(self.records, self.probabilities))],
                 "skipped": {"count": len(self.skipped),
                             "records": [{"record": self.records[i], "reason": why} for i, why in self.skipped]}}
