@@ -109,11 +109,13 @@ def explain(clf, model_dir, ecg: ECG, options: ExplainOptions | None = None) -> 
 
 def format_text(result: dict) -> str:
     """A short human-readable summary of ``explain``'s result."""
+    from ..statements import describe
+
     lines = [f"{result['record']}: median beat reconstructed with MAE {result['reconstruction']['mae_uv']:.0f} uV"]
     if result.get("note"):
         lines.append(result["note"])
     for s in result["statements"]:
-        lines.append(f"{s['statement']}  P={s['calibrated_probability']:.2f} "
+        lines.append(f"{s['statement']} ({describe(s['statement'])})  P={s['calibrated_probability']:.2f} "
                      f"({'called' if s['called'] else 'not called'} at {s['threshold']:.2f}"
                      f"{'' if s['assessable'] else ', not assessable'}; network {s['probability']:.2f})  logit {s['logit']:+.2f} = intercept "
                      f"{s['intercept']:+.2f} + factors {s['sum_contributions']:+.2f}")

@@ -148,11 +148,13 @@ def _source_figure(gallery, item: dict, drawers: dict) -> str:
 
 def format_text(result: dict) -> str:
     """A short human-readable summary of ``explain``'s result."""
+    from ..statements import describe
+
     lines = [f"{result['record']}: ProtoECGNet ({result['head']})"]
     if result.get("note"):
         lines.append(result["note"])
     for s in result["statements"]:
-        lines.append(f"{s['statement']}  P={s['calibrated_probability']:.2f} "
+        lines.append(f"{s['statement']} ({describe(s['statement'])})  P={s['calibrated_probability']:.2f} "
                      f"({'called' if s['called'] else 'not called'} at {s['threshold']:.2f}"
                      f"{'' if s['assessable'] else ', not assessable'}; network {s['probability']:.2f})  logit {s['logit']:+.2f} = bias {s['bias']:+.2f} "
                      f"+ prototypes {s['sum_contributions']:+.2f} (shown {s['shown_contributions']:+.2f})")
