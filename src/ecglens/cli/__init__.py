@@ -19,6 +19,7 @@ COMMANDS = {
     "plot": "draw a record on ECG paper (PNG, PDF or SVG)",
     "data": "download, verify, describe and cache PTB-XL",
     "beat": "median beat of a record: beat quality and ECG measurements",
+    "convert": "convert an ECG file (any readable format) to WFDB, EDF or CSV, chosen by the output suffix",
     "train": "train a model (one subcommand per model family)",
     "predict": "statement probabilities and calls for ECG files with a trained model",
     "evaluate": "score a model (or saved predictions): macro AUROC, Fmax, bootstrap interval",
