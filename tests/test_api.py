@@ -110,3 +110,17 @@ def test_a_flagged_record_gets_no_call_but_keeps_its_probabilities():
     assert model.predict(scaled, quality=False).calls.any()  # without the check the garbage would be called
     explanation = ecglens.load_model("factorecg").explain(scaled)
     assert explanation.data["quality"]["flags"] and explanation.text.startswith("WARNING")
+
+
+def test_an_interrupted_save_leaves_no_partial_figure(tmp_path):
+    explanation = ecglens.load_model("factorecg").explain(load_sample(172), top=1)
+    names = list(explanation.figures)
+
+    def dies(path):
+        path.write_bytes(b"half a png")
+        raise KeyboardInterrupt
+
+    explanation.figures = {names[0]: explanation.figures[names[0]], names[1]: dies}
+    with pytest.raises(KeyboardInterrupt):
+        explanation.save(tmp_path)
+    assert [p.name for p in tmp_path.iterdir()] == [names[0]]  # the finished figure, no partial one, no JSON

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,7 @@ class Explanation:
 
     def save(self, directory, figures: bool = True, progress: bool = False) -> Path:
         """Write ``explanation.json`` (and, with ``figures``, every figure) into ``directory``; returns the JSON path.
+        Every file is written under a temporary name and renamed when complete, the JSON last.
 
         The figures an earlier explanation saved there (listed in its JSON's ``files``) are removed
         first, so a reused directory never mixes two records' figures.
@@ -82,7 +84,13 @@ class Explanation:
 
             for name, draw in tqdm(self.figures.items(), desc="figures", unit="fig", disable=not progress,
                                    total=len(self.figures)):
-                draw(directory / name)
+                # drawn under a temporary name that keeps the suffix (the plot format), renamed when complete
+                tmp = directory / f".{Path(name).stem}.tmp-{os.getpid()}{Path(name).suffix}"
+                try:
+                    draw(tmp)
+                    os.replace(tmp, directory / name)
+                finally:
+                    tmp.unlink(missing_ok=True)
         write_text_atomic(path, self.to_json() + "\n")
         return path
 
