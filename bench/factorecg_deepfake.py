@@ -129,8 +129,8 @@ def main() -> int:
     mixed = {"train": SimpleNamespace(beats=np.concatenate([real["train"].beats, synth])), "val": real["val"]}
     vae_cfg = without.config  # the same architecture and objective; the lead scale is refitted on the data
     t1 = time.perf_counter()
-    with_vae = factor_train._vae_stage(mixed, vae_cfg, tcfg, WORK / f"vae_n{args.n}_seed{args.seed}", args.seed,
-                                       True, False, True, {"kind": "factorecg-vae", "beat": beat}).cpu().eval()
+    with_vae = factor_train.train_vae(mixed, vae_cfg, tcfg, WORK / f"vae_n{args.n}_seed{args.seed}", args.seed,
+                                      resume=True, progress=False, base_config={"beat": beat})
     t_train = time.perf_counter() - t1
     result = {
         "synthetic": {"generated": args.n, "without_beat": skipped, "beats": int(len(synth)),

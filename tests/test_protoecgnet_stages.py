@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from ecglens.errors import ECGError
+from ecglens.errors import ConfigError, ECGError
 from ecglens.models import load_classifier
 from ecglens.models.protoecgnet import BranchConfig
 from ecglens.models.protoecgnet.classifier import model_from_checkpoint
@@ -19,13 +19,10 @@ from ecglens.models.protoecgnet.projection import (
     project_prototypes,
     sync_prototypes,
 )
-from ecglens.models.protoecgnet.train import (
-    STAGES,
-    ProtoTrainConfig,
-    branches_to_refine,
-    parse_stage_epochs,
-    train_protoecgnet,
-)
+from ecglens.models.protoecgnet.options import parse_stage_epochs
+from ecglens.models.protoecgnet.recipe import ProtoTrainConfig
+from ecglens.models.protoecgnet.stages import STAGES, branches_to_refine
+from ecglens.models.protoecgnet.train import train_protoecgnet
 from ecglens.training import load_checkpoint
 
 
@@ -190,7 +187,7 @@ def test_resume_skips_finished_stages(trained, ptbxl_dir, tmp_path):
 
 def test_fusion_heads_start_from_the_branch_last_layers():
     from ecglens.models.protoecgnet import ProtoECGNet, ProtoECGNetConfig
-    from ecglens.models.protoecgnet.train import fusion_head
+    from ecglens.models.protoecgnet.heads import fusion_head
 
     torch.manual_seed(0)
     model = ProtoECGNet(ProtoECGNetConfig(labels=("SR", "AFIB", "IMI", "LVH", "NORM"), branches=tiny_recipe().branches))
@@ -241,6 +238,15 @@ def test_model_carries_the_dense_fusion_and_the_masked_one_is_saved_beside_it(tr
         assert first["epoch"] == 0 and first["best"]
 
 
+def test_recipe_round_trip_and_invalid_values():
+    recipe = tiny_recipe(head="masked", patience=None)
+    assert ProtoTrainConfig.from_dict(json.loads(json.dumps(recipe.to_dict()))) == recipe
+    with pytest.raises(ConfigError, match="fusion_epochs must be at least 1"):
+        tiny_recipe(fusion_epochs=0)
+    with pytest.raises(ConfigError, match="unknown field"):
+        ProtoTrainConfig.from_dict({"warmup_epoch": 2})
+
+
 def test_parse_stage_epochs():
     assert parse_stage_epochs("warmup=2, joint=10") == {"warmup_epochs": 2, "joint_epochs": 10}
     with pytest.raises(ECGError):
@@ -262,13 +268,15 @@ def test_proximity_loss_by_hand():
 def test_cli_registers_the_trainer():
     from ecglens.cli import build_parser
 
-    args = build_parser().parse_args(["train", "protoecgnet", "--data", "D", "--out", "R", "--epochs-per-stage",
-                                      "joint=3", "--resume", "--threads", "2"])
+    def parse(*argv):
+        return build_parser(list(argv)).parse_args(list(argv))
+
+    args = parse("train", "protoecgnet", "--data", "D", "--out", "R", "--epochs-per-stage", "joint=3", "--resume",
+                 "--threads", "2")
     assert args.model == "protoecgnet" and args.resume and args.threads == 2
     assert parse_stage_epochs(args.epochs_per_stage) == {"joint_epochs": 3}
     assert (args.head, args.normalize) == ("dense", "scale")
-    args = build_parser().parse_args(["train", "protoecgnet", "--data", "D", "--out", "R", "--head", "masked",
-                                      "--normalize", "standardize"])
+    args = parse("train", "protoecgnet", "--data", "D", "--out", "R", "--head", "masked", "--normalize", "standardize")
     assert (args.head, args.normalize) == ("masked", "standardize")
 
 

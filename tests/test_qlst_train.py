@@ -8,7 +8,7 @@ import torch
 
 from ecglens.beats import ecg_simulate
 from ecglens.errors import ECGError
-from ecglens.explain import EXPLAINERS, ExplainOptions
+import ecglens
 from ecglens.io.leads import STANDARD_LEADS
 from ecglens.io.record import ECG
 from ecglens.models.factorecg import (
@@ -200,22 +200,21 @@ def test_checkpoint_round_trip_and_explanation(tmp_path):
 
     sig, _ = ecg_simulate(duration=10, sampling_rate=500, heart_rate=70, seed=4)
     ecg = ECG(sig, 500.0, STANDARD_LEADS, source="sim")
-    explainer = __import__(EXPLAINERS["qlst"], fromlist=["explain"])
+    model = ecglens.load_model(tmp_path / "run")
     out = tmp_path / "explain"
-    result = explainer.explain(tmp_path / "run", ecg, out, ExplainOptions(extra={"qlst_steps": 5}))
-    written = json.loads((out / "explanation.json").read_text())
+    explanation = model.explain(ecg, qlst_steps=5)
+    written = json.loads(explanation.save(out).read_text())
     assert written["statements"][0]["statement"] == "B"
     sweep = written["statements"][0]["sweep"]
     assert [round(r["q"], 2) for r in sweep] == [0.0, 0.25, 0.5, 0.75, 1.0]
     assert all(0 <= r["achieved"] <= 1 for r in sweep)
     assert {c["segment"] for c in written["statements"][0]["segments"]} <= {"P", "QRS", "ST", "T"}
     assert (out / written["statements"][0]["figure"]).stat().st_size > 1000
-    assert written["classifier"]["path"] == str(clf_dir.resolve())
-    assert "achieved" in explainer.format_text(result)
+    assert written["classifier"]["path"] == "../../clf"  # stored relative to the qLST checkpoint
+    assert (tmp_path / "run" / "model" / written["classifier"]["path"]).resolve() == clf_dir.resolve()
+    assert "achieved" in explanation.text
 
-    target = explainer.explain(tmp_path / "run", ecg, tmp_path / "explain2",
-                               ExplainOptions(figures=False, extra={"qlst_target": 0.9, "qlst_steps": 3}))
-    s = target["statements"][0]
+    s = model.explain(ecg, qlst_target=0.9, qlst_steps=3).data["statements"][0]
     assert s["sweep"][0]["q"] == pytest.approx(s["score_decoded"], abs=1e-6) and s["sweep"][-1]["q"] == pytest.approx(0.9)
 
     # the network only fits the classifier it was trained with: other weights in that place are refused
@@ -226,9 +225,9 @@ def test_checkpoint_round_trip_and_explanation(tmp_path):
 
 
 def test_registered_in_cli():
-    from ecglens.cli.train import TRAINERS
+    from ecglens.models.registry import get_kind, train_commands
 
-    assert "qlst" in TRAINERS and EXPLAINERS["qlst"] == "ecglens.explain.qlst"
+    assert "qlst" in train_commands() and get_kind("qlst").explainer == "ecglens.explain.qlst"
 
 
 def test_explanation_through_a_record_classifier(tmp_path):
@@ -253,9 +252,37 @@ def test_explanation_through_a_record_classifier(tmp_path):
     train_qlst(vae, adapter, torch.randn(20, 4), torch.randn(10, 4), cfg, run_dir=tmp_path / "run", progress=False,
                identity={"vae": vae_id, "classifier": adapter.identity, "beat": beat})
     sig, _ = ecg_simulate(duration=10, sampling_rate=500, heart_rate=70, seed=5)
-    explainer = __import__(EXPLAINERS["qlst"], fromlist=["explain"])
-    result = explainer.explain(tmp_path / "run", ECG(sig, 500.0, STANDARD_LEADS, source="sim"), tmp_path / "out",
-                               ExplainOptions(figures=False, extra={"qlst_steps": 3}))
+    result = ecglens.load_model(tmp_path / "run").explain(ECG(sig, 500.0, STANDARD_LEADS, source="sim"),
+                                                          qlst_steps=3).data
     assert result["scored_on"].startswith("re-synthesised")
     s = result["statements"][0]
     assert 0 <= s["score_record"] <= 1 and 0 <= s["score_beat"] <= 1 and len(s["sweep"]) == 3
+
+
+def test_references_resolve_relative_to_the_checkpoint_not_the_working_directory(tmp_path, monkeypatch):
+    """A moved run still loads, and a same-named folder in the working directory cannot stand in."""
+    import json
+    import shutil
+
+    from ecglens.models.qlst.loading import relative_references
+    from ecglens.pretrained import pretrained_dir
+
+    tree = tmp_path / "tree"
+    for name in ("qlst", "factorecg", "beat-blackbox"):
+        shutil.copytree(pretrained_dir(name), tree / "deps" / name if name != "qlst" else tree / "run" / "model")
+    config_path = tree / "run" / "model" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["vae"]["path"] = str((tree / "deps" / "factorecg").resolve())
+    config["classifier"]["path"] = str((tree / "deps" / "beat-blackbox").resolve())
+    config = relative_references(config, tree / "run" / "model")
+    assert config["vae"]["path"] == "../../deps/factorecg"
+    config_path.write_text(json.dumps(config))
+
+    moved = tmp_path / "elsewhere"
+    shutil.move(str(tree), str(moved))
+    decoy = tmp_path / "cwd"
+    (decoy / "deps" / "factorecg").mkdir(parents=True)  # what a lookup from the working directory would find
+    (decoy / "deps" / "factorecg" / "config.json").write_text("{}")
+    monkeypatch.chdir(decoy)
+    qlst = load_qlst(moved / "run")
+    assert qlst.config.statements and qlst.record_classifier is not None

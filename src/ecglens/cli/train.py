@@ -1,34 +1,34 @@
-"""``ecglens train MODEL ...``: train a model; each model family brings its own subcommand.
+"""``ecglens train MODEL ...``: train a model; each model family declares its own subcommands.
 
-``TRAINERS`` maps a subcommand name to ``(add_arguments, run)`` from the model's
-package (``models/<name>/train.py``); a new model family adds one entry.
+The subcommands come from the family registry (``models.registry``): each
+family's ``TrainCommand`` names a torch-free ``add_arguments`` and a ``run``
+that is imported only when the command runs, so ``--help`` needs no torch.
 Every trainer runs unchanged under ``torchrun --nproc_per_node N -m ecglens train ...``.
 """
 from __future__ import annotations
 
 import argparse
-from typing import Callable
 
-from ..models.baseline import train as baseline_train
-from ..models.factorecg import train as factorecg_train
-from ..models.protoecgnet import train as protoecgnet_train
-from ..models.qlst import train as qlst_train
+from . import COMMANDS
 
-TRAINERS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]] = {
-    "baseline": (baseline_train.add_arguments, baseline_train.run),
-    "factorecg": (factorecg_train.add_arguments, factorecg_train.run),
-    "beat-blackbox": (factorecg_train.add_blackbox_arguments, factorecg_train.run_blackbox),
-    "protoecgnet": (protoecgnet_train.add_arguments, protoecgnet_train.run),
-    "qlst": (qlst_train.add_arguments, qlst_train.run),
-}
+
+def _runner(reference: str):
+    """The run function a family names, imported when called."""
+    def run(args: argparse.Namespace) -> int:
+        from ..models.registry import resolve
+
+        return resolve(reference)(args)
+    return run
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("train", help="train a model (one subcommand per model family)",
+    from ..models.registry import resolve, train_commands
+
+    p = subparsers.add_parser("train", help=COMMANDS["train"],
                               description="Train a model on PTB-XL. Runs as one process or under torchrun "
                                           "(torchrun --nproc_per_node N -m ecglens train ...).")
     sub = p.add_subparsers(dest="model", required=True, metavar="MODEL")
-    for name, (add_arguments, run) in TRAINERS.items():
-        sp = sub.add_parser(name, help=f"train the {name} model")
-        add_arguments(sp)
-        sp.set_defaults(func=run)
+    for name, command in train_commands().items():
+        sp = sub.add_parser(name, help=command.help)
+        resolve(command.add_arguments)(sp)
+        sp.set_defaults(func=_runner(command.run))

@@ -8,10 +8,10 @@ from .._lazy import lazy_exports
 _EXPORTS = {
     "SignalCache": ".cache", "cache_key": ".cache", "cache_size_bytes": ".cache", "default_cache_dir": ".cache",
     "iter_batches": ".cache",
-    "PTBXL_SEX": ".codes", "parse_scp_codes": ".codes",
+    "LABEL_SETS": ".codes", "PTBXL_SEX": ".codes", "TRAIN_FOLDS": ".codes", "parse_scp_codes": ".codes",
     "PTBXL_URL": ".download", "download_file": ".download", "download_ptbxl": ".download",
     "parse_sha256sums": ".download", "sha256_file": ".download", "verify_dir": ".download",
-    "LABEL_SETS": ".ptbxl", "PTBXL": ".ptbxl", "TRAIN_FOLDS": ".ptbxl", "LabelTable": ".ptbxl",
+    "PTBXL": ".ptbxl", "LabelTable": ".ptbxl",
     "LabelledSplit": ".ptbxl", "jaccard_cooccurrence": ".ptbxl",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

@@ -1,10 +1,12 @@
-"""PTB-XL's coded fields, parsed without pandas (so ``ecglens read`` stays light)."""
+"""PTB-XL's label sets, folds and coded fields, without pandas (so the CLI and ``ecglens read`` stay light)."""
 from __future__ import annotations
 
 import ast
 
 from ..errors import ECGError
 
+LABEL_SETS = ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm")  # the PTB-XL benchmark's
+TRAIN_FOLDS = (1, 2, 3, 4, 5, 6, 7, 8)
 PTBXL_SEX = {0: "Male", 1: "Female"}  # PTB-XL codes sex as 0 = male, 1 = female
 
 

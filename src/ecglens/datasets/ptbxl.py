@@ -32,13 +32,11 @@ from ..errors import ECGError
 from ..io import ECG, read_ecg
 from ..preprocess import Pipeline
 from .cache import SignalCache
-from .codes import PTBXL_SEX, parse_scp_codes
+from .codes import LABEL_SETS, PTBXL_SEX, TRAIN_FOLDS, parse_scp_codes
 
 log = logging.getLogger(__name__)
 
-LABEL_SETS = ("all", "diagnostic", "subdiagnostic", "superdiagnostic", "form", "rhythm")
 RATES = (100, 500)
-TRAIN_FOLDS = (1, 2, 3, 4, 5, 6, 7, 8)
 DATABASE_CSV = "ptbxl_database.csv"
 STATEMENTS_CSV = "scp_statements.csv"
 _FILENAME_COLUMN = {100: "filename_lr", 500: "filename_hr"}

@@ -1,4 +1,4 @@
-"""Shared training machinery (knows no model): Trainer, DDP helpers, checkpoints, schedules."""
+"""Shared training machinery (knows no model): Trainer, stage runner, DDP helpers, checkpoints, schedules."""
 from .checkpoint import (
     CONFIG_FILE,
     STATE_FILE,
@@ -25,8 +25,18 @@ from .distributed import (
     is_main,
     unwrap_model,
 )
+from .records import RecordDataset
 from .resources import peak_rss_mib
 from .schedule import make_optimizer, make_scheduler
+from .stages import (
+    STAGE_FILE,
+    Stage,
+    StageRun,
+    StageRunner,
+    provenance,
+    run_training,
+    skipped_facts,
+)
 from .trainer import (
     LOG_FILE,
     TrainConfig,
@@ -39,9 +49,10 @@ from .trainer import (
 )
 
 __all__ = [
-    "CONFIG_FILE", "LOG_FILE", "STATE_FILE", "WEIGHTS_FILE", "DistInfo", "TrainConfig", "TrainResult", "Trainer",
-    "Validation", "all_gather_objects", "all_reduce_mean", "all_reduce_sum", "barrier", "broadcast_object", "cleanup",
-    "default_device", "get_rank", "get_world_size", "init_distributed", "is_distributed", "is_main", "load_checkpoint",
-    "load_config", "load_extra", "make_optimizer", "make_scheduler", "read_log", "save_checkpoint", "seed_everything",
-    "peak_rss_mib", "to_device", "unwrap_model", "weights_digest",
+    "CONFIG_FILE", "LOG_FILE", "STAGE_FILE", "STATE_FILE", "WEIGHTS_FILE", "DistInfo", "RecordDataset", "Stage",
+    "StageRun", "StageRunner", "TrainConfig", "TrainResult", "Trainer", "Validation", "all_gather_objects",
+    "all_reduce_mean", "all_reduce_sum", "barrier", "broadcast_object", "cleanup", "default_device", "get_rank",
+    "get_world_size", "init_distributed", "is_distributed", "is_main", "load_checkpoint", "load_config", "load_extra",
+    "make_optimizer", "make_scheduler", "peak_rss_mib", "provenance", "read_log", "run_training", "save_checkpoint",
+    "seed_everything", "skipped_facts", "to_device", "unwrap_model", "weights_digest",
 ]

@@ -3,6 +3,17 @@
 ``torchrun --nproc_per_node N`` sets ``RANK``, ``WORLD_SIZE`` and ``LOCAL_RANK``;
 without them everything below degrades to single-process no-ops, so nothing
 assumes CUDA or more than one process.
+
+ecglens's own collectives (sums, objects, barriers) run on a gloo group of
+their own, which ``cleanup`` destroys. Why: a gloo worker thread drops a
+finished collective (and the Python tensors it holds) only after the caller
+has moved on, and a process group that DistributedDataParallel has wrapped
+stays alive after ``destroy_process_group`` (torch keeps a reference), so its
+threads could drop such tensors while the interpreter is shutting down, which
+aborts the process ("terminate called without an active exception"). Our group
+is released for real in ``cleanup``, joining its threads while Python is alive;
+the default group carries only DDP's own traffic, which ends with the last
+training step, long before teardown.
 """
 from __future__ import annotations
 
@@ -13,6 +24,8 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+
+_GROUP: dist.ProcessGroup | None = None  # ecglens's own collectives (module docstring)
 
 
 @dataclass(frozen=True)
@@ -37,7 +50,8 @@ def default_device(local_rank: int = 0) -> torch.device:
 
 
 def init_distributed(backend: str | None = None) -> DistInfo:
-    """Join the process group torchrun describes (nccl with CUDA, gloo on CPU).
+    """Join the process group torchrun describes (nccl with CUDA, gloo on CPU) and create the
+    gloo group of ecglens's own collectives (module docstring).
 
     Safe to call more than once and in a plain single process, where it
     starts no group and returns rank 0 of 1.
@@ -50,6 +64,9 @@ def init_distributed(backend: str | None = None) -> DistInfo:
         torch.cuda.set_device(device)
     if world > 1 and not is_distributed():
         dist.init_process_group(backend or ("nccl" if device.type == "cuda" else "gloo"), rank=rank, world_size=world)
+    global _GROUP
+    if is_distributed() and _GROUP is None:
+        _GROUP = dist.new_group(backend="gloo")
     return DistInfo(get_rank(), get_world_size(), local, device)
 
 
@@ -70,19 +87,12 @@ def is_main() -> bool:
     return get_rank() == 0
 
 
-def _comm_device() -> torch.device:
-    # nccl only moves CUDA tensors; gloo only CPU ones.
-    if is_distributed() and dist.get_backend() == "nccl":
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
 def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     """Element-wise sum over all processes (float64 on the way, same device back)."""
     if not is_distributed():
         return values
-    t = values.detach().to(_comm_device(), torch.float64).clone()
-    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    t = values.detach().to("cpu", torch.float64).clone()
+    dist.all_reduce(t, op=dist.ReduceOp.SUM, group=_GROUP)
     return t.to(values.device)
 
 
@@ -98,7 +108,7 @@ def all_gather_objects(obj: Any) -> list[Any]:
     if not is_distributed():
         return [obj]
     out: list[Any] = [None] * get_world_size()
-    dist.all_gather_object(out, obj)
+    dist.all_gather_object(out, obj, group=_GROUP)
     return out
 
 
@@ -107,18 +117,20 @@ def broadcast_object(obj: Any, src: int = 0) -> Any:
     if not is_distributed():
         return obj
     box = [obj]
-    dist.broadcast_object_list(box, src=src)
+    dist.broadcast_object_list(box, src=src, group=_GROUP)
     return box[0]
 
 
 def barrier() -> None:
     if is_distributed():
-        dist.barrier()
+        dist.barrier(group=_GROUP)
 
 
 def cleanup() -> None:
-    """Leave the process group (no-op in a single process)."""
+    """Leave the process groups (no-op in a single process): ours is destroyed here, its threads joined."""
+    global _GROUP
     if is_distributed():
+        _GROUP = None  # our last reference: destroy_process_group can now free the group
         dist.destroy_process_group()
 
 

@@ -352,18 +352,6 @@ class Trainer:
         path.write_text("".join(json.dumps(r) + "\n" for r in keep))
 
     # -------------------------------------------------------------------- fit
-    def fit_and_save(self, final_dir: str | Path, resume: bool = False) -> Path:
-        """Fit, add the run's facts to the checkpoint config's "training" section, save the final model (rank 0)."""
-        result = self.fit(resume=resume)
-        self.checkpoint_config.setdefault("training", {}).update(
-            {k: v for k, v in result.facts.items() if k != "stage"})
-        final = Path(final_dir)
-        if D.is_main():
-            save_checkpoint(final, result.model, self.checkpoint_config)
-            log.info("%s saved to %s", self.config.stage, final)
-        D.barrier()
-        return final
-
     def fit(self, resume: bool = False) -> TrainResult:
         """Train to the configured number of epochs (or an early stop); see the class docstring."""
         cfg = self.config

@@ -9,7 +9,6 @@ _EXPORTS = {
     "RECIPES": ".config",
     "classifier_from_checkpoint": ".config",
     "get_recipe": ".config",
-    "RecordDataset": ".train",
     "positive_weights": ".train",
     "train_baseline": ".train",
     "ARCHITECTURES": ".xresnet1d",

@@ -1,75 +1,37 @@
-"""Train the baseline on PTB-XL through the shared Trainer (``ecglens train baseline``)."""
+"""Train the baseline on PTB-XL (``ecglens train baseline``): one stage, in the run directory itself."""
 from __future__ import annotations
 
 import argparse
-import logging
 import os
+from collections.abc import Sequence
 from dataclasses import replace
-from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import Dataset
 
-from ... import __version__
-from ...datasets import LABEL_SETS, TRAIN_FOLDS, jaccard_cooccurrence
+from ...datasets import TRAIN_FOLDS, jaccard_cooccurrence
 from ...metrics import macro_auroc
 from ...preprocess import Pipeline, Scale
-from ...training import Trainer, Validation, cleanup, init_distributed, seed_everything
+from ...training import (
+    RecordDataset,
+    Stage,
+    StageRunner,
+    Validation,
+    provenance,
+    run_training,
+    save_checkpoint,
+    seed_everything,
+    skipped_facts,
+)
 from ..classifier import windowed_probabilities
 from ..splits import load_train_val
-from .config import RECIPES, BaselineConfig, get_recipe
+from .config import BaselineConfig, get_recipe
 from .xresnet1d import XResNet1d
 
-log = logging.getLogger(__name__)
-
-
-class RecordDataset(Dataset):
-    """``(signal, labels)`` items from preprocessed (n, 12, t) signals.
-
-    ``transform`` is applied per item (the fitted ``Scale`` of the benchmark
-    recipe, so the cache holds unscaled signals). With ``train=True`` each item
-    is a random ``window``-sample crop, shifted by up to ``max_shift`` samples
-    (zero fill); otherwise the whole record is returned. Randomness comes from
-    torch's generator, which the trainer seeds and checkpoints.
-    """
-
-    def __init__(self, signals: np.ndarray, y: np.ndarray, sampling_rate: float, window: int, train: bool,
-                 max_shift: int = 0, transform: Pipeline | None = None):
-        self.signals, self.y = signals, np.asarray(y, dtype=np.float32)
-        self.sampling_rate, self.window, self.train = sampling_rate, int(window), train
-        self.max_shift, self.transform = int(max_shift), transform
-
-    def __len__(self) -> int:
-        return len(self.y)
-
-    def __getitem__(self, i: int):
-        x = np.array(self.signals[i], dtype=np.float32)
-        if self.transform is not None:
-            x = self.transform.apply_signal(x, self.sampling_rate)[0]
-        if self.train:
-            x = self._augment(x)
-        return torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(self.y[i])
-
-    def _augment(self, x: np.ndarray) -> np.ndarray:
-        t = x.shape[-1]
-        if t > self.window:
-            start = int(torch.randint(0, t - self.window + 1, ()).item())
-            x = x[:, start:start + self.window]
-        elif t < self.window:
-            x = np.pad(x, ((0, 0), (0, self.window - t)))
-        if self.max_shift:
-            shift = int(torch.randint(-self.max_shift, self.max_shift + 1, ()).item())
-            out = np.zeros_like(x)
-            if shift >= 0:
-                out[:, shift:] = x[:, :x.shape[-1] - shift]
-            else:
-                out[:, :shift] = x[:, -shift:]
-            x = out
-        return x
+STAGE = "baseline"
 
 
 def positive_weights(y: np.ndarray, mode: str, cap: float = 10.0) -> torch.Tensor | None:
@@ -100,9 +62,10 @@ def train_baseline(
     """Train a baseline and save it to ``<out_dir>/model`` (returned); works under torchrun.
 
     ``out_dir`` also holds the trainer's ``last/``, ``best/`` and
-    ``train_log.jsonl``. ``sampling_rate`` picks the PTB-XL source files (100 or
-    500 Hz); the recipe's pipeline resamples to its own rate. ``max_records``
-    keeps the first N training and validation records (for tests).
+    ``train_log.jsonl`` and, once finished, ``stage.json``. ``sampling_rate``
+    picks the PTB-XL source files (100 or 500 Hz); the recipe's pipeline
+    resamples to its own rate. ``max_records`` keeps the first N training and
+    validation records (for tests).
     """
     cfg = recipe if isinstance(recipe, BaselineConfig) else get_recipe(recipe)
     if epochs is not None:
@@ -146,7 +109,6 @@ def train_baseline(
         value, n_scored = macro_auroc(arrays["target"], arrays["score"])
         return {"val_macro_auroc": value, "val_labels_scored": float(n_scored)}
 
-    prevalence = train_y.mean(axis=0) if len(train_y) else np.zeros(len(labels))
     config: dict[str, Any] = {
         "kind": "baseline",
         "model": cfg.model.to_dict(),
@@ -154,59 +116,39 @@ def train_baseline(
         "pipeline": pipeline.to_dict(),
         "labels": labels,
         "label_set": label_set,
-        "training": {
-            "data": ds.identity(), "source_rate": sampling_rate, "folds": [int(f) for f in folds_train],
-            "fold_val": int(fold_val), "n_train": int(len(train_ids)), "n_val": int(len(val_ids)), "seed": int(seed),
-            "max_records": max_records,
-            "skipped": {"count": len(train_split.skipped) + len(val_split.skipped),
-                        "records": [[int(i), r] for i, r in train_split.skipped + val_split.skipped]},
-            "label_prevalence": dict(zip(labels, (float(p) for p in prevalence))),
-            "label_cooccurrence": jaccard_cooccurrence(train_y).round(6).tolist(),
-            "ecglens_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        },
+        "training": provenance(
+            seed, ds.identity(), labels, train_y, source_rate=sampling_rate, folds=[int(f) for f in folds_train],
+            fold_val=int(fold_val), n_train=int(len(train_ids)), n_val=int(len(val_ids)), max_records=max_records,
+            skipped=skipped_facts(train_split.skipped + val_split.skipped),
+            label_cooccurrence=jaccard_cooccurrence(train_y).round(6).tolist()),
     }
-    trainer = Trainer(model, loss_fn, train_data, cfg.train_config(seed, progress),
-                      validation=Validation(val_data, outputs, metric, name="val_macro_auroc", mode="max"),
-                      run_dir=out_dir, checkpoint_config=config)
-    return trainer.fit_and_save(out_dir / "model", resume=resume)
+    train_config = cfg.train_config(seed, progress)
 
+    def trains(run) -> nn.Module:
+        return model  # every parameter trains (the runner is given no model to freeze)
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``ecglens train baseline``."""
-    parser.add_argument("--data", required=True, metavar="DIR", help="PTB-XL root (ptbxl_database.csv, records100/)")
-    parser.add_argument("--labels", default="all", choices=LABEL_SETS, help="label set (default all)")
-    parser.add_argument("--recipe", default="default", choices=sorted(RECIPES),
-                        help="training recipe (default: ours; ptbxl-benchmark: Strodthoff et al. 2021)")
-    parser.add_argument("--out", required=True, metavar="RUN_DIR",
-                        help="run directory: last/, best/, train_log.jsonl; the final model goes to RUN_DIR/model")
-    parser.add_argument("--epochs", type=int, help="override the recipe's number of epochs")
-    parser.add_argument("--patience", type=int, metavar="N",
-                        help="early stopping: stop after N epochs without a better validation macro AUROC and keep "
-                             "the best epoch (default: the recipe's; ours trains the whole schedule, final model)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR from its last epoch")
-    parser.add_argument("--cache", metavar="DIR", help="signal cache directory (default $ECGLENS_CACHE or ~/.cache/ecglens)")
-    parser.add_argument("--rate", type=int, default=100, choices=(100, 500), help="PTB-XL source files (default 100 Hz)")
-    parser.add_argument("--val-fold", type=int, default=9,
-                        help="validation fold (default 9); training uses folds 1-8 other than it")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars (epoch lines are still logged)")
+    def fit(run) -> dict[str, Any]:
+        result = run.fit(loss_fn, train_data, run.train_config(train_config), checkpoint_config=config,
+                         validation=Validation(val_data, outputs, metric, name="val_macro_auroc", mode="max"))
+        return {k: v for k, v in result.facts.items() if k != "stage"}
+
+    def save(run) -> None:
+        config["training"].update(run.facts[STAGE])
+        save_checkpoint(out_dir / "model", model, config)
+
+    stage = Stage(STAGE, fit, trains=trains, epochs=train_config.epochs, lr=train_config.lr,
+                  select=train_config.select, patience=train_config.patience, save=save, directory="")
+    StageRunner(out_dir, [stage], resume=resume, seed=seed, progress=progress).run()
+    return out_dir / "model"
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    folds = tuple(f for f in TRAIN_FOLDS if f != args.val_fold)
-    main = init_distributed().is_main
+    """``ecglens train baseline`` (options: ``baseline.options``)."""
     recipe = get_recipe(args.recipe)
     if args.patience is not None:
         recipe = replace(recipe, select="best", patience=args.patience)
-    try:
-        path = train_baseline(args.data, label_set=args.labels, recipe=recipe, out_dir=args.out,
-                              folds_train=folds, fold_val=args.val_fold, seed=args.seed, epochs=args.epochs,
-                              cache_dir=args.cache, resume=args.resume, sampling_rate=args.rate,
-                              progress=not args.no_progress)
-    finally:
-        cleanup()
-    if main:
-        print(path)
-    return 0
+    folds = tuple(f for f in TRAIN_FOLDS if f != args.val_fold)
+    return run_training(lambda: train_baseline(
+        args.data, label_set=args.labels, recipe=recipe, out_dir=args.out, folds_train=folds, fold_val=args.val_fold,
+        seed=args.seed, epochs=args.epochs, cache_dir=args.cache, resume=args.resume, sampling_rate=args.rate,
+        progress=not args.no_progress))

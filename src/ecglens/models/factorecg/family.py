@@ -19,7 +19,7 @@ FAMILY = ModelFamily(
                         run="ecglens.models.factorecg.train:run_blackbox")),
     configs=("ecglens.models.factorecg.config:FactorVAEConfig", "ecglens.models.factorecg.train:FactorTrainConfig",
              "ecglens.models.factorecg.blackbox:BeatClassifierConfig", "ecglens.models.factorecg.data:BeatSettings"),
-    stages=("vae", "factors"),
+    stages=("vae", "factors", "factor_models"),
     citation="van de Leur RR et al. Improving explainability of deep neural network-based electrocardiogram "
              "interpretation using variational auto-encoders. Eur Heart J Digit Health 2022.",
 )

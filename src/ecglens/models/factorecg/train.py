@@ -1,28 +1,32 @@
 """Train FactorECG on PTB-XL in resumable stages (``ecglens train factorecg`` / ``beat-blackbox``).
 
-Stages, each skipped when its output exists (so ``resume`` continues where a
-run stopped), with its wall time logged to ``<out>/train_log.jsonl``:
+Every record's median beat is loaded first (cached, ``data.load_beats``); then the
+stages run through the shared ``StageRunner``, each in ``<out>/<stage>/`` and
+skipped on resume once its ``stage.json`` exists:
 
-1. ``beats``: every record's median beat, cached (``data.load_beats``).
-2. ``vae`` -> ``<out>/vae/model``: the beta-VAE on training-fold median beats
+1. ``vae`` -> ``<out>/vae/model``: the beta-VAE on training-fold median beats
    (folds 1-8), the KL weight ramped up over ``kl_warmup_epochs``; early
    stopping on the validation fold's negative beta-ELBO (the training
    objective at full beta), best epoch kept. Runs under torchrun via Trainer.
    Only median beats are used, not individual beats: the model sees median
    beats at inference, and single beats carry noise the factors should not learn.
-3. ``factors`` -> ``<out>/factors.json``: the active-factor rule on the
+   With ``vae_from`` a trained VAE is copied in instead.
+2. ``factors`` -> ``<out>/factors/factors.json``: the active-factor rule on the
    training posteriors, the standardiser, population statistics (quantiles of
    each standardised factor, the NORM records' mean), reconstruction error on
    the validation and test folds, and a data-driven description of each factor
    (Spearman correlation with ``ecg_measure`` properties of training beats).
-4. ``model`` -> ``<out>/model``: one logistic regression per statement of the
-   label set on the standardised factors; the final checkpoint (kind
+3. ``factor_models`` -> ``<out>/model``: one logistic regression per statement of
+   the label set on the standardised factors; the final checkpoint (kind
    ``factorecg``): VAE weights and factor-model arrays in safetensors, the rest
    in config.json. Loading it needs no training data.
 
+Stages 2-3 are cheap and run on rank 0 only.
+
 ``train_beat_blackbox`` trains the comparison network (``BeatClassifier``, the
 VAE's encoder with a statement head, BCE, early stopping on validation macro
-AUROC) on the same beats; its checkpoint has kind ``beat-blackbox``.
+AUROC) on the same beats, one stage in the run directory; its checkpoint has
+kind ``beat-blackbox``.
 """
 from __future__ import annotations
 
@@ -32,38 +36,40 @@ import logging
 import math
 import os
 import shutil
-import time
-from dataclasses import asdict, dataclass, replace
-from datetime import datetime, timezone
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ... import __version__
+from ...atomic import write_json_atomic
 from ...beats import ecg_measure
+from ...configs import config_from_dict, config_to_dict
 from ...datasets import LABEL_SETS, PTBXL, TRAIN_FOLDS, jaccard_cooccurrence
-from ...errors import ECGError
+from ...errors import ConfigError, ECGError
 from ...io.leads import STANDARD_LEADS
 from ...metrics import macro_auroc
 from ...preprocess import Pipeline, Resample
 from ...training import (
-    TrainConfig,
-    Trainer,
+    Stage,
+    StageRun,
+    StageRunner,
     Validation,
     barrier,
-    cleanup,
     init_distributed,
     load_checkpoint,
     load_config,
-    peak_rss_mib,
-    read_log,
+    provenance,
+    run_training,
     save_checkpoint,
     seed_everything,
+    skipped_facts,
 )
+from ..loading import config_section, fit_weights
 from .blackbox import BeatClassifier, BeatClassifierConfig
 from .config import FactorVAEConfig
 from .data import BeatSettings, BeatSplit, load_beats
@@ -77,6 +83,8 @@ log = logging.getLogger(__name__)
 TEST_FOLD = 10
 N_QUANTILES = 101
 PROPERTY_LEADS = STANDARD_LEADS
+FACTORS_FILE = "factors.json"
+BLACKBOX_STAGE = "blackbox"
 
 
 @dataclass(frozen=True)
@@ -104,8 +112,19 @@ class FactorTrainConfig:
     blackbox_patience: int | None = 10
     blackbox_lr: float = 1e-3
 
-    def to_dict(self) -> dict:
-        return asdict(self)
+    def __post_init__(self):
+        src = "<FactorTrainConfig>"
+        if min(self.epochs, self.blackbox_epochs, self.batch_size, self.property_records) < 1:
+            raise ConfigError(src, "epochs, blackbox_epochs, batch_size and property_records must be at least 1")
+        if min(self.lr, self.blackbox_lr, self.factor_C) <= 0 or self.weight_decay < 0:
+            raise ConfigError(src, "learning rates and factor_C must be positive, weight_decay not negative")
+
+    def to_dict(self) -> dict[str, Any]:
+        return config_to_dict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> FactorTrainConfig:
+        return config_from_dict(cls, d)
 
 
 class BeatDataset(Dataset):
@@ -161,23 +180,14 @@ def vae_errors(vae: FactorVAE, beats: np.ndarray) -> dict[str, float]:
 
 
 def _split_facts(split: BeatSplit) -> dict:
-    return {"n": int(len(split.ecg_ids)), "skipped": {"count": len(split.skipped), "records": [[i, r] for i, r in split.skipped]},
+    return {"n": int(len(split.ecg_ids)), "skipped": skipped_facts(split.skipped),
             "dropped_no_label": len(split.dropped)}
 
 
-class _StageLog:
-    """Stage records appended to ``<out>/train_log.jsonl`` (the VAE's epochs are copied in too)."""
-
-    def __init__(self, out_dir: Path, main: bool):
-        self.path, self.main = out_dir / "train_log.jsonl", main
-
-    def write(self, record: dict) -> None:
-        if "epoch" not in record:
-            record = {**record, "peak_rss_mib": peak_rss_mib()}  # the process's peak up to the end of this stage
-        if self.main:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            with open(self.path, "a") as fh:
-                fh.write(json.dumps(record) + "\n")
+def _load_vae(directory: Path) -> FactorVAE:
+    state, config = load_checkpoint(directory)
+    return fit_weights(FactorVAE(config_section(config, "vae", FactorVAEConfig, directory)), state, directory,
+                       "VAE").eval()
 
 
 def _load_splits(data_root, label_set, settings, cache_dir, max_records, progress, main, folds_train, fold_val):
@@ -195,73 +205,6 @@ def _load_splits(data_root, label_set, settings, cache_dir, max_records, progres
         if not len(s.ecg_ids):
             raise ECGError(data_root, f"no {name} record has a usable median beat and a {label_set!r} label")
     return ds, splits
-
-
-def _vae_stage(splits, vae_cfg: FactorVAEConfig, tcfg: FactorTrainConfig, out_dir: Path, seed: int, resume: bool,
-               progress: bool, main: bool, base_config: dict) -> FactorVAE:
-    train, val = splits["train"], splits["val"]
-    vae_cfg = replace(vae_cfg, lead_scale=ecg_lead_scale(train.beats))
-    seed_everything(seed)
-    vae = FactorVAE(vae_cfg)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    steps = math.ceil(math.ceil(len(train.beats) / world) / tcfg.batch_size)
-    objective = VAEObjective(vae, steps)
-    beta_full = vae_cfg.beta
-
-    def loss_fn(net, batch):
-        return net(batch[0])
-
-    def outputs(net, batch):
-        x = batch[0]
-        v = net.vae
-        out = v(x, sample=False)
-        xn, ls = v.adapter.to_network(x), v.observation_log_sigma()
-        nll = (0.5 * ((xn - out.recon_net) * torch.exp(-ls)) ** 2 + ls).flatten(1).sum(1)
-        kl = kl_elementwise(out.mu, out.logvar).sum(1)
-        err = (out.recon - x) * 1e3
-        return {"nll": nll, "kl": kl, "abs_uv": err.abs().mean((1, 2)), "sq_uv": (err ** 2).mean((1, 2))}
-
-    def metric(a):
-        return {"val_loss": float(np.mean(a["nll"] + beta_full * a["kl"])), "val_nll": float(np.mean(a["nll"])),
-                "val_kl": float(np.mean(a["kl"])), "val_mae_uv": float(np.mean(a["abs_uv"])),
-                "val_rmse_uv": float(np.sqrt(np.mean(a["sq_uv"])))}
-
-    config = {**base_config, "kind": "factorecg-vae", "vae": vae_cfg.to_dict()}
-    train_cfg = TrainConfig(epochs=tcfg.epochs, batch_size=tcfg.batch_size, lr=tcfg.lr, weight_decay=tcfg.weight_decay,
-                            select="best", patience=tcfg.patience, seed=seed, progress=progress, stage="vae",
-                            grad_clip=10.0)
-    trainer = Trainer(objective, loss_fn, BeatDataset(train.beats), train_cfg,
-                      validation=Validation(BeatDataset(val.beats), outputs, metric, name="val_loss", mode="min"),
-                      run_dir=out_dir / "vae", checkpoint_config=config)
-    result = trainer.fit(resume=resume)
-    config["training"] = {**config.get("training", {}), **{k: v for k, v in result.facts.items() if k != "stage"}}
-    if main:
-        save_checkpoint(out_dir / "vae" / "model", result.model.vae, config)
-    barrier()
-    return result.model.vae
-
-
-def _copy_vae(source: Path, target: Path, settings: BeatSettings) -> None:
-    """Copy a trained VAE checkpoint into a run after checking that its beat grid matches."""
-    vae, _ = load_vae(source)
-    want = (settings.beat_samples, float(settings.beat_rate))
-    if (vae.config.beat_samples, float(vae.config.sampling_rate)) != want:
-        raise ECGError(source, f"VAE beats are {vae.config.beat_samples} samples at {vae.config.sampling_rate} Hz; "
-                               f"this run needs {want[0]} at {want[1]} Hz")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    shutil.copytree(source, target)
-
-
-def load_vae(directory: str | os.PathLike, prefix: str = "", device: str = "cpu") -> tuple[FactorVAE, dict]:
-    """A FactorVAE from a checkpoint whose config holds ``vae`` (weights under ``prefix``)."""
-    state, config = load_checkpoint(directory, device=device)
-    vae = FactorVAE(FactorVAEConfig.from_dict(config["vae"]))
-    weights = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
-    try:
-        vae.load_state_dict(weights)
-    except RuntimeError as exc:
-        raise ECGError(directory, f"VAE weights do not fit the configured model ({str(exc).splitlines()[0]})") from exc
-    return vae.eval(), config
 
 
 def beat_properties(beats: np.ndarray, rr: np.ndarray, sampling_rate: float, r_index: int) -> tuple[np.ndarray, list[str]]:
@@ -282,8 +225,9 @@ def beat_properties(beats: np.ndarray, rr: np.ndarray, sampling_rate: float, r_i
     return out, names
 
 
-def _factors_stage(vae: FactorVAE, ds: PTBXL, splits: dict, settings: BeatSettings, tcfg: FactorTrainConfig,
-                   seed: int) -> dict:
+def compute_factors(vae: FactorVAE, ds: PTBXL, splits: dict, settings: BeatSettings, tcfg: FactorTrainConfig,
+                    seed: int) -> dict:
+    """What ``factors.json`` holds (module docstring, stage 2)."""
     train = splits["train"]
     mu, logvar = encode_beats(vae, train.beats)
     active = active_factors(mu, logvar, rule=tcfg.active_rule, threshold=tcfg.active_threshold)
@@ -313,6 +257,155 @@ def _factors_stage(vae: FactorVAE, ds: PTBXL, splits: dict, settings: BeatSettin
         "properties": {"names": names, "records": int(len(pick))},
         "reconstruction": {name: vae_errors(vae, splits[name].beats) for name in ("train", "val", "test")},
     }
+
+
+class _FactorStages:
+    """FactorECG's stages over one run's beats (module docstring) and what they hand on: the VAE, then
+    the factors, then the final checkpoint."""
+
+    def __init__(self, out: Path, ds: PTBXL | None, splits: dict[str, BeatSplit], settings: BeatSettings | None,
+                 vae_config: FactorVAEConfig, tcfg: FactorTrainConfig, seed: int, base: dict[str, Any],
+                 vae_from: Path | None):
+        self.out, self.ds, self.splits, self.settings = out, ds, splits, settings
+        self.vae_config, self.tcfg, self.seed, self.base, self.vae_from = vae_config, tcfg, seed, base, vae_from
+        self.vae: FactorVAE | None = None
+        self.factors: dict[str, Any] | None = None
+        self.final: tuple[dict, dict] | None = None
+
+    def declare(self) -> list[Stage]:
+        t = self.tcfg
+        if self.vae_from is None:
+            vae = Stage("vae", self._train_vae, trains=self._new_vae, epochs=t.epochs, lr=t.lr, select="best",
+                        patience=t.patience, save=self._save_vae, restore=self._restore_vae)
+        else:
+            vae = Stage("vae", self._reuse_vae, save=self._copy_vae, restore=self._restore_vae)
+        return [vae,
+                Stage("factors", self._factors, save=self._save_factors, restore=self._restore_factors,
+                      main_only=True),
+                Stage("factor_models", self._factor_models, save=self._save_model, main_only=True)]
+
+    # ---------------------------------------------------------------- vae
+    def _new_vae(self, run: StageRun) -> nn.Module:
+        """A fresh VAE (every parameter trains) with a step counter for the KL warm-up."""
+        train = self.splits["train"]
+        seed_everything(self.seed)
+        vae = FactorVAE(replace(self.vae_config, lead_scale=ecg_lead_scale(train.beats)))
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        return VAEObjective(vae, math.ceil(math.ceil(len(train.beats) / world) / self.tcfg.batch_size))
+
+    def _vae_checkpoint_config(self, vae: FactorVAE) -> dict[str, Any]:
+        return {**self.base, "kind": "factorecg-vae", "vae": vae.config.to_dict()}
+
+    def _train_vae(self, run: StageRun) -> dict[str, Any]:
+        objective, val = run.module, self.splits["val"]
+        beta_full = objective.vae.config.beta
+
+        def loss_fn(net, batch):
+            return net(batch[0])
+
+        def outputs(net, batch):
+            x = batch[0]
+            v = net.vae
+            out = v(x, sample=False)
+            xn, ls = v.adapter.to_network(x), v.observation_log_sigma()
+            nll = (0.5 * ((xn - out.recon_net) * torch.exp(-ls)) ** 2 + ls).flatten(1).sum(1)
+            kl = kl_elementwise(out.mu, out.logvar).sum(1)
+            err = (out.recon - x) * 1e3
+            return {"nll": nll, "kl": kl, "abs_uv": err.abs().mean((1, 2)), "sq_uv": (err ** 2).mean((1, 2))}
+
+        def metric(a):
+            return {"val_loss": float(np.mean(a["nll"] + beta_full * a["kl"])), "val_nll": float(np.mean(a["nll"])),
+                    "val_kl": float(np.mean(a["kl"])), "val_mae_uv": float(np.mean(a["abs_uv"])),
+                    "val_rmse_uv": float(np.sqrt(np.mean(a["sq_uv"])))}
+
+        config = run.train_config(batch_size=self.tcfg.batch_size, weight_decay=self.tcfg.weight_decay, grad_clip=10.0)
+        result = run.fit(loss_fn, BeatDataset(self.splits["train"].beats), config,
+                         validation=Validation(BeatDataset(val.beats), outputs, metric, name="val_loss", mode="min"),
+                         checkpoint_config=self._vae_checkpoint_config(objective.vae))
+        self.vae = result.model.vae.cpu().eval()
+        return {k: v for k, v in result.facts.items() if k != "stage"}
+
+    def _save_vae(self, run: StageRun) -> None:
+        config = self._vae_checkpoint_config(self.vae)
+        config["training"] = {**config.get("training", {}), **run.facts["vae"]}
+        save_checkpoint(run.dir / "model", self.vae, config)
+
+    def _reuse_vae(self, run: StageRun) -> dict[str, Any]:
+        """A trained VAE (``vae_from``) instead of training one, once its beat grid is checked."""
+        self.vae = _load_vae(self.vae_from)
+        want = (self.settings.beat_samples, float(self.settings.beat_rate))
+        have = (self.vae.config.beat_samples, float(self.vae.config.sampling_rate))
+        if have != want:
+            raise ECGError(self.vae_from, f"VAE beats are {have[0]} samples at {have[1]} Hz; this run needs "
+                                          f"{want[0]} at {want[1]} Hz")
+        return {"reused": str(self.vae_from)}
+
+    def _copy_vae(self, run: StageRun) -> None:
+        shutil.copytree(self.vae_from, run.dir / "model", dirs_exist_ok=True)
+
+    def _restore_vae(self, run: StageRun) -> None:
+        self.vae = _load_vae(run.dir / "model")
+
+    # ------------------------------------------------------------ factors
+    def _factors(self, run: StageRun) -> dict[str, Any]:
+        self.factors = compute_factors(self.vae, self.ds, self.splits, self.settings, self.tcfg, self.seed)
+        log.info("factorecg: %d active factors of %d; test reconstruction %s", len(self.factors["active"]["indices"]),
+                 self.vae.config.latent_dim, self.factors["reconstruction"]["test"])
+        return {"n_active": len(self.factors["active"]["indices"]), "reconstruction": self.factors["reconstruction"]}
+
+    def _save_factors(self, run: StageRun) -> None:
+        write_json_atomic(run.dir / FACTORS_FILE, self.factors, indent=1)
+
+    def _restore_factors(self, run: StageRun) -> None:
+        self.factors = json.loads((run.dir / FACTORS_FILE).read_text())
+
+    # ----------------------------------------------------- factor models
+    def _factor_models(self, run: StageRun) -> dict[str, Any]:
+        """One logistic regression per statement on the standardised factors, and the final checkpoint."""
+        vae, factors = self.vae, self.factors
+        std = FactorStandardizer.from_dict(factors["standardizer"])
+        train, val = self.splits["train"], self.splits["val"]
+        z_train = std.transform(encode_beats(vae, train.beats)[0])
+        models = FactorModels(list(train.label_names), list(std.indices),
+                              FactorModelConfig(C=self.tcfg.factor_C)).fit(z_train, train.y)
+        val_auroc, n_scored = macro_auroc(val.y, models.predict_proba(std.transform(encode_beats(vae, val.beats)[0])))
+        arrays, meta = models.to_state()
+        state = {f"vae.{k}": v for k, v in vae.state_dict().items()}
+        state.update({f"factor_models.{k}": torch.from_numpy(v) for k, v in arrays.items()})
+        labels = list(train.label_names)
+        vae_facts = {k: v for k, v in load_config(self.out / "vae" / "model").get("training", {}).items()
+                     if k in ("epochs_run", "stopped_early", "best_metric", "best_epoch", "metric", "world_size")}
+        config = {
+            **self.base, "kind": "factorecg", "labels": labels, "vae": vae.config.to_dict(),
+            "active": factors["active"], "standardizer": factors["standardizer"], "factor_models": meta,
+            "population": factors["population"], "descriptions": factors["descriptions"],
+            "associations": factors["associations"], "properties": factors["properties"],
+        }
+        config["training"] = {
+            **self.base["training"], "n_train": int(len(train.ecg_ids)), "n_val": int(len(val.ecg_ids)),
+            "label_prevalence": dict(zip(labels, (float(p) for p in models.prevalence))),
+            "label_cooccurrence": jaccard_cooccurrence(train.y).round(6).tolist(),
+            "factor_models": models.report(), "val_macro_auroc": val_auroc, "val_labels_scored": n_scored,
+            "reconstruction": factors["reconstruction"], "n_active": len(std.indices), "vae": vae_facts,
+        }
+        self.final = (state, config)
+        log.info("factorecg: val macro AUROC %.3f over %d labels", val_auroc, n_scored)
+        return {"val_macro_auroc": val_auroc, "val_labels_scored": n_scored}
+
+    def _save_model(self, run: StageRun) -> None:
+        state, config = self.final
+        config["training"]["stages"] = run.facts
+        save_checkpoint(self.out / "model", state, config)
+
+
+def train_vae(splits: dict[str, Any], vae_config: FactorVAEConfig, train_config: FactorTrainConfig,
+              out_dir: str | os.PathLike, seed: int = 0, resume: bool = False, progress: bool = True,
+              base_config: dict[str, Any] | None = None) -> FactorVAE:
+    """Only the ``vae`` stage, in ``<out_dir>/vae``, on ``splits["train"]`` and ``splits["val"]`` (anything
+    with ``beats``, e.g. real beats plus synthetic ones); ``base_config`` goes into its checkpoint."""
+    stages = _FactorStages(Path(out_dir), None, splits, None, vae_config, train_config, seed, base_config or {}, None)
+    StageRunner(out_dir, stages.declare()[:1], resume=resume, seed=seed, progress=progress).run()
+    return stages.vae
 
 
 def train_factorecg(
@@ -352,97 +445,26 @@ def train_factorecg(
     vae_cfg = replace(vae_config or FactorVAEConfig(), beat_samples=settings.beat_samples,
                       sampling_rate=settings.beat_rate)
     out_dir = Path(out_dir)
-    final = out_dir / "model"
-    dist = init_distributed()
-    stages = _StageLog(out_dir, dist.is_main)
-    if final.joinpath("config.json").is_file() and resume:
-        log.info("factorecg: %s exists; nothing to do", final)
-        return final
-    if out_dir.joinpath("vae", "last").exists() and not resume:
-        raise ECGError(out_dir, "holds a previous run; pass resume=True (--resume) or choose another directory")
-
-    t0 = time.perf_counter()
-    ds, splits = _load_splits(data_root, label_set, settings, cache_dir, max_records, progress, dist.is_main,
+    main = init_distributed().is_main
+    ds, splits = _load_splits(data_root, label_set, settings, cache_dir, max_records, progress, main,
                               folds_train, fold_val)
-    stages.write({"stage": "beats", "seconds": time.perf_counter() - t0,
-                  **{name: _split_facts(s) for name, s in splits.items()}})
-    if dist.is_main:
+    if main:
         log.info("factorecg: beats ready (%s)", ", ".join(f"{k} {len(s.ecg_ids)}, {len(s.skipped)} skipped"
                                                          for k, s in splits.items()))
     base = {
         "label_set": label_set, "beat": settings.to_dict(),
         "pipeline": Pipeline((Resample(float(ds.sampling_rate)),)).to_dict(),
-        "training": {"data": ds.identity(), "source_rate": ds.sampling_rate,
-                     "folds": [int(f) for f in folds_train], "fold_val": int(fold_val), "fold_test": TEST_FOLD,
-                     "seed": int(seed), "max_records": max_records, "train_config": tcfg.to_dict(),
-                     "splits": {name: _split_facts(s) for name, s in splits.items()}},
+        "training": provenance(seed, ds.identity(), source_rate=ds.sampling_rate,
+                               folds=[int(f) for f in folds_train], fold_val=int(fold_val), fold_test=TEST_FOLD,
+                               max_records=max_records, train_config=tcfg.to_dict(),
+                               splits={name: _split_facts(s) for name, s in splits.items()}),
     }
-
-    vae_dir = out_dir / "vae" / "model"
-    t0 = time.perf_counter()
-    if vae_from is not None and not vae_dir.joinpath("config.json").is_file() and dist.is_main:
-        _copy_vae(Path(vae_from), vae_dir, settings)
-    barrier()
-    if vae_dir.joinpath("config.json").is_file():
-        vae, _ = load_vae(vae_dir)
-        log.info("factorecg: stage vae done before (%s), skipped", vae_dir)
-        stages.write({"stage": "vae", "skipped": True, "seconds": time.perf_counter() - t0})
-    else:
-        vae = _vae_stage(splits, vae_cfg, tcfg, out_dir, seed, resume, progress, dist.is_main, base)
-        vae = vae.cpu().eval()
-        if dist.is_main:
-            for record in read_log(out_dir / "vae"):
-                stages.write(record)
-        stages.write({"stage": "vae", "seconds": time.perf_counter() - t0})
-    if not dist.is_main:  # the remaining stages are cheap and run on rank 0 only
-        return final
-    vae_facts = {k: v for k, v in load_config(vae_dir).get("training", {}).items()
-                 if k in ("epochs_run", "stopped_early", "best_metric", "best_epoch", "metric", "world_size")}
-
-    facts_path = out_dir / "factors.json"
-    t0 = time.perf_counter()
-    if facts_path.is_file():
-        factors = json.loads(facts_path.read_text())
-        stages.write({"stage": "factors", "skipped": True, "seconds": time.perf_counter() - t0})
-    else:
-        factors = _factors_stage(vae, ds, splits, settings, tcfg, seed)
-        tmp = facts_path.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(factors, indent=1))
-        os.replace(tmp, facts_path)
-        stages.write({"stage": "factors", "seconds": time.perf_counter() - t0,
-                      "n_active": len(factors["active"]["indices"]), "reconstruction": factors["reconstruction"]})
-    log.info("factorecg: %d active factors of %d; test reconstruction %s", len(factors["active"]["indices"]),
-             vae.config.latent_dim, factors["reconstruction"]["test"])
-
-    t0 = time.perf_counter()
-    std = FactorStandardizer.from_dict(factors["standardizer"])
-    train, val = splits["train"], splits["val"]
-    z_train = std.transform(encode_beats(vae, train.beats)[0])
-    models = FactorModels(list(train.label_names), list(std.indices), FactorModelConfig(C=tcfg.factor_C)).fit(z_train, train.y)
-    val_scores = models.predict_proba(std.transform(encode_beats(vae, val.beats)[0]))
-    val_auroc, n_scored = macro_auroc(val.y, val_scores)
-    arrays, meta = models.to_state()
-    state = {f"vae.{k}": v for k, v in vae.state_dict().items()}
-    state.update({f"factor_models.{k}": torch.from_numpy(v) for k, v in arrays.items()})
-    labels = list(train.label_names)
-    config = {
-        **base, "kind": "factorecg", "labels": labels, "vae": vae.config.to_dict(),
-        "active": factors["active"], "standardizer": factors["standardizer"], "factor_models": meta,
-        "population": factors["population"], "descriptions": factors["descriptions"],
-        "associations": factors["associations"], "properties": factors["properties"],
-    }
-    config["training"] = {
-        **base["training"], "n_train": int(len(train.ecg_ids)), "n_val": int(len(val.ecg_ids)),
-        "label_prevalence": dict(zip(labels, (float(p) for p in models.prevalence))),
-        "label_cooccurrence": jaccard_cooccurrence(train.y).round(6).tolist(),
-        "factor_models": models.report(), "val_macro_auroc": val_auroc, "val_labels_scored": n_scored,
-        "reconstruction": factors["reconstruction"], "n_active": len(std.indices), "vae": vae_facts,
-        "ecglens_version": __version__, "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
-    save_checkpoint(final, state, config)
-    stages.write({"stage": "factor_models", "seconds": time.perf_counter() - t0, "val_macro_auroc": val_auroc})
-    log.info("factorecg saved to %s (val macro AUROC %.3f over %d labels)", final, val_auroc, n_scored)
-    return final
+    stages = _FactorStages(out_dir, ds, splits, settings, vae_cfg, tcfg, seed, base,
+                           None if vae_from is None else Path(vae_from))
+    StageRunner(out_dir, stages.declare(), resume=resume, seed=seed, progress=progress).run()
+    if main:
+        log.info("factorecg saved to %s", out_dir / "model")
+    return out_dir / "model"
 
 
 def train_beat_blackbox(
@@ -469,9 +491,8 @@ def train_beat_blackbox(
     vae_cfg = replace(vae_config or FactorVAEConfig(), beat_samples=settings.beat_samples,
                       sampling_rate=settings.beat_rate)
     out_dir = Path(out_dir)
-    dist = init_distributed()
-    ds, splits = _load_splits(data_root, label_set, settings, cache_dir, max_records, progress, dist.is_main,
-                              folds_train, fold_val)
+    ds, splits = _load_splits(data_root, label_set, settings, cache_dir, max_records, progress,
+                              init_distributed().is_main, folds_train, fold_val)
     train, val = splits["train"], splits["val"]
     labels = list(train.label_names)
     vae_cfg = replace(vae_cfg, lead_scale=ecg_lead_scale(train.beats))
@@ -490,73 +511,48 @@ def train_beat_blackbox(
         value, n = macro_auroc(a["target"], a["score"])
         return {"val_macro_auroc": value, "val_labels_scored": float(n)}
 
-    prevalence = train.y.mean(axis=0)
     config: dict[str, Any] = {
         "kind": "beat-blackbox", "model": model.config.to_dict(), "beat": settings.to_dict(),
         "pipeline": Pipeline((Resample(float(ds.sampling_rate)),)).to_dict(), "labels": labels, "label_set": label_set,
-        "training": {"data": ds.identity(), "source_rate": ds.sampling_rate, "folds": [int(f) for f in folds_train],
-                     "fold_val": int(fold_val), "n_train": int(len(train.ecg_ids)), "n_val": int(len(val.ecg_ids)),
-                     "seed": int(seed), "max_records": max_records,
-                     "splits": {name: _split_facts(s) for name, s in splits.items()},
-                     "label_prevalence": dict(zip(labels, (float(p) for p in prevalence))),
-                     "ecglens_version": __version__,
-                     "created": datetime.now(timezone.utc).isoformat(timespec="seconds")},
+        "training": provenance(seed, ds.identity(), labels, train.y, source_rate=ds.sampling_rate,
+                               folds=[int(f) for f in folds_train], fold_val=int(fold_val),
+                               n_train=int(len(train.ecg_ids)), n_val=int(len(val.ecg_ids)), max_records=max_records,
+                               splits={name: _split_facts(s) for name, s in splits.items()}),
     }
-    train_cfg = TrainConfig(epochs=int(epochs or tcfg.blackbox_epochs), batch_size=tcfg.batch_size, lr=tcfg.blackbox_lr,
-                            weight_decay=1e-2, select="best", patience=tcfg.blackbox_patience, seed=seed,
-                            progress=progress, stage="blackbox")
-    trainer = Trainer(model, loss_fn, BeatDataset(train.beats, train.y), train_cfg,
-                      validation=Validation(BeatDataset(val.beats, val.y), outputs, metric, name="val_macro_auroc"),
-                      run_dir=out_dir, checkpoint_config=config)
-    return trainer.fit_and_save(out_dir / "model", resume=resume)
 
+    def trains(run: StageRun) -> nn.Module:
+        return model  # every parameter trains (the runner is given no model to freeze)
 
-def _common_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, metavar="DIR", help="PTB-XL root (ptbxl_database.csv, records100/)")
-    parser.add_argument("--labels", default="all", choices=LABEL_SETS, help="label set (default all)")
-    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory; the final model goes to RUN_DIR/model")
-    parser.add_argument("--epochs", type=int, help="maximum epochs (default: 100 for the VAE, 60 for the black box)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR, skipping finished stages")
-    parser.add_argument("--cache", metavar="DIR", help="beat cache directory (default $ECGLENS_CACHE or ~/.cache/ecglens)")
-    parser.add_argument("--beat-rate", type=int, default=100, choices=(100, 500),
-                        help="median-beat grid of the VAE in Hz (default 100: 120 samples per 1.2-s beat)")
-    parser.add_argument("--max-records", type=int, help="use only the first N records of each split (quick checks)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    def fit(run: StageRun) -> dict[str, Any]:
+        result = run.fit(loss_fn, BeatDataset(train.beats, train.y),
+                         run.train_config(batch_size=tcfg.batch_size, weight_decay=1e-2), checkpoint_config=config,
+                         validation=Validation(BeatDataset(val.beats, val.y), outputs, metric, name="val_macro_auroc"))
+        return {k: v for k, v in result.facts.items() if k != "stage"}
 
+    def save(run: StageRun) -> None:
+        config["training"].update(run.facts[BLACKBOX_STAGE])
+        save_checkpoint(out_dir / "model", model, config)
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``ecglens train factorecg``."""
-    _common_arguments(parser)
-    parser.add_argument("--active-threshold", type=float, default=FactorTrainConfig.active_threshold,
-                        help="a latent dimension is a factor when its mean KL exceeds this (nats; default %(default)s)")
-    parser.add_argument("--vae-from", metavar="DIR",
-                        help="reuse a trained VAE (a run's vae/model) instead of training one, e.g. for another label set")
-
-
-def add_blackbox_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``ecglens train beat-blackbox``."""
-    _common_arguments(parser)
+    stage = Stage(BLACKBOX_STAGE, fit, trains=trains, epochs=int(epochs or tcfg.blackbox_epochs), lr=tcfg.blackbox_lr,
+                  select="best", patience=tcfg.blackbox_patience, save=save, directory="")
+    StageRunner(out_dir, [stage], resume=resume, seed=seed, progress=progress).run()
+    return out_dir / "model"
 
 
 def _run(args: argparse.Namespace, fn, **extra) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    main = init_distributed().is_main
-    try:
-        path = fn(args.data, label_set=args.labels, out_dir=args.out, seed=args.seed, epochs=args.epochs,
-                  resume=args.resume, cache_dir=args.cache, max_records=args.max_records,
-                  beat_rate=float(args.beat_rate), progress=not args.no_progress, **extra)
-    finally:
-        cleanup()
-    if main:
-        print(path)
-    return 0
+    return run_training(lambda: fn(
+        args.data, label_set=args.labels, out_dir=args.out, seed=args.seed, epochs=args.epochs, resume=args.resume,
+        cache_dir=args.cache, max_records=args.max_records, beat_rate=float(args.beat_rate),
+        progress=not args.no_progress, **extra))
 
 
 def run(args: argparse.Namespace) -> int:
-    return _run(args, train_factorecg, train_config=FactorTrainConfig(active_threshold=args.active_threshold),
-                vae_from=args.vae_from)
+    """``ecglens train factorecg`` (options: ``factorecg.options``)."""
+    recipe = FactorTrainConfig() if args.active_threshold is None else FactorTrainConfig(
+        active_threshold=args.active_threshold)
+    return _run(args, train_factorecg, train_config=recipe, vae_from=args.vae_from)
 
 
 def run_blackbox(args: argparse.Namespace) -> int:
+    """``ecglens train beat-blackbox`` (options: ``factorecg.options``)."""
     return _run(args, train_beat_blackbox)

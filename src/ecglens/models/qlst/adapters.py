@@ -26,11 +26,14 @@ Adapters:
   anything built from torch operations is differentiable.
 
 ``adapter_for(classifier)`` picks the adapter of a loaded ``Classifier``.
+``resynthesis_fidelity`` tells how far a record classifier's scores on
+re-synthesised records can be trusted: it correlates, per statement, the scores
+of the real records with those of records re-synthesised from their own median
+beats.
 """
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
@@ -47,9 +50,10 @@ from ...preprocess import (
     Resample,
     Scale,
     Standardize,
+    resample_signal,
 )
 from ..classifier import Classifier, windowed_probabilities
-from .resynth import DEFAULT_BOUNDARY, regular_peaks, resynthesize
+from .resynth import DEFAULT_BOUNDARY, RecordContext, regular_peaks, resynthesize
 
 
 @runtime_checkable
@@ -59,22 +63,6 @@ class DifferentiableClassifier(Protocol):
     labels: list[str]
 
     def __call__(self, beats_mv: torch.Tensor, context: Any = None) -> torch.Tensor: ...
-
-
-@dataclass
-class RecordContext:
-    """Where a record classifier's beats go: R peaks (B, P) long, padded with -1, and the record length."""
-
-    r_peaks: torch.Tensor
-    n_samples: int
-
-    def __post_init__(self):
-        self.r_peaks = torch.as_tensor(self.r_peaks, dtype=torch.long)
-        if self.r_peaks.ndim == 1:
-            self.r_peaks = self.r_peaks[None]
-        if self.r_peaks.ndim != 2 or int(self.n_samples) < 1:
-            raise ECGError(None, f"RecordContext needs (B, P) r_peaks and n_samples >= 1, got "
-                                 f"{tuple(self.r_peaks.shape)} and {self.n_samples}")
 
 
 def _freeze(module: nn.Module) -> nn.Module:
@@ -288,3 +276,54 @@ def adapter_for(classifier: Classifier, beat_rate: float, r_index: int, identity
             raise ECGError(None, f"beat model {type(classifier.model).__name__} has no differentiable adapter")
         return BeatClassifierAdapter(classifier.model, classifier.labels, ident)
     return RecordClassifierAdapter(classifier, beat_rate, r_index, identity=ident)
+
+
+def _pearson(a: np.ndarray, b: np.ndarray) -> float | None:
+    if len(a) < 3 or np.std(a) < 1e-12 or np.std(b) < 1e-12:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
+
+
+def resynthesis_fidelity(classifier, records, before: float = 0.4, after: float = 0.8) -> dict:
+    """How well a record classifier's scores survive re-synthesis, per statement.
+
+    ``classifier``: a loaded ``Classifier``; ``records``: ``ECG`` objects. Each
+    record is resampled to the classifier's rate, its median beat taken
+    (``ecg_medianbeat``, ``before``/``after`` s around R) and re-synthesised at
+    its own R peaks; the classifier scores both the real record
+    (``predict_ecgs``) and the re-synthesis (through ``RecordClassifierAdapter``,
+    the path qLST uses). Returns ``correlation`` (statement -> Pearson r across
+    records, None when fewer than 3 records or a constant score), the mean
+    absolute score difference per statement, both score arrays, ``n_records``
+    and ``skipped`` ((source, reason) for records without a usable beat).
+    """
+    from ...beats import ecg_medianbeat
+    from ..factorecg.classifier import BeatModelClassifier
+
+    if isinstance(classifier, BeatModelClassifier):
+        raise ECGError(None, "this classifier scores the median beat itself; re-synthesis does not apply to it")
+    rate = classifier.sampling_rate
+    real, synth, skipped = [], [], []
+    adapter = None
+    for k, ecg in enumerate(records):
+        source = ecg.source or f"record {k}"
+        x = resample_signal(ecg.signal, ecg.sampling_rate, rate)
+        try:
+            beat, info = ecg_medianbeat(x, rate, before=before, after=after, source=source)
+            real.append(classifier.predict_ecgs([ecg])[0])
+        except ECGError as exc:
+            skipped.append((source, str(exc)))
+            continue
+        if adapter is None:
+            adapter = RecordClassifierAdapter(classifier, beat_rate=rate, r_index=info["r_index"])
+        context = RecordContext(torch.as_tensor(info["r_peaks"], dtype=torch.long)[None], x.shape[-1])
+        with torch.no_grad():
+            synth.append(adapter(torch.from_numpy(beat.astype(np.float32))[None].to(adapter.device), context)[0]
+                         .cpu().numpy())
+    real_a = np.asarray(real, dtype=np.float64).reshape(len(real), len(classifier.labels))
+    synth_a = np.asarray(synth, dtype=np.float64).reshape(len(synth), len(classifier.labels))
+    corr = {name: _pearson(real_a[:, j], synth_a[:, j]) for j, name in enumerate(classifier.labels)}
+    mad = {name: float(np.mean(np.abs(real_a[:, j] - synth_a[:, j]))) if len(real_a) else None
+           for j, name in enumerate(classifier.labels)}
+    return {"correlation": corr, "mean_abs_difference": mad, "real": real_a, "resynthesized": synth_a,
+            "n_records": len(real_a), "skipped": skipped}

@@ -28,22 +28,21 @@ from torch.utils.data import Dataset
 
 from ...errors import ECGError
 from ...training import (
-    TrainConfig,
-    Trainer,
+    Stage,
+    StageRunner,
     Validation,
-    barrier,
-    cleanup,
     init_distributed,
     load_checkpoint,
-    load_config,
+    provenance,
+    run_training,
     save_checkpoint,
     seed_everything,
-    weights_digest,
 )
-from .adapters import RecordClassifierAdapter, RecordContext, adapter_for
+from .adapters import RecordClassifierAdapter, RecordContext
 from .config import QLSTConfig
 from .losses import beat_rmse, qlst_loss
 from .network import QLST, TraversalNetwork
+from .loading import load_classifier_adapter, load_vae_checkpoint, relative_references
 from .resynth import regular_peaks
 
 log = logging.getLogger(__name__)
@@ -125,12 +124,14 @@ def query_terms(qlst: QLST, network, batch) -> dict[str, torch.Tensor]:
 def train_qlst(vae, classifier, z_train, z_val, config: QLSTConfig, *, run_dir: str | os.PathLike | None = None,
                identity: dict | None = None, r_peaks_train=None, r_peaks_val=None, resume: bool = False,
                progress: bool = True) -> tuple[QLST, Any]:
-    """Train a traversal network; returns the ``QLST`` (best validation epoch) and the ``TrainResult``.
+    """Train a traversal network; returns the ``QLST`` (best validation epoch) and the ``TrainResult``
+    (None when a resumed run had already finished; the network then comes from ``<run_dir>/model``).
 
     ``vae``: a frozen ``FactorVAE`` (anything with ``decode``); ``classifier``: a
     ``DifferentiableClassifier``; ``z_train``/``z_val``: latent means (n, d).
-    ``identity`` (``{"vae": ..., "classifier": ..., "beat": ...}``) goes into the
-    checkpoint written to ``<run_dir>/model`` (when ``run_dir`` is given).
+    One stage (``qlst``) in ``run_dir`` itself; ``identity`` (``{"vae": ...,
+    "classifier": ..., "beat": ...}``) goes into the checkpoint written to
+    ``<run_dir>/model`` (when ``run_dir`` is given).
     """
     dist = init_distributed()
     seed_everything(config.seed)
@@ -157,112 +158,32 @@ def train_qlst(vae, classifier, z_train, z_val, config: QLSTConfig, *, run_dir: 
         return {"val_success": float(hit.mean()), "val_proximity_uv": float(a["proximity_mv"].mean() * 1e3)}
 
     ckpt = {"kind": KIND, "qlst": config.to_dict(), "statements": list(config.statements), **(identity or {})}
-    train_cfg = TrainConfig(epochs=config.epochs, batch_size=config.batch_size, lr=config.lr,
-                            weight_decay=config.weight_decay, select="best", patience=config.patience,
-                            seed=config.seed, progress=progress, stage="qlst", grad_clip=10.0)
-    trainer = Trainer(network, loss_fn, train_data, train_cfg,
-                      validation=Validation(val_data, outputs, metric, name="val_success", mode="max"),
-                      run_dir=run_dir, checkpoint_config=ckpt)
-    result = trainer.fit(resume=resume)
-    qlst.network = result.model
-    if run_dir is not None:
-        ckpt["training"] = {k: v for k, v in result.facts.items()}
-        ckpt["training"].update({"n_train": len(train_data.z), "n_val": len(val_data.z)})
-        if dist.is_main:
-            save_checkpoint(Path(run_dir) / "model", result.model, ckpt)
-        barrier()
-    return qlst, result
+    fitted = []
 
+    def trains(run) -> torch.nn.Module:
+        return network  # the network only: the VAE and the classifier stay frozen in QLST
 
-def load_vae_checkpoint(path: str | os.PathLike, device: str = "cpu"):
-    """A FactorECG VAE from a ``factorecg`` model, its VAE stage (``factorecg-vae``) or a run directory.
+    def fit(run) -> dict[str, Any]:
+        result = run.fit(loss_fn, train_data,
+                         run.train_config(batch_size=config.batch_size, weight_decay=config.weight_decay,
+                                          grad_clip=10.0),
+                         validation=Validation(val_data, outputs, metric, name="val_success", mode="max"),
+                         checkpoint_config=ckpt)
+        fitted.append(result)
+        return {k: v for k, v in result.facts.items() if k != "stage"}
 
-    Returns ``(vae, identity, beat)``: ``identity`` names the checkpoint
-    (path, kind) and ``beat`` is the ``BeatSettings`` dict it was trained with.
-    """
-    from .. import resolve_checkpoint
-    from ..factorecg.data import BeatSettings
-    from ..factorecg.train import load_vae
+    def save(run) -> None:
+        training = provenance(config.seed, n_train=len(train_data.z), n_val=len(val_data.z), **run.facts[KIND])
+        save_checkpoint(run.dir / "model", network, {**relative_references(ckpt, run.dir / "model"),
+                                                     "training": training})
 
-    directory = resolve_checkpoint(path)
-    if not (directory / "config.json").is_file() and (Path(path) / "vae" / "model" / "config.json").is_file():
-        directory = Path(path) / "vae" / "model"
-    kind = load_config(directory).get("kind")
-    if kind not in ("factorecg", "factorecg-vae"):
-        raise ECGError(directory, f"not a FactorECG VAE checkpoint (kind {kind!r})")
-    vae, config = load_vae(directory, prefix="vae." if kind == "factorecg" else "", device=device)
-    beat = config.get("beat") or BeatSettings(beat_rate=vae.config.sampling_rate).to_dict()
-    return vae, {"path": str(directory.resolve()), "kind": kind, "sha256": weights_digest(directory)}, beat
+    def restore(run) -> None:
+        network.load_state_dict(load_checkpoint(run.dir / "model")[0])
 
-
-def load_classifier_adapter(path: str | os.PathLike, beat: dict, device: str = "cpu"):
-    """A loaded classifier checkpoint wrapped in its differentiable adapter (``adapter_for``)."""
-    from .. import load_classifier, resolve_checkpoint
-    from ..factorecg.data import BeatSettings
-
-    directory = resolve_checkpoint(path)
-    clf = load_classifier(directory, device=device)
-    settings = BeatSettings.from_dict(beat)
-    identity = {"path": str(Path(directory).resolve()), "kind": clf.config.get("kind"),
-                "label_set": clf.config.get("label_set"), "sha256": weights_digest(directory)}
-    return adapter_for(clf, settings.beat_rate, settings.r_index, identity), clf
-
-
-def _check_same_weights(directory, what: str, trained_with: dict, found: dict) -> None:
-    """A traversal network only fits the VAE and classifier it was trained with: refuse others."""
-    if trained_with.get("sha256") and trained_with["sha256"] != found["sha256"]:
-        raise ECGError(directory, f"trained with the {what} at {trained_with['path']} (weights sha256 "
-                                  f"{trained_with['sha256'][:12]}...), but that checkpoint now holds other weights "
-                                  f"({found['sha256'][:12]}...); retrain qLST or restore that {what}")
-
-
-def load_qlst(path: str | os.PathLike, vae=None, classifier=None, device: str = "cpu") -> QLST:
-    """A trained ``QLST`` from its checkpoint (or run directory); the VAE and classifier come from the
-    checkpoints its config names unless given. ``qlst.checkpoint`` holds the config and
-    ``qlst.record_classifier`` the loaded ``Classifier`` (None when ``classifier`` was given)."""
-    from .. import resolve_checkpoint
-
-    directory = resolve_checkpoint(path)
-    state, config = load_checkpoint(directory, device=device)
-    if config.get("kind") != KIND:
-        raise ECGError(directory, f"not a qLST checkpoint (kind {config.get('kind')!r})")
-    try:
-        cfg = QLSTConfig.from_dict(config["qlst"])
-    except (KeyError, TypeError) as exc:
-        raise ECGError(directory, f"qlst config is incomplete ({exc})") from exc
-    if vae is None:
-        vae, vae_id, _ = load_vae_checkpoint(config["vae"]["path"], device=device)
-        _check_same_weights(directory, "VAE", config["vae"], vae_id)
-    record_classifier = None
-    if classifier is None:
-        classifier, record_classifier = load_classifier_adapter(config["classifier"]["path"], config["beat"],
-                                                                device=device)
-        _check_same_weights(directory, "classifier", config["classifier"], classifier.identity)
-    network = TraversalNetwork(cfg)
-    try:
-        network.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ECGError(directory, f"weights do not fit the configured network ({str(exc).splitlines()[0]})") from exc
-    qlst = QLST(network.to(device).eval(), vae.to(device), classifier, cfg)
-    qlst.checkpoint = {**config, "path": str(directory)}
-    qlst.record_classifier = record_classifier
-    return qlst
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of ``ecglens train qlst``."""
-    parser.add_argument("--vae", required=True, metavar="MODEL", help="FactorECG model, its VAE stage or run directory")
-    parser.add_argument("--classifier", required=True, metavar="MODEL", help="classifier checkpoint to explain")
-    parser.add_argument("--statement", action="append", default=[],
-                        help="statement to learn queries for (repeatable; default: every classifier output)")
-    parser.add_argument("--data", required=True, metavar="DIR", help="PTB-XL root (training records' median beats)")
-    parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory; the model goes to RUN_DIR/model")
-    parser.add_argument("--epochs", type=int, default=QLSTConfig.epochs, help="maximum epochs (default %(default)s)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    parser.add_argument("--resume", action="store_true", help="continue the run in RUN_DIR")
-    parser.add_argument("--cache", metavar="DIR", help="beat cache directory (default $ECGLENS_CACHE or ~/.cache/ecglens)")
-    parser.add_argument("--max-records", type=int, help="use only the first N records of each split (quick checks)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    stage = Stage(KIND, fit, trains=trains, epochs=config.epochs, lr=config.lr, select="best",
+                  patience=config.patience, save=save, restore=restore, directory="")
+    StageRunner(run_dir, [stage], resume=resume, seed=config.seed, progress=progress).run()
+    return qlst, (fitted[0] if fitted else None)
 
 
 def _record_peaks(adapter, rr: np.ndarray):
@@ -305,13 +226,7 @@ def train_from_paths(vae_path, classifier_path, data_root, out_dir, statements=(
 
 
 def run(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(message)s")
-    main = init_distributed().is_main
-    try:
-        path = train_from_paths(args.vae, args.classifier, args.data, args.out, args.statement, args.epochs,
-                                args.seed, args.resume, args.cache, args.max_records, not args.no_progress)
-    finally:
-        cleanup()
-    if main:
-        print(path)
-    return 0
+    """``ecglens train qlst`` (options: ``qlst.options``)."""
+    return run_training(lambda: train_from_paths(args.vae, args.classifier, args.data, args.out, args.statement,
+                                                 args.epochs, args.seed, args.resume, args.cache, args.max_records,
+                                                 not args.no_progress))

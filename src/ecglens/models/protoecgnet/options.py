@@ -1,0 +1,38 @@
+"""The options of ``ecglens train protoecgnet`` (torch-free), and the recipe names they choose from."""
+from __future__ import annotations
+
+import argparse
+
+from ...errors import ConfigError
+from ..options import add_training_options
+from .config import FUSIONS
+
+NORMALIZE = ("standardize", "scale")
+EPOCH_STAGES = ("warmup", "joint", "refine", "last_layer", "fusion")  # the stages that train for a number of epochs
+
+
+def parse_stage_epochs(text: str) -> dict[str, int]:
+    """``"warmup=2,joint=10"`` -> {"warmup_epochs": 2, "joint_epochs": 10}; ConfigError on a bad item."""
+    out = {}
+    for item in filter(None, (t.strip() for t in text.split(","))):
+        name, _, value = item.partition("=")
+        if name not in EPOCH_STAGES or not value.strip().isdigit():
+            raise ConfigError(None, f"--epochs-per-stage: bad item {item!r}; "
+                                    f"use e.g. warmup=2,joint=10,refine=4,last_layer=20,fusion=20")
+        out[f"{name}_epochs"] = int(value)
+    return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``ecglens train protoecgnet``."""
+    add_training_options(parser, out="run directory: one sub-directory per stage; the final model goes to "
+                                     "RUN_DIR/model", resume="skip finished stages and continue an interrupted one",
+                         val_fold=True, max_records="use only the first N training/validation records (tests)")
+    parser.add_argument("--epochs-per-stage", default="", metavar="SPEC",
+                        help="e.g. warmup=2,joint=20,refine=20,last_layer=30,fusion=30 (defaults as shown)")
+    parser.add_argument("--head", default="dense", choices=FUSIONS,
+                        help="fusion head of RUN_DIR/model (default dense); the other goes to RUN_DIR/model-<other>")
+    parser.add_argument("--normalize", default="scale", choices=NORMALIZE,
+                        help="amplitude normalisation: training-set per-lead scale (default) or per-record standardize")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads per process (default 1: faster than 2 for these small convolutions)")
