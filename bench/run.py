@@ -33,48 +33,37 @@ TEST_FOLD = 10
 N_BOOTSTRAP = 1000
 
 
-def _train_baseline(recipe: str, bench_epochs: int | None = None):
+def _trainer(command: str, **options):
+    """The training function the family registry declares for ``command``, with the benchmark's settings."""
     def train(data: Path, label_set: str, seed: int, out: Path, epochs: int | None) -> Path:
-        from ecglens.models.baseline import train_baseline
-        return train_baseline(data, label_set=label_set, recipe=recipe, out_dir=out, seed=seed,
-                              epochs=epochs or bench_epochs, cache_dir=WORK / "cache", progress=False, resume=True)
+        from ecglens.models.registry import resolve, train_commands
+
+        kwargs = {"label_set": label_set, "out_dir": out, "seed": seed, "cache_dir": WORK / "cache",
+                  "progress": False, "resume": True, **options}
+        if command == "protoecgnet":
+            from ecglens.models.protoecgnet.recipe import ProtoTrainConfig
+            kwargs["recipe"] = ProtoTrainConfig() if epochs is None else ProtoTrainConfig(joint_epochs=epochs)
+            kwargs["threads"] = None  # keep --threads
+        else:
+            kwargs["epochs"] = epochs or options.get("epochs")
+        if command == "factorecg":  # the VAE never sees labels: other label sets reuse the one of "all" (same seed)
+            shared = out.parents[1] / "all" / out.name / "vae" / "model"
+            kwargs["vae_from"] = shared if label_set != "all" and (shared / "config.json").is_file() else None
+        return resolve(train_commands()[command].function)(data, **kwargs)
     return train
 
 
-def _train_beat_model(kind: str):
-    def train(data: Path, label_set: str, seed: int, out: Path, epochs: int | None) -> Path:
-        from ecglens.models.factorecg import train as factorecg
-        common = {"label_set": label_set, "out_dir": out, "seed": seed, "epochs": epochs, "cache_dir": WORK / "cache",
-                  "progress": False, "resume": True}
-        if kind == "beat-blackbox":
-            return factorecg.train_beat_blackbox(data, **common)
-        # the VAE never sees labels: other label sets reuse the one trained for "all" (same seed)
-        shared = out.parents[1] / "all" / out.name / "vae" / "model"
-        vae_from = shared if label_set != "all" and (shared / "config.json").is_file() else None
-        return factorecg.train_factorecg(data, vae_from=vae_from, **common)
-    return train
-
-
-def _train_protoecgnet(data: Path, label_set: str, seed: int, out: Path, epochs: int | None) -> Path:
-    from ecglens.models.protoecgnet.recipe import ProtoTrainConfig
-    from ecglens.models.protoecgnet.train import train_protoecgnet
-    recipe = ProtoTrainConfig() if epochs is None else ProtoTrainConfig(joint_epochs=epochs)
-    return train_protoecgnet(data, label_set=label_set, out_dir=out, recipe=recipe, seed=seed,
-                             cache_dir=WORK / "cache", progress=False, threads=None, resume=True)  # keep --threads
-
-
-# name -> (description, train function). Later models add one line each.
+# name -> (description, train function from the registry). Later models add one line each.
 MODELS = {
-    "baseline": ("xresnet1d18-style, 2.5-s crops, training-set scale (ecglens default recipe)",
-                 _train_baseline("default")),
+    "baseline": ("xresnet1d18-style, 2.5-s crops, training-set scale (ecglens default recipe)", _trainer("baseline")),
     # 30 of the preset's 50 epochs, as in the issue's reference run: 50 take about 2 h per job on one CPU core
     "recipe": ("xresnet1d101, PTB-XL benchmark recipe (Strodthoff et al. 2021), 30 epochs",
-               _train_baseline("ptbxl-benchmark", bench_epochs=30)),
+               _trainer("baseline", recipe="ptbxl-benchmark", epochs=30)),
     "protoecgnet": ("ProtoECGNet, 3 prototype branches, dense fusion; the masked fusion and each branch in the "
-                    "heads table (Sethi et al. 2025)", _train_protoecgnet),
+                    "heads table (Sethi et al. 2025)", _trainer("protoecgnet")),
     "factorecg": ("FactorECG: median-beat VAE factors + logistic regression per statement (one VAE, trained with "
-                  "'all', serves every label set)", _train_beat_model("factorecg")),
-    "beat-blackbox": ("median-beat CNN (FactorECG's encoder) trained end to end", _train_beat_model("beat-blackbox")),
+                  "'all', serves every label set)", _trainer("factorecg")),
+    "beat-blackbox": ("median-beat CNN (FactorECG's encoder) trained end to end", _trainer("beat-blackbox")),
 }
 
 
@@ -156,7 +145,7 @@ def run_job(model: str, label_set: str, seed: int, data: Path, epochs: int | Non
     import torch
 
     from ecglens.datasets import PTBXL
-    from ecglens.metrics import evaluate_predictions, get_or_make_bootstrap
+    from ecglens.metrics import get_or_make_bootstrap
     from ecglens.models import load_classifier
     from ecglens.training import peak_rss_mib
 
@@ -175,15 +164,20 @@ def run_job(model: str, label_set: str, seed: int, data: Path, epochs: int | Non
     stages = stage_times(clf.config, log)
     if resumed:  # this process saw only part of the training: take the logged times (stage totals, else epochs)
         train_s = sum(r["seconds"] or 0.0 for r in (stages or epochs))
+    import ecglens
+
+    evaluation = ecglens.evaluate(clf, data, TEST_FOLD, cache_dir=WORK / "cache",
+                                  bootstrap=WORK / "bootstrap" / f"fold{TEST_FOLD}_{label_set}_redrawn.npy",
+                                  n_resamples=N_BOOTSTRAP, seed=0)
+    report = evaluation.report
     ds = PTBXL(data, sampling_rate=100)
     test = ds.load(label_set, (TEST_FOLD,), clf.pipeline, cache_dir=WORK / "cache", progress=False)
     col = [clf.labels.index(n) for n in test.label_names]
     scores = clf.predict_batch(np.asarray(test.signals), test.sampling_rate)[:, col]
-    unscored = [[int(test.ecg_ids[i]), why] for i, why in getattr(clf, "skipped", [])]  # predicted as prevalence
-    boot = get_or_make_bootstrap(WORK / "bootstrap" / f"fold{TEST_FOLD}_{label_set}.npy", len(test.ecg_ids),
-                                 n_resamples=N_BOOTSTRAP, seed=0)
+    unscored = evaluation.source["unscored"]["records"]  # rows predicted as the training prevalence
+    boot = get_or_make_bootstrap(WORK / "bootstrap" / f"fold{TEST_FOLD}_{label_set}_redrawn.npy", len(test.ecg_ids),
+                                 n_resamples=N_BOOTSTRAP, seed=0, y_true=test.y)
     y_train = ds.labels(label_set, tuple(range(1, 9))).y
-    report = evaluate_predictions(test.y, scores, test.label_names, bootstrap_indices=boot, y_train=y_train)
 
     heads = {clf.config.get("head", "model"): scores}
     for variant in sorted(Path(path).parent.glob(f"{Path(path).name}-*")):  # e.g. ProtoECGNet's model-masked

@@ -127,3 +127,21 @@ def test_calibrate_command_writes_a_new_checkpoint(ptbxl_dir, tmp_path):
     assert (tmp_path / "calibrated" / "model.safetensors").read_bytes() == (source / "model.safetensors").read_bytes()
     with pytest.raises(ecglens.ECGError, match="training fold"):
         ecglens.calibrate(source, ptbxl_dir, tmp_path / "x", fold=3)
+
+
+@pytest.mark.slow
+def test_ecglens_train_calibrates_what_it_trained(ptbxl_dir, tmp_path, capsys):
+    from ecglens.cli import main
+
+    run = tmp_path / "run"
+    args = ["train", "baseline", "--data", str(ptbxl_dir), "--out", str(run), "--labels", "superdiagnostic",
+            "--epochs", "1", "--cache", str(tmp_path / "cache"), "--no-progress"]
+    assert main(args) == 0
+    cal = ecglens.load_model(run).loaded.calibration
+    assert cal is not None and cal.facts["fold"] == 9 and cal.labels == ["CD", "HYP", "MI", "NORM", "STTC"]
+    assert "calibrated" in capsys.readouterr().err
+    from ecglens.cli import build_parser
+
+    assert build_parser(args).parse_args(args + ["--no-calibrate"]).no_calibrate
+    assert build_parser(["train"]).parse_args(["train", "qlst", "--vae", "V", "--classifier", "C", "--data", "D",
+                                               "--out", "R"]).no_calibrate  # qLST has nothing to calibrate

@@ -39,6 +39,7 @@ def test_references_resolve():
             assert callable(registry.resolve(kind.load))
         for command in fam.train:
             assert callable(registry.resolve(command.add_arguments)) and callable(registry.resolve(command.run))
+            assert callable(registry.resolve(command.function))
         for ref in fam.configs:
             assert isinstance(registry.resolve(ref), type)
 

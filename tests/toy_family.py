@@ -65,6 +65,6 @@ FAMILY = ModelFamily(
     description="a linear model on per-lead standard deviations (registry test)",
     kinds=(CheckpointKind("toy", load="toy_family:load"),),
     train=(TrainCommand("toy", "write an untrained toy model", add_arguments="toy_family:add_arguments",
-                        run="toy_family:run"),),
+                        run="toy_family:run", function="toy_family:build", calibrate=False),),
     stages=("none",),
 )

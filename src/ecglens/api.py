@@ -128,7 +128,8 @@ def calibrate(model: Model | str | os.PathLike, data: str | os.PathLike, out: st
               cache_dir: str | os.PathLike | None = None, batch_size: int = 256, progress: bool = False) -> Model:
     """Fit the model's calibration, thresholds and assessable statements on PTB-XL fold ``fold`` (the
     validation fold; never the test fold) and write the calibrated checkpoint to ``out`` (a copy of the
-    model's directory with ``config["calibration"]``); returns it loaded. See ``ecglens.calibration``.
+    model's directory with ``config["calibration"]``; ``out`` may be the model's own directory, which is
+    then replaced as a whole once the copy is complete); returns it loaded. See ``ecglens.calibration``.
     """
     import json
     import shutil
@@ -158,8 +159,6 @@ def calibrate(model: Model | str | os.PathLike, data: str | os.PathLike, out: st
                                   threshold_rule)
     calibration.facts.update(fold=fold, data=str(data), label_set=label_set)
     out = Path(out)
-    if out.resolve() == model.directory.resolve():
-        raise ECGError(out, "write the calibrated model to a new directory, not over the model it calibrates")
     config = {**model.config, "calibration": calibration.to_dict()}
     config.pop("path", None)
     with atomic_dir(out) as tmp:

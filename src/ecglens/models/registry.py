@@ -47,12 +47,17 @@ class CheckpointKind:
 @dataclass(frozen=True)
 class TrainCommand:
     """``ecglens train <name>``: ``add_arguments`` references a torch-free ``parser -> None`` (the CLI
-    builds the options without importing the model), ``run`` references ``args -> exit code``."""
+    builds the options without importing the model), ``run`` references ``args -> exit code``;
+    ``function`` references the Python training function (``data_root, label_set=..., out_dir=..., seed=...,
+    cache_dir=..., progress=..., resume=...`` -> the final model's directory) the benchmark calls;
+    ``calibrate``: whether the trained model gets a calibration fitted on the validation fold."""
 
     name: str
     help: str
     add_arguments: str
     run: str
+    function: str
+    calibrate: bool = True
 
 
 @dataclass(frozen=True)
