@@ -107,3 +107,47 @@ def test_plot_rejects_bad_output_suffix_and_bad_input(sample, tmp_path, capsys):
     assert main(["plot", str(garbage), "-o", str(tmp_path / "x.png")]) == 2
     assert f"ecglens: error: {garbage}" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["x.edf"]
+
+
+@pytest.fixture()
+def frank(tmp_path):
+    """A WFDB record of leads II and V5, a Frank lead vx and a respiration channel (from sample 3)."""
+    import wfdb
+
+    from ecglens.io import read_ecg
+
+    ref = read_ecg(sample_path(3, 500))
+    wfdb.wrsamp("frank", fs=500, units=["mV"] * 4, sig_name=["MLII", "V5", "vx", "RESP"], fmt=["16"] * 4,
+                p_signal=ref.signal[[1, 10, 4, 2]].T.astype(np.float64), write_dir=str(tmp_path))
+    return tmp_path / "frank.hea"
+
+
+def test_read_any_lead_set_lists_extra_and_set_aside_channels(frank, capsys):
+    assert main(["read", str(frank)]) == 0
+    text = capsys.readouterr().out
+    assert "leads     3: II V5 vx" in text and "extra     vx (not among the 12 standard leads)" in text
+    assert "set aside RESP (respiration signal, not an ECG lead)" in text
+    assert main(["read", str(frank), "--leads", "vx,ii", "--json"]) == 0
+    (summary,) = json.loads(capsys.readouterr().out)
+    assert summary["leads"] == ["vx", "II"] and summary["metadata"]["extra_leads"] == ["vx"]
+
+
+def test_leads_option_names_what_is_missing(frank, capsys):
+    assert main(["read", str(frank), "--leads", "V1"]) == 2
+    assert "no lead 'V1' in this record; its leads are ['II', 'V5', 'vx']" in capsys.readouterr().err
+
+
+def test_plot_and_beat_work_on_a_lead_subset(frank, tmp_path, capsys):
+    out = tmp_path / "frank.png"
+    assert main(["plot", str(frank), "-o", str(out), "--dpi", "50"]) == 0
+    height = matplotlib.image.imread(out).shape[0]
+    assert abs(height - (14 + 3 * 25 + 8) / 25.4 * 50) <= 1  # one 25-mm row per lead
+    assert main(["plot", str(frank), "-o", str(out), "--dpi", "50", "--leads", "V5"]) == 0
+    assert abs(matplotlib.image.imread(out).shape[0] - (14 + 25 + 8) / 25.4 * 50) <= 1
+    capsys.readouterr()
+    assert main(["plot", str(frank), "-o", str(tmp_path / "x.png"), "--layout", "3x4"]) == 2
+    assert "missing lead(s) ['I', 'III', 'aVR', 'aVL', 'aVF', 'V1', 'V2', 'V3', 'V4', 'V6']" in capsys.readouterr().err
+    assert main(["beat", str(frank), "--json", "--leads", "II,V5"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert list(report["measurements"]["r_amplitude_mv"]) == ["II", "V5"]
+    assert report["quality"]["beats_kept"] >= 8

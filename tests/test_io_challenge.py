@@ -22,7 +22,8 @@ def write_challenge(directory, name, ecg, gains=None, baselines=None, units="mV"
     record = f"{name}.mat" if mat_suffix_in_record_line else name
     lines = [f"{record} {n_sig} {int(ecg.sampling_rate)} {val.shape[1]} 05-Feb-2020 11:39:16"]
     for i, lead in enumerate(names or ecg.leads):
-        lines.append(f"{name}.mat 16+24 {gains[i]:g}({baselines[i]})/{units} 16 0 {val[i, 0]} 0 0 {lead}")
+        checksum = (int(val[i].astype(np.int64).sum()) + 32768) % 65536 - 32768  # WFDB: 16-bit sum of the samples
+        lines.append(f"{name}.mat 16+24 {gains[i]:g}({baselines[i]})/{units} 16 0 {val[i, 0]} {checksum} 0 {lead}")
     lines += [f"#Age: {age}", f"#Sex: {sex}"] + ([f"#Dx: {dx}"] if dx is not None else []) + ["#Rx: Unknown", "#Hx: Unknown"]
     (directory / f"{name}.hea").write_text("\n".join(lines) + "\n")
     return directory / f"{name}.hea"
@@ -46,7 +47,24 @@ def test_round_trip_and_labels(tmp_path, ref, mat_suffix, which):
     assert m["format"] == "challenge" and m["record_name"] == "A0001"
     assert m["snomed"] == ["164889003", "59118001"] and m["snomed_unmapped"] == []
     assert m["age"] == 74 and m["sex"] == "Male"
+    assert m["checksum_mismatch"] == {} and m["reader_flags"] == []
     assert ecg.source == str(path)
+
+
+def test_checksum_mismatch_is_flagged_and_a_nu_channel_set_aside(tmp_path, ref):
+    hea = write_challenge(tmp_path, "C", ref)
+    lines = hea.read_text().splitlines()
+    fields = lines[5].split()  # aVL
+    fields[6] = str(int(fields[6]) + 7)
+    fields[2] = fields[2].replace("/mV", "/NU")  # aVL becomes a channel in arbitrary units
+    lines[5] = " ".join(fields)
+    hea.write_text("\n".join(lines) + "\n")
+    ecg = read_ecg(hea)
+    assert ecg.metadata["ignored_channels"] == [{"name": "aVL", "reason": "unit 'NU' is not a voltage"}]
+    assert ecg.metadata["reader_flags"] == ["checksum_mismatch"] and list(ecg.metadata["checksum_mismatch"]) == ["aVL"]
+    # V1-V6 and five limb leads remain: a 12-lead ECG, so aVL is derived from the others
+    assert ecg.leads == STANDARD_LEADS and ecg.metadata["derived_leads"] == ["aVL"]
+    np.testing.assert_allclose(ecg.lead("aVL"), ref.lead("aVL"), atol=2e-3)
 
 
 def test_gains_baselines_and_lead_order_per_lead(tmp_path, ref):

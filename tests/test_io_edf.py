@@ -47,7 +47,7 @@ def test_non_ecg_channels_and_annotations_are_left_out_and_listed(tmp_path, ref)
     edfio.Edf(shuffled + [resp], annotations=annotations).write(path)
     ecg = read_edf(path)
     assert np.all(np.abs(ecg.signal - ref.signal) <= _step(ref)[:, None] + 1e-5)
-    assert ecg.metadata["ignored_channels"] == ["Resp"]
+    assert ecg.metadata["ignored_channels"] == [{"name": "Resp", "reason": "respiration signal, not an ECG lead"}]
 
 
 def test_only_i_and_ii_derives_limb_leads(tmp_path, ref):
@@ -73,18 +73,20 @@ def _assert_error(path, problem, **kw):
     assert problem in str(err.value) and path.name in str(err.value), str(err.value)
 
 
-def test_differing_rates(tmp_path, ref):
+def test_channel_at_another_rate_is_set_aside(tmp_path, ref):
     sigs = _signals(ref)
     sigs[7] = edfio.EdfSignal(ref.signal[7, ::2].astype(np.float64) * 1000, 250, label="V2", physical_dimension="uV")
     path = tmp_path / "rates.edf"
     edfio.Edf(sigs).write(path)
-    _assert_error(path, "differing sampling rates")
+    ecg = read_ecg(path)
+    assert ecg.leads == tuple(n for n in STANDARD_LEADS if n != "V2") and ecg.sampling_rate == 500
+    assert ecg.metadata["ignored_channels"] == [{"name": "V2", "reason": "sampled at 250 Hz; the other ECG channels at 500 Hz"}]
 
 
 def test_unknown_unit(tmp_path, ref):
     path = tmp_path / "unit.edf"
     edfio.Edf(_signals(ref, unit="degC")).write(path)
-    _assert_error(path, "physical unit 'degC'")
+    _assert_error(path, "I (unit 'degC' is not a voltage)")
 
 
 def test_no_ecg_channels(tmp_path):
@@ -93,10 +95,14 @@ def test_no_ecg_channels(tmp_path):
     _assert_error(path, "no ECG lead")
 
 
-def test_missing_leads(tmp_path, ref):
+def test_limb_leads_only_read_and_standard12_names_the_missing(tmp_path, ref):
     path = tmp_path / "six.edf"
     edfio.Edf(_signals(ref)[:6]).write(path)
-    _assert_error(path, "missing lead")
+    ecg = read_ecg(path)
+    assert ecg.leads == STANDARD_LEADS[:6]
+    with pytest.raises(ECGError, match=r"missing lead\(s\) \['V1', 'V2', 'V3', 'V4', 'V5', 'V6'\]") as err:
+        ecg.standard12()
+    assert path.name in str(err.value)
 
 
 def test_garbled_file(tmp_path):
@@ -109,3 +115,14 @@ def test_rate_mismatch(tmp_path, ref):
     path = tmp_path / "rec.edf"
     edfio.Edf(_signals(ref)).write(path)
     _assert_error(path, "sampled at 500 Hz", sampling_rate=100)
+
+
+def test_other_ecg_leads_are_kept_under_their_sensor_names(tmp_path, ref):
+    extra = [edfio.EdfSignal(ref.signal[i].astype(np.float64) * 1000, 500, label=label, physical_dimension="uV")
+             for i, label in [(1, "EKG II"), (2, "ECG vx"), (3, "EKG V7"), (4, "EEG Fpz-Cz"), (5, "ECG")]]
+    path = tmp_path / "frank.edf"
+    edfio.Edf(extra).write(path)
+    ecg = read_ecg(path)
+    assert ecg.leads == ("II", "vx", "V7", "ECG") and ecg.metadata["extra_leads"] == ["vx", "V7", "ECG"]
+    assert ecg.metadata["ignored_channels"] == [{"name": "EEG Fpz-Cz", "reason": "EEG/EOG/EMG signal, not an ECG lead"}]
+    assert np.all(np.abs(ecg.signal[1] - ref.signal[2]) <= _step(ref)[2] + 1e-5)

@@ -332,7 +332,7 @@ def test_dicom_round_trip_chooses_rhythm_and_applies_units_baseline_correction(t
     step = np.full(12, 2.5e-3)
     step[1] = 2.0e-3  # lead II: 2.5 uV x correction 0.8
     assert np.all(np.abs(ecg.signal - ref.signal).max(axis=1) <= step / 2 + 1e-6)
-    assert ecg.metadata["ignored_channels"] == ["Respiration"]
+    assert ecg.metadata["ignored_channels"] == [{"name": "Respiration", "reason": "unit 'Ohm' is not a voltage"}]
     assert ecg.metadata["original_leads"] == [*STANDARD_LEADS, "Respiration"]
     assert ecg.metadata["median_beats"]["signal"].shape == (12, 600)
     assert np.abs(ecg.metadata["median_beats"]["signal"] - median).max() <= 1.25e-3 + 1e-6
@@ -393,9 +393,11 @@ def test_aecg_round_trip(tmp_path, ref, increment):
     beats = ref.signal[:, 1000:1600]
     path.write_text(aecg_xml(ref, increment=increment, extra_lead=True, beats=beats))
     ecg = read_ecg(path)
-    assert ecg.signal.shape == (12, 5000) and ecg.sampling_rate == 500 and ecg.leads == STANDARD_LEADS
-    assert np.abs(ecg.signal - ref.signal).max() <= 1.25e-3 + 1e-6  # half of the 2.5 uV scale
-    assert ecg.metadata["ignored_channels"] == ["V7"]
+    assert ecg.signal.shape == (13, 5000) and ecg.sampling_rate == 500 and ecg.leads == (*STANDARD_LEADS, "V7")
+    assert np.abs(ecg.signal[:12] - ref.signal).max() <= 1.25e-3 + 1e-6  # half of the 2.5 uV scale
+    assert ecg.metadata["extra_leads"] == ["V7"] and ecg.metadata["ignored_channels"] == []
+    np.testing.assert_array_equal(ecg.lead("V7"), ecg.lead("V6"))  # the file's V7 is a copy of V6
+    assert ecg.standard12().leads == STANDARD_LEADS and ecg.standard12().signal.shape == (12, 5000)
     assert np.abs(ecg.metadata["median_beats"]["signal"] - beats).max() <= 1.25e-3 + 1e-6
     assert ecg.metadata["device_measurements"] == dict(heart_rate=72, pr_interval_ms=160, qrs_duration_ms=94, qt_ms=380,
                                                        qtc_ms=416, axis_deg=-10)
@@ -504,13 +506,18 @@ def test_truncated_and_short_base64_name_the_lead(tmp_path, ref):
         assert "lead II" in message and problem in message
 
 
-def test_missing_leads_are_an_error(tmp_path, ref):
+def test_missing_leads_read_and_are_named_by_standard12(tmp_path, ref):
     muse = tmp_path / "no_ii.xml"
     muse.write_text(muse_xml(ref, leads=("I", "V1", "V2", "V3", "V4", "V5", "V6")))
-    assert "missing lead" in _raises_naming(muse, lambda: read_ecg(muse))
+    ecg = read_ecg(muse)
+    assert ecg.leads == ("I", "V1", "V2", "V3", "V4", "V5", "V6") and ecg.metadata["derived_leads"] == []
+    message = _raises_naming(muse, ecg.standard12)
+    assert "missing lead(s) ['II', 'III', 'aVR', 'aVL', 'aVF']" in message
     aecg = tmp_path / "six.xml"
     aecg.write_text(aecg_xml(ref, leads=STANDARD_LEADS[:6]))
-    assert "missing lead" in _raises_naming(aecg, lambda: read_ecg(aecg))
+    six = read_ecg(aecg)
+    assert six.leads == STANDARD_LEADS[:6]
+    assert "missing lead(s) ['V1', 'V2', 'V3', 'V4', 'V5', 'V6']" in _raises_naming(aecg, six.standard12)
 
 
 def test_dicom_damaged_files(tmp_path, ref):

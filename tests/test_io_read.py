@@ -1,6 +1,7 @@
 """read_ecg dispatch and find_records over a directory of mixed formats."""
 from __future__ import annotations
 
+import os
 import shutil
 
 import edfio
@@ -72,3 +73,54 @@ def test_missing_files(tmp_path, name):
 def test_directory_is_not_a_record(tmp_path):
     with pytest.raises(ECGError, match="find_records"):
         read_ecg(tmp_path)
+
+
+@pytest.mark.parametrize("suffix", [".hea", ".dat", ".edf", ".csv", ".npy", ".xml", ".dcm", ".ecg", ""])
+def test_a_fifo_is_refused_without_hanging(tmp_path, suffix):
+    fifo = tmp_path / f"pipe{suffix}"
+    os.mkfifo(fifo)
+    if suffix == ".dat":  # a header naming a FIFO as its signal file
+        (tmp_path / "pipe.hea").write_text("pipe 1 100 10\npipe.dat 16 200/mV 16 0 0 0 0 II\n")
+        fifo = tmp_path / "pipe.hea"
+    with pytest.raises(ECGError, match="not a regular file") as err:
+        read_ecg(fifo, sampling_rate=100)
+    assert "pipe" in str(err.value)
+
+
+def test_a_device_is_refused():
+    with pytest.raises(ECGError, match="/dev/zero: not a regular file"):
+        read_ecg("/dev/zero")
+
+
+def test_a_directory_as_signal_file_is_refused(tmp_path):
+    (tmp_path / "rec.dat").mkdir()
+    (tmp_path / "rec.hea").write_text("rec 1 100 10\nrec.dat 16 200/mV 16 0 0 0 0 II\n")
+    with pytest.raises(ECGError, match="rec.dat: not a regular file"):
+        read_ecg(tmp_path / "rec.hea")
+
+
+@pytest.mark.parametrize("name, problem", [
+    ("x" * 300 + ".dat", "signal file name of 304 bytes; file names hold at most 255"),
+    ("y" * 300 + ".mat", "signal file name of 304 bytes; file names hold at most 255"),
+    ("../elsewhere.mat", "is not a plain file name"),
+    ("sub/rec.mat", "is not a plain file name"),
+])
+def test_signal_file_names_that_are_not_plain_names(tmp_path, name, problem):
+    fmt = "16+24" if name.endswith(".mat") else "16"  # a .mat signal file: the challenge layout
+    (tmp_path / "rec.hea").write_text(f"rec 1 100 10\n{name} {fmt} 200/mV 16 0 0 0 0 II\n")
+    with pytest.raises(ECGError) as err:
+        read_ecg(tmp_path / "rec.hea")
+    assert problem in str(err.value) and "rec.hea" in str(err.value)
+
+
+@pytest.mark.parametrize("path, problem", [
+    ("/tmp/" + "y" * 300 + ".edf", "unusable path (File name too long)"),
+    ("/tmp/" + "y" * 300, "unusable path (File name too long)"),
+    ("/tmp/bad\0name.hea", "unusable path (embedded null byte)"),
+])
+def test_odd_paths_are_an_ecgerror_never_an_oserror(path, problem):
+    with pytest.raises(ECGError, match=r"unusable path") as err:
+        read_ecg(path)
+    assert problem in str(err.value)
+    with pytest.raises(ECGError, match=r"unusable path"):
+        find_records(path)

@@ -158,8 +158,20 @@ def test_nan_in_signal(tmp_path):
     sig = read_ecg(sample_path(3, 100)).signal.T.astype(np.float64)
     sig[100:110, 4] = np.nan  # wrsamp writes the invalid-sample value, rdrecord reads NaN
     wfdb.wrsamp("gap", fs=100, units=["mV"] * 12, sig_name=list(STANDARD_LEADS), p_signal=sig, fmt=["16"] * 12, write_dir=str(tmp_path))
-    msg = _assert_error(tmp_path / "gap", "NaN/inf")
-    assert "gap" in msg and "aVL" in msg
+    msg = _assert_error(tmp_path / "gap", "10 invalid sample(s)")
+    assert "gap" in msg and "['aVL']" in msg and "at sample(s) 100, 101" in msg
+
+
+def test_invalid_samples_at_the_edges_are_cut_and_flagged(tmp_path):
+    sig = read_ecg(sample_path(3, 100)).signal.T.astype(np.float64)
+    sig[:7, 2] = np.nan
+    sig[-3:, 9] = np.nan
+    wfdb.wrsamp("edges", fs=100, units=["mV"] * 12, sig_name=list(STANDARD_LEADS), p_signal=sig, fmt=["16"] * 12,
+                write_dir=str(tmp_path))
+    ecg = read_ecg(tmp_path / "edges")
+    assert ecg.n_samples == 1000 - 10 and ecg.metadata["trimmed_invalid_samples"] == {"start": 7, "end": 3}
+    assert ecg.metadata["reader_flags"] == ["invalid_samples_trimmed"]
+    np.testing.assert_allclose(ecg.signal, sig[7:-3].T, atol=1e-3)
 
 
 def test_flat_signal(tmp_path):
@@ -176,11 +188,51 @@ def test_empty_signal(tmp_path):
     assert "00003_lr" in _assert_error(base, "0 samples")
 
 
-def test_wrong_lead_set(tmp_path):
+def test_non_ecg_channels_are_set_aside_with_their_reason(tmp_path):
     sig = read_ecg(sample_path(3, 100)).signal.T.astype(np.float64)
-    names = list(STANDARD_LEADS[:11]) + ["Resp"]
-    wfdb.wrsamp("resp", fs=100, units=["mV"] * 12, sig_name=names, p_signal=sig, fmt=["16"] * 12, write_dir=str(tmp_path))
-    assert "resp" in _assert_error(tmp_path / "resp", "unrecognised lead name")
+    names = list(STANDARD_LEADS[:10]) + ["Resp", "Pleth"]
+    wfdb.wrsamp("resp", fs=100, units=["mV"] * 11 + ["NU"], sig_name=names, p_signal=sig, fmt=["16"] * 12,
+                write_dir=str(tmp_path))
+    ecg = read_ecg(tmp_path / "resp")
+    assert ecg.leads == STANDARD_LEADS[:10] and ecg.metadata["extra_leads"] == []
+    assert ecg.metadata["ignored_channels"] == [{"name": "Resp", "reason": "respiration signal, not an ECG lead"},
+                                                {"name": "Pleth", "reason": "oximetry signal, not an ECG lead"}]
+    assert "missing lead(s) ['V5', 'V6']" in str(pytest.raises(ECGError, ecg.standard12).value)
+
+
+def test_only_non_ecg_channels_is_an_error_listing_them(tmp_path):
+    wfdb.wrsamp("abp", fs=125, units=["mmHg", "NU"], sig_name=["ART", "SIG"], fmt=["16"] * 2, write_dir=str(tmp_path),
+                p_signal=np.random.default_rng(0).normal(size=(500, 2)))
+    msg = _assert_error(tmp_path / "abp", "no ECG lead among the channels")
+    assert "ART (pressure signal, not an ECG lead)" in msg and "SIG (unit 'NU' is not a voltage)" in msg
+
+
+def test_frank_leads_and_channels_at_another_rate(tmp_path):
+    ref = read_ecg(sample_path(3, 100))
+    d = np.round(ref.signal[:4].T * 1000).astype(np.int64)
+    fast = np.repeat(d[:, 0], 2)  # a channel at two samples per frame: 200 Hz
+    wfdb.wrsamp("frank", fs=100, units=["mV"] * 5, sig_name=["II", "vx", "vy", "vz", "ECG_1"], fmt=["16"] * 5,
+                e_d_signal=[d[:, 0], d[:, 1], d[:, 2], d[:, 3], fast], samps_per_frame=[1, 1, 1, 1, 2],
+                adc_gain=[1000.0] * 5, baseline=[0] * 5, write_dir=str(tmp_path))
+    ecg = read_ecg(tmp_path / "frank")
+    assert ecg.leads == ("II", "vx", "vy", "vz") and ecg.metadata["extra_leads"] == ["vx", "vy", "vz"]
+    assert ecg.metadata["ignored_channels"] == [{"name": "ECG_1", "reason": "sampled at 200 Hz; the other ECG channels at 100 Hz"}]
+    np.testing.assert_allclose(ecg.signal, d.T / 1000.0, atol=1e-6)
+    assert ecg.metadata["checksum_mismatch"] == {} and ecg.metadata["reader_flags"] == []
+
+
+def test_checksum_mismatch_is_flagged_not_fatal(tmp_path):
+    base = _copy_sample(tmp_path)
+    hea = tmp_path / "00003_lr.hea"
+    lines = hea.read_text().splitlines()
+    fields = lines[2].split()  # lead II: its checksum is the seventh field
+    stated = int(fields[6])
+    fields[6] = str(stated + 1)
+    hea.write_text("\n".join(lines[:2] + [" ".join(fields)] + lines[3:]) + "\n")
+    ecg = read_ecg(base)
+    assert ecg.metadata["reader_flags"] == ["checksum_mismatch"]
+    assert ecg.metadata["checksum_mismatch"] == {"II": {"header": stated + 1, "data": stated % 65536}}
+    np.testing.assert_array_equal(ecg.signal, read_ecg(sample_path(3, 100)).signal)
 
 
 def test_duplicate_leads(tmp_path):

@@ -1,4 +1,4 @@
-"""``ecglens beat``: the median beat of one record, its quality report and its measurements."""
+"""``ecglens beat``: the median beat of one record (any lead set), its quality report and its measurements."""
 from __future__ import annotations
 
 import json
@@ -8,6 +8,7 @@ import numpy as np
 
 from ..errors import ECGError
 from . import COMMANDS
+from .read import add_leads_argument
 
 FIGURE_SUFFIXES = (".png", ".pdf", ".svg")
 BEFORE_S, AFTER_S = 0.4, 0.8
@@ -22,6 +23,7 @@ def register(subparsers) -> None:
     p.add_argument("-o", "--output", default=None, metavar="OUT",
                    help="also draw the median beat over the individual beats (.png, .pdf or .svg)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_leads_argument(p)
     p.set_defaults(func=run)
 
 
@@ -71,15 +73,12 @@ def format_report(report: dict) -> str:
 
 
 def run(args) -> int:
-    from ..io import read_ecg
-    from .read import RATELESS_SUFFIXES, to_jsonable
+    from .read import read_record, to_jsonable
 
     out = Path(args.output) if args.output else None
     if out is not None and out.suffix.lower() not in FIGURE_SUFFIXES:
         raise ECGError(out, f"unsupported figure type {out.suffix or '(no suffix)'!r}; use {', '.join(FIGURE_SUFFIXES)}")
-    if args.rate is None and Path(args.file).suffix.lower() in RATELESS_SUFFIXES:
-        raise ECGError(args.file, f"{Path(args.file).suffix} files carry no sampling rate; pass --rate HZ")
-    ecg = read_ecg(args.file, sampling_rate=args.rate)
+    ecg = read_record(args.file, args.rate, leads=args.leads)
     report, median, info = beat_report(ecg)
     if out is not None:
         from ..viz import plot_beats

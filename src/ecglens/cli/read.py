@@ -1,4 +1,4 @@
-"""``ecglens read``: what is in each ECG file (leads, rate, duration, units, metadata, labels)."""
+"""``ecglens read``: what is in each ECG file (leads, rate, duration, units, metadata, labels), any lead set."""
 from __future__ import annotations
 
 import csv
@@ -30,8 +30,37 @@ def register(subparsers) -> None:
                    help="sampling rate in Hz; required for .csv/.npy, must match the file for other formats")
     p.add_argument("--units", choices=("uV", "mV", "V"), default=None,
                    help="unit of .csv/.npy values, which those files cannot state (default mV); other formats state their own")
+    add_leads_argument(p)
     p.add_argument("--json", action="store_true", help="print a JSON list of record summaries")
     p.set_defaults(func=run)
+
+
+def add_leads_argument(parser) -> None:
+    """``--leads NAME,NAME``: keep only these leads of each record (``read``, ``plot`` and ``beat`` share it)."""
+    parser.add_argument("--leads", type=parse_leads, default=None, metavar="NAME,NAME",
+                        help="keep only these leads, in this order (names as the record gives them, or standard "
+                             "spellings such as II for MLII); default: every ECG lead in the file")
+
+
+def parse_leads(text: str) -> list[str]:
+    """``"II, V5"`` -> ``["II", "V5"]``; an empty list is an error."""
+    import argparse
+
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"expected lead names separated by commas, got {text!r}")
+    return names
+
+
+def read_record(path: str | Path, rate: float | None, units: str | None = None, leads: list[str] | None = None):
+    """One record as the read/plot/beat commands take it: read, PTB-XL facts attached, ``leads`` picked."""
+    from ..io import read_ecg
+
+    suffix = Path(path).suffix.lower()
+    if rate is None and suffix in RATELESS_SUFFIXES:
+        raise ECGError(path, f"{suffix} files carry no sampling rate; pass --rate HZ")
+    ecg = attach_ptbxl_facts(read_ecg(path, sampling_rate=rate, units=units if suffix in RATELESS_SUFFIXES else None), path)
+    return ecg if leads is None else ecg.select(leads)
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -131,6 +160,14 @@ def format_summary(ecg) -> str:
         source.append(f"original leads {' '.join(map(str, meta['original_leads']))}")
     source.append(f"derived {' '.join(derived)}" if derived else "no derived leads")
     lines.append("  source    " + "; ".join(source))
+    if meta.get("extra_leads"):
+        lines.append(f"  extra     {' '.join(meta['extra_leads'])} (not among the 12 standard leads)")
+    if meta.get("ignored_channels"):
+        lines.append("  set aside " + "; ".join(f"{c['name']} ({c['reason']})" for c in meta["ignored_channels"]))
+    if meta.get("reader_flags"):
+        lines.append("  flags     " + ", ".join(meta["reader_flags"])
+                     + "".join(f"; {name}: header {c['header']}, data {c['data']}"
+                               for name, c in (meta.get("checksum_mismatch") or {}).items()))
     patient = [f"{k} {meta[k]}" for k in ("age", "sex") if meta.get(k) not in (None, "")]
     if patient:
         lines.append("  patient   " + ", ".join(patient))
@@ -150,7 +187,7 @@ def _report(name: str | Path, exc: Exception) -> None:
 
 
 def run(args) -> int:
-    from ..io import find_records, read_ecg
+    from ..io import find_records
 
     total = failed = 0
     summaries = []
@@ -167,10 +204,7 @@ def run(args) -> int:
         for path in found:
             total += 1
             try:
-                if args.rate is None and path.suffix.lower() in RATELESS_SUFFIXES:
-                    raise ECGError(path, f"{path.suffix} files carry no sampling rate; pass --rate HZ")
-                units = args.units if path.suffix.lower() in RATELESS_SUFFIXES else None
-                ecg = attach_ptbxl_facts(read_ecg(path, sampling_rate=args.rate, units=units), path)
+                ecg = read_record(path, args.rate, args.units, args.leads)
             except Exception as exc:  # every failure is reported and counted, whatever raised it
                 failed += 1
                 _report(path, exc)

@@ -96,8 +96,7 @@ def _record_beat(qlst, ecg: ECG):
     from ..preprocess import resample_signal
 
     settings = BeatSettings.from_dict(qlst.checkpoint["beat"])
-    if tuple(ecg.leads) != STANDARD_LEADS:
-        raise ECGError(ecg.source or None, f"expected the 12 standard leads in order, got {list(ecg.leads)}")
+    ecg = ecg.standard12()  # the VAE reads the 12 standard leads; an ECGError names any that cannot be had
     x = resample_signal(ecg.signal, ecg.sampling_rate, settings.beat_rate)
     beat, info = ecg_factorbeat(x, settings.beat_rate, settings, source=ecg.source or None)
     context = None

@@ -20,7 +20,8 @@ from xml.etree.ElementTree import Element, ParseError
 import numpy as np
 
 from ..errors import ECGError
-from .leads import normalize_lead_name, standardize_leads
+from ._common import select_channels
+from .leads import standardize_leads
 
 XML_SIZE_LIMIT = 64 * 2**20  # bytes; an ECG export is a few MB at most
 _XML_SAFETY = {"forbid_dtd": False, "forbid_entities": True, "forbid_external": True}
@@ -67,7 +68,7 @@ def parse_xml(path: str | os.PathLike, data: bytes | None = None) -> Element:
         root = fromstring(data, **_XML_SAFETY)
     except DefusedXmlException as exc:
         raise ECGError(path, f"XML refused: it declares entities or external references ({exc})") from exc
-    except ParseError as exc:
+    except (ParseError, LookupError) as exc:  # LookupError: an encoding the declaration names but Python lacks
         raise ECGError(path, f"malformed XML ({exc})") from exc
     for elem in root.iter():
         if isinstance(elem.tag, str):
@@ -89,7 +90,7 @@ def xml_root_name(path: str | os.PathLike) -> str:
                 return _local(elem.tag)
     except DefusedXmlException as exc:
         raise ECGError(path, f"XML refused: it declares entities or external references ({exc})") from exc
-    except ParseError as exc:
+    except (ParseError, LookupError) as exc:  # LookupError: an encoding the declaration names but Python lacks
         raise ECGError(path, f"malformed XML ({exc})") from exc
     except OSError as exc:
         raise ECGError(path, f"cannot read ({exc.strerror or exc})") from exc
@@ -166,26 +167,24 @@ def patient_facts(age_years: float | None, sex: Any) -> dict[str, Any]:
     return out
 
 
-def pick_leads(names: list[str], leads: list[str] | None, source: str | os.PathLike) -> tuple[list[int], list[str], list[str]]:
-    """(indices, names, ignored channel names) of the channels to read.
+def pick_leads(names: list[str], leads: list[str] | None, source: str | os.PathLike) -> tuple[list[int], list[str], list[dict[str, str]]]:
+    """(indices, names, ignored channels as ``{"name", "reason"}``) of the channels to read.
 
-    With ``leads`` every channel is used under those names; otherwise the channels
-    that name a standard lead, the others listed as ignored (as the EDF reader does).
+    With ``leads`` every channel is used under those names; otherwise every ECG
+    channel (standard leads and others such as V7 or X/Y/Z), the channels whose
+    names say they record something else set aside (``_common.select_channels``).
     """
     if leads is not None:
         if len(leads) != len(names):
             raise ECGError(source, f"leads= names {len(leads)} channels but the file has {len(names)}: {names}")
         return list(range(len(names))), list(leads), []
-    keep = [i for i, name in enumerate(names) if normalize_lead_name(name) is not None]
-    if not keep:
-        raise ECGError(source, f"no standard ECG lead among the channels {names}")
-    return keep, [names[i] for i in keep], [n for i, n in enumerate(names) if i not in keep]
+    keep, ignored = select_channels(names, None, None, source)
+    return keep, [names[i] for i in keep], ignored
 
 
 def beats_metadata(signal_mv: np.ndarray, sampling_rate: float, names: list[str], source: str | os.PathLike) -> dict[str, Any]:
     """A device's median (representative) beats for ``metadata["median_beats"]``: the 12 standard leads in mV."""
-    keep, kept, _ = pick_leads(names, None, source)
-    signal, leads = standardize_leads(np.asarray(signal_mv, dtype=np.float64)[keep], kept, source=str(source))
+    signal, leads = standardize_leads(np.asarray(signal_mv, dtype=np.float64), names, source=str(source))
     return {"leads": list(leads), "sampling_rate": float(sampling_rate), "units": "mV", "signal": signal}
 
 

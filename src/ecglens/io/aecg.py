@@ -108,10 +108,11 @@ def _annotations(series: Element) -> tuple[dict[str, dict[str, Any]], list[str]]
 
 
 def read_aecg(path: str | os.PathLike, sampling_rate: float | None = None, leads: list[str] | None = None) -> ECG:
-    """Read an HL7 aECG XML file into a 12-lead ECG in mV.
+    """Read an HL7 aECG XML file into an ECG in mV.
 
     The first RHYTHM series is the signal (the first series when none says RHYTHM);
-    leads other than the 12 standard ones are listed in ``metadata["ignored_channels"]``.
+    leads other than the 12 standard ones (V7, X/Y/Z...) are kept under their names
+    and listed in ``metadata["extra_leads"]``.
     """
     src = str(path)
     root = parse_xml(path)

@@ -14,7 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ECGError
-from ._common import build_ecg, check_rate, parse_age_sex, scale_channels_to_mv
+from ._common import (HEADER_SIZE_LIMIT, build_ecg, check_rate, checksum_metadata, compare_checksums, file_beside,
+                      parse_age_sex, scale_channels_to_mv, select_channels)
+from ._hospital import read_limited
 from .record import ECG
 from .snomed import map_snomed
 
@@ -24,16 +26,20 @@ _GAIN = re.compile(r"^([-+0-9.eE]+)(?:\(([-+0-9]+)\))?(?:/(.*))?$")
 
 @dataclass
 class ChallengeHeader:
-    """What a challenge ``.hea`` says: record facts, one entry per signal, and comments."""
+    """What a challenge ``.hea`` says: record facts, one entry per signal, and comments.
+
+    ``n_samples`` is None when the record line omits it (the ``.mat`` then decides).
+    """
 
     record_name: str
     n_sig: int
     fs: float
-    n_samples: int
+    n_samples: int | None
     file_names: list[str] = field(default_factory=list)
     gains: list[float] = field(default_factory=list)
     baselines: list[int] = field(default_factory=list)
     units: list[str] = field(default_factory=list)
+    checksums: list[int | None] = field(default_factory=list)
     names: list[str] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
 
@@ -47,10 +53,7 @@ def challenge_header_path(path: str | os.PathLike) -> Path:
 def parse_challenge_header(header: str | os.PathLike) -> ChallengeHeader:
     """Parse a challenge header; any malformed line is an ECGError naming the file and line."""
     header = Path(header)
-    try:
-        text = header.read_text(errors="replace")
-    except OSError as exc:
-        raise ECGError(header, f"cannot read header ({exc})") from exc
+    text = read_limited(header, HEADER_SIZE_LIMIT).decode("utf-8", errors="replace")
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     comments = [ln.lstrip("#").strip() for ln in lines if ln.startswith("#")]
     body = [ln for ln in lines if not ln.startswith("#")]
@@ -58,18 +61,18 @@ def parse_challenge_header(header: str | os.PathLike) -> ChallengeHeader:
         raise ECGError(header, "unreadable header: no record line")
     rec = body[0].split()
     try:
-        if len(rec) < 4:
-            raise ValueError("expected '<record> <signals> <rate> <samples>'")
+        if len(rec) < 3:
+            raise ValueError("expected '<record> <signals> <rate> [<samples>]'")
         h = ChallengeHeader(
             record_name=re.sub(r"\.mat$", "", rec[0], flags=re.IGNORECASE),
             n_sig=int(rec[1]),
             fs=float(rec[2].split("/")[0]),
-            n_samples=int(rec[3]),
+            n_samples=int(rec[3]) if len(rec) > 3 else None,
             comments=comments,
         )
     except ValueError as exc:
         raise ECGError(header, f"unreadable header record line {body[0]!r} ({exc})") from exc
-    if h.n_sig <= 0 or h.fs <= 0 or h.n_samples < 0:
+    if h.n_sig <= 0 or not h.fs > 0 or (h.n_samples is not None and h.n_samples < 0):
         raise ECGError(header, f"unreadable header record line {body[0]!r}: non-positive count or rate")
     if len(body) - 1 != h.n_sig:
         raise ECGError(header, f"header announces {h.n_sig} signals but has {len(body) - 1} signal lines")
@@ -87,6 +90,7 @@ def parse_challenge_header(header: str | os.PathLike) -> ChallengeHeader:
             h.gains.append(gain)
             h.baselines.append(int(m.group(2)) if m.group(2) is not None else adc_zero)
             h.units.append(m.group(3) or "mV")
+            h.checksums.append(int(parts[6]) if len(parts) > 6 else None)
             h.names.append(" ".join(parts[8:]) if len(parts) > 8 else f"ch{len(h.names)}")
         except ValueError as exc:
             raise ECGError(header, f"unreadable header signal line {ln!r} ({exc})") from exc
@@ -94,8 +98,10 @@ def parse_challenge_header(header: str | os.PathLike) -> ChallengeHeader:
 
 
 def read_challenge(path: str | os.PathLike, sampling_rate: float | None = None, leads: list[str] | None = None) -> ECG:
-    """Read a challenge record (``.hea``, ``.mat`` or bare name) into a 12-lead ECG in mV.
+    """Read a challenge record (``.hea``, ``.mat`` or bare name) into an ECG in mV (its ECG leads).
 
+    Channels that are not ECG leads (e.g. a unit of 'NU') go to ``metadata["ignored_channels"]``;
+    checksum mismatches to ``metadata["checksum_mismatch"]`` and ``metadata["reader_flags"]``.
     ``labels`` are the PTB-XL statements the ``#Dx`` SNOMED-CT codes map to
     (``()`` when none map; ``None`` without a ``#Dx`` line); the raw codes are in
     ``metadata["snomed"]`` and the unmapped ones in ``metadata["snomed_unmapped"]``.
@@ -104,12 +110,10 @@ def read_challenge(path: str | os.PathLike, sampling_rate: float | None = None, 
 
     src = str(path)
     header = challenge_header_path(path)
-    if not header.is_file():
+    if not os.path.lexists(header):
         raise ECGError(src, f"missing header file {header.name}")
     h = parse_challenge_header(header)
-    mat = header.parent / h.file_names[0]
-    if not mat.is_file():
-        raise ECGError(mat, f"missing signal file named by header {header.name}")
+    mat = file_beside(header, h.file_names[0], "signal file")
     try:
         contents = scipy.io.loadmat(str(mat))
     except Exception as exc:  # scipy raises ValueError/TypeError/OSError for broken files
@@ -119,12 +123,19 @@ def read_challenge(path: str | os.PathLike, sampling_rate: float | None = None, 
     val = np.asarray(contents["val"])
     if val.ndim != 2 or not np.issubdtype(val.dtype, np.number):
         raise ECGError(mat, f"'val' must be a 2-D numeric array, got shape {val.shape} dtype {val.dtype}")
-    if val.shape != (h.n_sig, h.n_samples):
+    if val.shape != (h.n_sig, val.shape[1] if h.n_samples is None else h.n_samples):
         raise ECGError(mat, f"header/data mismatch: header {header.name} promises {h.n_sig} signals x "
                             f"{h.n_samples} samples but 'val' has shape {val.shape}")
     check_rate(h.fs, sampling_rate, src)
-    signal = (val.astype(np.float64) - np.asarray(h.baselines, dtype=np.float64)[:, None]) / np.asarray(h.gains)[:, None]
-    signal = scale_channels_to_mv(signal, h.units, src)
+    names = list(leads) if leads is not None else h.names
+    if len(names) != h.n_sig:
+        raise ECGError(src, f"leads= names {len(names)} channels but the record has {h.n_sig}: {h.names}")
+    keep, ignored = select_channels(names, h.units, None, src)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # overflow shows up as inf, which validation refuses
+        signal = ((val[keep].astype(np.float64) - np.asarray(h.baselines, dtype=np.float64)[keep, None])
+                  / np.asarray(h.gains, dtype=np.float64)[keep, None])
+    signal = scale_channels_to_mv(signal, [h.units[i] for i in keep], src)
+    sums = [int(row.sum()) for row in val.astype(np.int64)] if np.issubdtype(val.dtype, np.integer) else None
     metadata = {
         "format": "challenge",
         "record_name": h.record_name,
@@ -132,9 +143,12 @@ def read_challenge(path: str | os.PathLike, sampling_rate: float | None = None, 
         "original_units": list(h.units),
         "adc_gain": list(h.gains),
         "baseline": list(h.baselines),
+        "ignored_channels": ignored,
         "comments": list(h.comments),
         **parse_age_sex(h.comments),
     }
+    if sums is not None:
+        metadata.update(checksum_metadata(compare_checksums(sums, h.checksums, h.names)))
     labels = None
     dx = [c for c in h.comments if re.match(r"dx\s*:", c, flags=re.IGNORECASE)]
     if dx:
@@ -142,5 +156,4 @@ def read_challenge(path: str | os.PathLike, sampling_rate: float | None = None, 
         labels, unmapped = map_snomed(codes)
         metadata["snomed"] = codes
         metadata["snomed_unmapped"] = unmapped
-    names = list(leads) if leads is not None else h.names
-    return build_ecg(signal, h.fs, names, src, metadata, labels=labels)
+    return build_ecg(signal, h.fs, [names[i] for i in keep], src, metadata, labels=labels)

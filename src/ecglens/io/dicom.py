@@ -90,17 +90,17 @@ def _decode_group(group: Any, little_endian: bool, source: str, index: int) -> t
 
 
 def _leads(group: Any, little_endian: bool, source: str, index: int,
-           leads: list[str] | None) -> tuple[np.ndarray, list[str], list[str], list[str], list[str], float]:
+           leads: list[str] | None) -> tuple[np.ndarray, list[str], list[str], list[str], list[dict], float]:
     """(signal in mV, lead names, all channel names, their units, ignored channels, rate) of one group.
 
-    Channels whose units are not a voltage, or (without ``leads``) that record no
-    standard lead, are left out and listed as ignored.
+    Channels whose units are not a voltage, or (without ``leads``) whose names say
+    they record no ECG, are left out and listed as ignored with the reason.
     """
     signal, found, units, rate = _decode_group(group, little_endian, source, index)
     voltage = [i for i, unit in enumerate(units) if unit_scale_to_mv(unit) is not None]
     keep, names, ignored = pick_leads([found[i] for i in voltage], leads, source)
     keep = [voltage[i] for i in keep]
-    ignored += [found[i] for i in range(len(found)) if i not in voltage]
+    ignored += [{"name": found[i], "reason": f"unit {units[i]!r} is not a voltage"} for i in range(len(found)) if i not in voltage]
     return scale_channels_to_mv(signal[keep], [units[i] for i in keep], source), names, found, units, ignored, rate
 
 
@@ -140,9 +140,9 @@ def _age_years(text: Any) -> float | None:
 
 
 def read_dicom(path: str | os.PathLike, sampling_rate: float | None = None, leads: list[str] | None = None) -> ECG:
-    """Read a DICOM ECG waveform file into a 12-lead ECG in mV.
+    """Read a DICOM ECG waveform file into an ECG in mV (its ECG leads, standard or not).
 
-    Channels that record no standard lead or no voltage are left out and listed in
+    Channels that record no ECG or no voltage are left out and listed in
     ``metadata["ignored_channels"]``; a median-beat group goes to
     ``metadata["median_beats"]``; the device's annotations to
     ``metadata["device_measurements"]`` (ecglens names; ``device_measurements_raw``

@@ -39,10 +39,10 @@ def _text(raw: bytes) -> str:
 
 
 def read_ishne(path: str | os.PathLike, sampling_rate: float | None = None, leads: list[str] | None = None) -> ECG:
-    """Read an ISHNE Holter ``.ecg`` file into a 12-lead ECG in mV.
+    """Read an ISHNE Holter ``.ecg`` file (1 to 12 leads) into an ECG in mV.
 
     The header checksum is verified; leads the header codes as other than the 12
-    standard ones (X/Y/Z, generic, ...) are listed in ``metadata["ignored_channels"]``.
+    standard ones (X/Y/Z, generic, ...) are kept under those names (``metadata["extra_leads"]``).
     """
     src = str(path)
     size = regular_file_size(path)

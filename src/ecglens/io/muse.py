@@ -46,7 +46,7 @@ def _waveform(wave: Element, source: str, kind: str) -> tuple[np.ndarray, list[s
         count = number(text_of(block, "LeadSampleCountTotal"))
         size = number(text_of(block, "LeadSampleSize") or 2)
         if size != 2:
-            raise ECGError(source, f"{what}: {size:g}-byte samples; MUSE leads are 2-byte integers")
+            raise ECGError(source, f"{what}: LeadSampleSize {text_of(block, 'LeadSampleSize')!r}; MUSE leads are 2-byte integers")
         if count is None or len(raw) != 2 * count:
             raise ECGError(source, f"{what}: {len(raw)} bytes of samples but LeadSampleCountTotal says {count}")
         per_bit = number(text_of(block, "LeadAmplitudeUnitsPerBit"))

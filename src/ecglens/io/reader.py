@@ -3,9 +3,11 @@ from __future__ import annotations
 
 import importlib
 import os
+import stat
 from pathlib import Path
 
 from ..errors import ECGError
+from ._common import HEADER_SIZE_LIMIT, validate_ecg
 from .record import ECG
 
 SUPPORTED_SUFFIXES = (".hea", ".dat", ".mat", ".edf", ".csv", ".npy", ".xml", ".dcm", ".ecg", ".ishne")
@@ -15,20 +17,44 @@ XML_READERS = {"RestingECG": "muse:read_muse", "restingecgdata": "philips:read_p
 UNITLESS_SUFFIXES = (".csv", ".npy")  # formats that carry no units: values are mV unless ``units`` says otherwise
 
 
+def _kind(path: Path) -> str | None:
+    """``"file"``, ``"dir"`` or ``"special"`` (FIFO, device, socket) for what is at ``path``; None when nothing is.
+
+    A path the system cannot look up (a name over 255 bytes, a NUL byte, a loop of
+    links) is an ECGError, never an OSError.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError) as exc:
+        raise ECGError(path, f"unusable path ({getattr(exc, 'strerror', None) or exc})") from exc
+    return "file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode) else "special"
+
+
 def _header_of(path: Path) -> Path | None:
-    """The ``.hea`` beside a WFDB/challenge path (``x.hea``, ``x.dat``, ``x.mat`` or bare ``x``), if any."""
+    """The ``.hea`` beside a WFDB/challenge path (``x.hea``, ``x.dat``, ``x.mat`` or bare ``x``), if any.
+
+    A header that is there but is not a regular file (a FIFO, a directory) is an ECGError.
+    """
     candidates = [Path(str(path) + ".hea")]
     if path.suffix.lower() in {".hea", ".dat", ".mat"}:
         candidates.insert(0, path.with_suffix(".hea"))
-    return next((c for c in candidates if c.is_file()), None)
+    for candidate in candidates:
+        kind = _kind(candidate)
+        if kind == "file":
+            return candidate
+        if kind is not None:
+            raise ECGError(candidate, "header is not a regular file")
+    return None
 
 
 def header_is_challenge(header: Path) -> bool:
     """True when the header's signal file is a ``.mat`` (PhysioNet/CinC 2020-2021 challenge layout)."""
-    try:
-        lines = [ln for ln in header.read_text(errors="replace").splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
-    except OSError as exc:
-        raise ECGError(header, f"cannot read header ({exc})") from exc
+    from ._hospital import read_limited
+
+    text = read_limited(header, HEADER_SIZE_LIMIT).decode("utf-8", errors="replace")
+    lines = [ln for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
     if len(lines) < 2:
         return lines[0].split()[0].lower().endswith(".mat") if lines else False
     return lines[1].split()[0].lower().endswith(".mat")
@@ -36,7 +62,14 @@ def header_is_challenge(header: Path) -> bool:
 
 def read_ecg(path: str | os.PathLike, sampling_rate: float | None = None, leads: list[str] | None = None,
              units: str | None = None) -> ECG:
-    """Read any supported ECG file into a float32 (12, samples) ECG in mV, standard lead order.
+    """Read any supported ECG file into a validated float32 (leads, samples) ECG in mV.
+
+    The record carries the ECG leads the file has: standard leads first, in standard
+    order, then other leads under their names (``metadata["extra_leads"]``); channels
+    that are not ECG (pressure, respiration, a unit such as 'NU', annotations) are set
+    aside in ``metadata["ignored_channels"]`` with the reason. ``ECG.standard12()``
+    gives the 12 standard leads (deriving limb leads) for models. What any reader
+    returns passes ``validate_ecg`` (finite samples, plausible rate, named leads).
 
     Formats by suffix: ``.hea``/``.dat``/bare record name (WFDB; challenge when the
     header's signal file is ``.mat``), ``.mat`` (challenge), ``.edf`` (EDF/EDF+),
@@ -50,23 +83,31 @@ def read_ecg(path: str | os.PathLike, sampling_rate: float | None = None, leads:
     other formats state their own, so ``units`` with them is an error.
     """
     p = Path(path)
+    return validate_ecg(_read(p, sampling_rate, leads, units), p)
+
+
+def _read(p: Path, sampling_rate: float | None, leads: list[str] | None, units: str | None) -> ECG:
+    """The reader for ``p``, chosen by suffix (see ``read_ecg``)."""
     suffix = p.suffix.lower()
     if units is not None and suffix not in UNITLESS_SUFFIXES:
         raise ECGError(p, f"units={units!r} applies to {'/'.join(UNITLESS_SUFFIXES)} files only; "
                           f"{suffix or 'WFDB'} files state their own units")
-    header = _header_of(p) if suffix in {"", ".hea", ".dat", ".mat"} or not p.exists() else None
+    kind = _kind(p)
+    header = _header_of(p) if suffix in {"", ".hea", ".dat", ".mat"} or kind is None else None
     if header is not None:
         if suffix == ".mat" or header_is_challenge(header):
             from .challenge import read_challenge
             return read_challenge(p, sampling_rate=sampling_rate, leads=leads)
         from .wfdb_format import read_wfdb
         return read_wfdb(p, sampling_rate=sampling_rate, leads=leads)
-    if suffix in {".dat", ".mat"} and p.exists():
+    if suffix in {".dat", ".mat"} and kind is not None:
         raise ECGError(p, f"missing header file {p.with_suffix('.hea').name}")
-    if not p.exists():
+    if kind is None:
         raise ECGError(p, "no such file or record")
-    if p.is_dir():
+    if kind == "dir":
         raise ECGError(p, "is a directory; use find_records to list the records in it")
+    if kind == "special":
+        raise ECGError(p, "not a regular file (a FIFO, device or socket); ECG records are regular files")
     if suffix == ".edf":
         from .edf import read_edf
         return read_edf(p, sampling_rate=sampling_rate, leads=leads)
@@ -123,9 +164,10 @@ def find_records(path: str | os.PathLike) -> list[Path]:
     from .tabular import csv_looks_like_ecg, npy_looks_like_ecg
 
     p = Path(path)
-    if p.is_file() or (not p.exists() and Path(f"{p}.hea").is_file()):
-        return [p]  # a file, or a bare WFDB record name
-    if not p.exists():
+    kind = _kind(p)
+    if kind in {"file", "special"} or (kind is None and _kind(Path(f"{p}.hea")) == "file"):
+        return [p]  # a file (read_ecg refuses a special one), or a bare WFDB record name
+    if kind is None:
         raise ECGError(p, "no such file or directory")
     found: list[Path] = []
     for f in p.rglob("*"):

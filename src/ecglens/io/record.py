@@ -1,4 +1,4 @@
-"""The typed ECG record every reader returns and every later layer consumes."""
+"""The typed ECG record every reader returns and every later layer consumes: any set of leads."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
@@ -7,11 +7,16 @@ from typing import Any
 import numpy as np
 
 from ..errors import ECGError
+from .leads import STANDARD_LEADS, derived_leads, normalize_lead_name, standardize_leads
 
 
 @dataclass(frozen=True)
 class ECG:
     """One ECG: ``signal`` is float32, shaped (leads, samples), in ``units``.
+
+    ``leads`` are whatever the source recorded: the standard leads it has (in
+    ``STANDARD_LEADS`` order after reading), then other leads under their own names
+    (Frank X/Y/Z, V7, generic channels). Models take ``standard12()``.
 
     ``labels`` are PTB-XL SCP statement codes when the source carries
     diagnoses (PTB-XL metadata, challenge ``#Dx`` lines mapped from SNOMED-CT);
@@ -36,7 +41,8 @@ class ECG:
         if not (self.sampling_rate and self.sampling_rate > 0):
             raise ECGError(self.source, f"sampling rate must be positive, got {self.sampling_rate!r}")
         if sig.dtype != np.float32:
-            object.__setattr__(self, "signal", sig.astype(np.float32))
+            with np.errstate(over="ignore", invalid="ignore"):  # out-of-range values become inf; readers refuse them
+                object.__setattr__(self, "signal", sig.astype(np.float32))
 
     @property
     def n_samples(self) -> int:
@@ -49,6 +55,38 @@ class ECG:
 
     def lead(self, name: str) -> np.ndarray:
         return self.signal[self.leads.index(name)]
+
+    def select(self, names: list[str] | tuple[str, ...]) -> "ECG":
+        """The record with only the named leads, in the order given.
+
+        A name matches a lead exactly or by its standard spelling (``"ii"``,
+        ``"MLII"`` -> ``II``); an unknown name is an ECGError listing the leads there are.
+        """
+        index = []
+        for name in names:
+            wanted = str(name).strip()
+            standard = normalize_lead_name(wanted)
+            found = wanted if wanted in self.leads else standard if standard in self.leads else None
+            if found is None:
+                raise ECGError(self.source or None, f"no lead {wanted!r} in this record; its leads are {list(self.leads)}")
+            index.append(self.leads.index(found))
+        if len(set(index)) != len(index):
+            raise ECGError(self.source or None, f"lead(s) named more than once in {list(names)}")
+        return replace(self, signal=self.signal[index], leads=tuple(self.leads[i] for i in index))
+
+    def standard12(self) -> "ECG":
+        """The record as the 12 standard leads in ``STANDARD_LEADS`` order, for models.
+
+        Other leads are left out; missing limb leads are derived from any two
+        recorded ones (added to ``metadata["derived_leads"]``). Any other missing
+        lead is an ECGError naming it.
+        """
+        if self.leads == STANDARD_LEADS:
+            return self
+        signal, leads = standardize_leads(self.signal, self.leads, source=self.source)
+        derived = {*self.metadata.get("derived_leads", []), *derived_leads(self.leads)}
+        metadata = {**self.metadata, "derived_leads": [n for n in STANDARD_LEADS if n in derived]}
+        return replace(self, signal=signal, leads=leads, metadata=metadata)
 
     def with_signal(self, signal: np.ndarray, sampling_rate: float | None = None, **changes) -> "ECG":
         """A copy with a new signal (and rate); everything else is kept."""

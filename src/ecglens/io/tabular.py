@@ -11,6 +11,7 @@ import numpy as np
 
 from ..errors import ECGError
 from ._common import build_ecg, unit_scale_to_mv
+from ._hospital import regular_file_size
 from .leads import STANDARD_LEADS, normalize_lead_name
 from .record import ECG
 
@@ -21,16 +22,27 @@ def _is_time_column(name: str) -> bool:
     return bool(_TIME_COLUMN.match(re.sub(r"[\s_]", "", name.strip().lower())))
 
 
-def _is_number(text: str) -> bool:
+def _is_number(text: str, delimiter: str) -> bool:
     try:
-        float(text)
+        _number(text, delimiter)
     except ValueError:
         return False
     return True
 
 
 def _sniff_delimiter(line: str) -> str:
-    return max([",", ";", "\t"], key=line.count)
+    """Tab or semicolon when the first line has one (a comma is then a decimal comma), else comma."""
+    return "\t" if "\t" in line else ";" if ";" in line else ","
+
+
+def _number(text: str, delimiter: str) -> float:
+    """A cell as a float; with a tab or semicolon delimiter a decimal comma (``-0,125``) is read too."""
+    try:
+        return float(text)
+    except ValueError:
+        if delimiter == ",":
+            raise
+        return float(text.replace(",", "."))
 
 
 def _require_rate(sampling_rate: float | None, src: str, kind: str) -> float:
@@ -59,20 +71,28 @@ def read_csv(path: str | os.PathLike, sampling_rate: float | None = None, leads:
     ``lead I``, ``AVR``, ``V-1``) or data; without a header there must be exactly
     12 columns in standard order (or as many as ``leads`` names). A time or index
     column (``time``, ``t``, ``seconds``, ``ms``, an unnamed first column) is
-    dropped. Delimiter: comma, semicolon or tab.
+    dropped. Delimiter: comma, semicolon or tab; with a semicolon or tab, decimal
+    commas (European exports: ``0,125;-0,5``) are read as decimal points. Columns
+    named as other signals (``Resp``, ``SpO2``...) are set aside; other names are kept
+    as leads under their names.
     """
     src = str(path)
     rate = _require_rate(sampling_rate, src, "CSV")
     scale, unit_note = _unit_scale(units, src)
+    regular_file_size(path)
     try:
         text = Path(path).read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as exc:
         raise ECGError(src, f"cannot read CSV ({exc})") from exc
-    rows = [r for r in csv.reader(_io.StringIO(text), delimiter=_sniff_delimiter(text.split("\n", 1)[0])) if any(c.strip() for c in r)]
+    delimiter = _sniff_delimiter(text.split("\n", 1)[0])
+    try:
+        rows = [r for r in csv.reader(_io.StringIO(text), delimiter=delimiter) if any(c.strip() for c in r)]
+    except csv.Error as exc:
+        raise ECGError(src, f"malformed CSV ({exc})") from exc
     if not rows:
         raise ECGError(src, "empty CSV: no rows")
     first = [c.strip() for c in rows[0]]
-    has_header = not all(_is_number(c) for c in first)
+    has_header = not all(_is_number(c, delimiter) for c in first)
     if has_header:
         keep = [i for i, name in enumerate(first) if not (_is_time_column(name) or (i == 0 and name == ""))]
         names = [first[i] for i in keep]
@@ -90,11 +110,13 @@ def read_csv(path: str | os.PathLike, sampling_rate: float | None = None, leads:
         if len(row) != len(first):
             raise ECGError(src, f"line {r + 1 + has_header}: {len(row)} columns, expected {len(first)}")
         try:
-            data[r] = [float(row[i]) for i in keep]
+            data[r] = [_number(row[i], delimiter) for i in keep]
         except ValueError as exc:
             raise ECGError(src, f"line {r + 1 + has_header}: non-numeric value ({exc})") from exc
-    metadata = {"format": "csv", "original_leads": names, "original_units": unit_note, "header_row": has_header}
-    return build_ecg(data.T * scale, rate, names, src, metadata)
+    metadata = {"format": "csv", "original_leads": names, "original_units": unit_note, "header_row": has_header,
+                "delimiter": delimiter}
+    with np.errstate(over="ignore"):  # overflow shows up as inf, which validation refuses
+        return build_ecg(data.T * scale, rate, names, src, metadata)
 
 
 def read_npy(path: str | os.PathLike, sampling_rate: float | None = None, leads: list[str] | None = None,
@@ -108,6 +130,7 @@ def read_npy(path: str | os.PathLike, sampling_rate: float | None = None, leads:
     src = str(path)
     rate = _require_rate(sampling_rate, src, "NPY")
     scale, unit_note = _unit_scale(units, src)
+    regular_file_size(path)
     try:
         arr = np.load(path, allow_pickle=False)
     except Exception as exc:  # numpy raises ValueError/OSError/EOFError for broken files
@@ -124,7 +147,8 @@ def read_npy(path: str | os.PathLike, sampling_rate: float | None = None, leads:
     elif arr.shape[0] != n:
         raise ECGError(src, f"array of shape {arr.shape} has no axis of length {n} for leads {names}")
     metadata = {"format": "npy", "original_leads": names, "original_units": unit_note, "original_shape": shape}
-    return build_ecg(arr.astype(np.float64) * scale, rate, names, src, metadata)
+    with np.errstate(over="ignore"):  # overflow shows up as inf, which validation refuses
+        return build_ecg(arr.astype(np.float64) * scale, rate, names, src, metadata)
 
 
 def csv_looks_like_ecg(path: Path) -> bool:
@@ -134,8 +158,9 @@ def csv_looks_like_ecg(path: Path) -> bool:
             line = fh.readline()
     except (OSError, UnicodeDecodeError):
         return True
-    cells = [c.strip() for c in line.strip().split(_sniff_delimiter(line))]
-    if all(_is_number(c) for c in cells):
+    delimiter = _sniff_delimiter(line)
+    cells = [c.strip() for c in line.strip().split(delimiter)]
+    if all(_is_number(c, delimiter) for c in cells):
         return True
     return any(normalize_lead_name(c) is not None for c in cells)
 

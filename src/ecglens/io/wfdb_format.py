@@ -1,15 +1,24 @@
-"""WFDB records (PhysioNet ``.hea`` + signal files, e.g. PTB-XL) via the ``wfdb`` package."""
+"""WFDB records (PhysioNet ``.hea`` + signal files, e.g. PTB-XL) via the ``wfdb`` package.
+
+Every file is checked before wfdb opens it: the header is a regular file of
+reasonable size, each signal file a plain name beside it, a regular file holding
+the bytes the header promises. The digital samples are compared with the header's
+checksums and converted to mV here; channels that are not ECG leads are set aside.
+"""
 from __future__ import annotations
 
 import math
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import wfdb
 
 from ..errors import ECGError
-from ._common import build_ecg, check_rate, parse_age_sex, scale_channels_to_mv
+from ._common import (HEADER_SIZE_LIMIT, build_ecg, check_rate, checksum_metadata, compare_checksums, file_beside,
+                      parse_age_sex, scale_channels_to_mv, select_channels)
+from ._hospital import read_limited
 from .record import ECG
 
 # Bytes one sample of one signal occupies on disk, for the uncompressed formats.
@@ -22,27 +31,50 @@ def wfdb_record_base(path: str | os.PathLike) -> Path:
     return p.with_suffix("") if p.suffix.lower() in {".hea", ".dat", ".mat"} else p
 
 
-def read_wfdb_header(path: str | os.PathLike) -> wfdb.Record:
-    """Parse a WFDB header; any parse failure becomes an ECGError naming the file."""
+def _header_path(base: Path) -> Path:
+    """``x/rec`` -> ``x/rec.hea`` (a record name may hold dots, so no ``with_suffix``)."""
+    return base.with_name(base.name + ".hea")
+
+
+def read_wfdb_header(path: str | os.PathLike) -> wfdb.Record | wfdb.MultiRecord:
+    """Parse a WFDB header; a missing, special or oversized file or any parse failure is an ECGError naming it.
+
+    The sampling frequency wfdb reads must be the number the record line states
+    (wfdb reads ``1e12`` as 1 Hz).
+    """
     base = wfdb_record_base(path)
-    header = base.with_name(base.name + ".hea")
-    if not header.is_file():
+    header = _header_path(base)
+    if not os.path.lexists(header):
         raise ECGError(header, "missing WFDB header file")
+    text = read_limited(header, HEADER_SIZE_LIMIT).decode("utf-8", errors="replace")
     try:
-        return wfdb.rdheader(str(base))
+        rec = wfdb.rdheader(str(base))
     except Exception as exc:  # wfdb raises assorted types for garbled headers
         raise ECGError(header, f"unreadable WFDB header ({type(exc).__name__}: {exc})") from exc
+    fields = next((ln.split() for ln in text.splitlines() if ln.strip() and not ln.lstrip().startswith("#")), [])
+    if len(fields) > 2:
+        stated = re.split(r"[/(]", fields[2])[0]
+        try:
+            agrees = math.isclose(float(stated), float(rec.fs))
+        except ValueError:
+            agrees = False
+        if not agrees:
+            raise ECGError(header, f"unreadable WFDB header: sampling frequency field {fields[2]!r} (read as {rec.fs:g} Hz)")
+    return rec
 
 
-def _check_signal_files(rec: wfdb.Record, base: Path, src: str) -> None:
-    """Each signal file must exist and hold the bytes the header promises; 0 samples is an error."""
-    if getattr(rec, "n_seg", None) is not None or rec.file_name is None:
-        return  # multi-segment records: wfdb checks each segment itself
-    files = {base.parent / f for f in rec.file_name}
-    for fpath in files:
-        if not fpath.is_file():
-            raise ECGError(fpath, f"missing signal file named by header {base.name}.hea")
-    if rec.sig_len == 0 or (rec.sig_len is None and all(f.stat().st_size == 0 for f in files)):
+def _check_signal_files(rec: wfdb.Record | wfdb.MultiRecord, base: Path, src: str) -> None:
+    """Each signal file (of each segment) must be a regular file holding the bytes the header promises."""
+    if isinstance(rec, wfdb.MultiRecord):
+        for seg, length in zip(rec.seg_name or [], rec.seg_len or []):
+            if seg != "~" and length:  # "~" is a gap; a 0-length segment is the layout header
+                segment = file_beside(_header_path(base), f"{seg}.hea", "segment header").with_suffix("")
+                _check_signal_files(read_wfdb_header(segment), segment, src)
+        return
+    if not rec.n_sig or len(rec.file_name or []) != rec.n_sig:
+        raise ECGError(src, f"WFDB header announces {rec.n_sig or 0} signal(s) but describes {len(rec.file_name or [])}")
+    files = {fname: file_beside(_header_path(base), fname, "signal file") for fname in rec.file_name}
+    if rec.sig_len == 0 or (rec.sig_len is None and all(f.stat().st_size == 0 for f in files.values())):
         raise ECGError(src, "empty signal: 0 samples")
     if rec.sig_len is None:
         return
@@ -59,7 +91,7 @@ def _check_signal_files(rec: wfdb.Record, base: Path, src: str) -> None:
     for fname, per_frame in frame_bytes.items():
         if math.isnan(per_frame):
             continue
-        fpath = base.parent / fname
+        fpath = files[fname]
         expected = math.ceil(per_frame * rec.sig_len) + offsets.get(fname, 0)
         size = fpath.stat().st_size
         if size < expected:
@@ -70,46 +102,99 @@ def _check_signal_files(rec: wfdb.Record, base: Path, src: str) -> None:
                                   f"({rec.n_sig} signals x {rec.sig_len} samples) but the file holds {size}")
 
 
+def _read_single(base: Path, header: wfdb.Record, src: str) -> tuple[list[np.ndarray], list[float], wfdb.Record, tuple]:
+    """(physical rows, per-channel rates, record, (sample sums, header checksums)) of a one-segment record.
+
+    Read as digital samples without skew so the checksums cover the file as written;
+    each skewed channel is then shifted and every row cut to the frames all channels have.
+    """
+    spf = [int(s or 1) for s in (header.samps_per_frame or [1] * header.n_sig)]
+    expanded = any(s > 1 for s in spf)
+    try:
+        rec = wfdb.rdrecord(str(base), physical=False, smooth_frames=not expanded, ignore_skew=True, return_res=64)
+        sums = rec.calc_checksum(expanded=expanded)
+        physical = rec.dac(expanded=expanded, return_res=64, inplace=False)
+    except Exception as exc:  # wfdb raises assorted types for damaged signal files
+        raise ECGError(src, f"cannot read WFDB record ({type(exc).__name__}: {exc})") from exc
+    rows = list(physical) if expanded else list(np.asarray(physical).T)
+    if rec.sig_len is not None and any(len(row) != rec.sig_len * k for row, k in zip(rows, spf)):
+        raise ECGError(src, f"header promises {rec.sig_len} samples but the data holds {sorted({len(r) for r in rows})}")
+    skew = [int(s or 0) for s in (rec.skew or [0] * rec.n_sig)]
+    frames = min(len(row) // k - s for row, k, s in zip(rows, spf, skew))
+    if frames <= 0:
+        raise ECGError(src, "empty signal: no sample left after aligning skewed channels")
+    rows = [row[s * k:(s + frames) * k] for row, k, s in zip(rows, spf, skew)]
+    return rows, [float(rec.fs) * k for k in spf], rec, (list(sums), list(rec.checksum or [None] * rec.n_sig))
+
+
+def _read_multi(base: Path, src: str) -> tuple[list[np.ndarray], list[float], wfdb.Record, None]:
+    """(physical rows, rates, record, None: no checksums) of a multi-segment record, joined by wfdb."""
+    try:
+        rec = wfdb.rdrecord(str(base), physical=True, return_res=64)
+    except Exception as exc:
+        raise ECGError(src, f"cannot read WFDB record ({type(exc).__name__}: {exc})") from exc
+    if rec.p_signal is None:
+        raise ECGError(src, "WFDB record has no signal data")
+    return list(np.asarray(rec.p_signal, dtype=np.float64).T), [float(rec.fs)] * rec.n_sig, rec, None
+
+
+def _trim_invalid_edges(signal: np.ndarray) -> tuple[np.ndarray, dict[str, int]]:
+    """Cut the leading and trailing samples where some channel holds WFDB's invalid-sample value (NaN here)."""
+    valid = np.flatnonzero(~np.isnan(signal).any(axis=0))
+    if len(valid) == 0 or (valid[0] == 0 and valid[-1] == signal.shape[1] - 1):
+        return signal, {}
+    start, stop = int(valid[0]), int(valid[-1]) + 1
+    return signal[:, start:stop], {"start": start, "end": signal.shape[1] - stop}
+
+
 def read_wfdb(path: str | os.PathLike, sampling_rate: float | None = None, leads: list[str] | None = None) -> ECG:
-    """Read a WFDB record into a standard 12-lead ECG in mV.
+    """Read a WFDB record into an ECG in mV (its ECG leads; other channels set aside and listed).
 
     ``path`` may name the ``.hea``, the ``.dat`` or the bare record. ``leads``
     overrides the channel names the header gives; ``sampling_rate``, when given,
-    must equal the header's. Header comments go to ``metadata["comments"]``.
+    must equal the ECG channels' rate (frame rate x samples per frame). Channels
+    that are not ECG, or at another rate, go to ``metadata["ignored_channels"]``;
+    checksum mismatches to ``metadata["checksum_mismatch"]`` and ``metadata["reader_flags"]``;
+    invalid samples at the start or end are cut (``metadata["trimmed_invalid_samples"]``);
+    header comments go to ``metadata["comments"]``.
     """
     base = wfdb_record_base(path)
     src = str(path)
-    header = base.with_name(base.name + ".hea")
-    if not header.is_file():
-        raise ECGError(header, "missing WFDB header file")
-    try:
-        full = wfdb.rdrecord(str(base), physical=True, return_res=64)
-    except Exception as exc:
-        # wfdb's own messages are terse: name the actual problem where it can be found
-        _check_signal_files(read_wfdb_header(base), base, src)
-        raise ECGError(src, f"cannot read WFDB record ({type(exc).__name__}: {exc})") from exc
-    _check_signal_files(full, base, src)
-    if full.p_signal is None:
-        raise ECGError(src, "WFDB record has no signal data")
-    signal = np.asarray(full.p_signal, dtype=np.float64).T
-    if signal.shape[0] != full.n_sig:
-        raise ECGError(src, f"header names {full.n_sig} signals but the data holds {signal.shape[0]}")
-    if full.sig_len is not None and signal.shape[1] != full.sig_len:
-        raise ECGError(src, f"header promises {full.sig_len} samples but the data holds {signal.shape[1]}")
-    check_rate(full.fs, sampling_rate, src)
-    names = list(leads) if leads is not None else list(full.sig_name or [])
-    units = list(full.units or ["mV"] * signal.shape[0])
-    signal = scale_channels_to_mv(signal, units, src)
-    comments = list(full.comments or [])
+    header = read_wfdb_header(base)
+    _check_signal_files(header, base, src)
+    multi = isinstance(header, wfdb.MultiRecord)
+    rows, rates, rec, checksums = _read_multi(base, src) if multi else _read_single(base, header, src)
+    found = [str(n) if n else f"ch{i + 1}" for i, n in enumerate(rec.sig_name or [""] * len(rows))]
+    if leads is not None and len(leads) != len(found):
+        raise ECGError(src, f"leads= names {len(leads)} channels but the record has {len(found)}: {found}")
+    names = list(leads) if leads is not None else found
+    units = [u or "mV" for u in (rec.units or ["mV"] * len(rows))]
+    keep, ignored = select_channels(names, units, rates, src)
+    signal, trimmed = _trim_invalid_edges(np.stack([rows[i] for i in keep]).astype(np.float64))
+    gaps = np.isnan(signal)
+    if gaps.any():
+        where = np.flatnonzero(gaps.any(axis=0))
+        raise ECGError(src, f"{int(gaps.sum())} invalid sample(s) (WFDB's missing-value code) inside the record in lead(s) "
+                            f"{[names[keep[i]] for i in np.flatnonzero(gaps.any(axis=1))]}, at sample(s) "
+                            f"{', '.join(map(str, where[:5]))}{' ...' if len(where) > 5 else ''}")
+    check_rate(rates[keep[0]], sampling_rate, src)
+    signal = scale_channels_to_mv(signal, [units[i] for i in keep], src)
+    comments = list(rec.comments or [])
     metadata = {
         "format": "wfdb",
-        "record_name": full.record_name,
-        "original_leads": list(full.sig_name or []),
+        "record_name": rec.record_name,
+        "original_leads": found,
         "original_units": units,
-        "fmt": [str(f) for f in (full.fmt or [])],
-        "adc_gain": [float(g) for g in (full.adc_gain or [])],
-        "baseline": [int(b) for b in (full.baseline or [])],
+        "fmt": [str(f) for f in (rec.fmt or [])],
+        "adc_gain": [float(g) for g in (rec.adc_gain or [])],
+        "baseline": [int(b) for b in (rec.baseline or [])],
+        "ignored_channels": ignored,
         "comments": comments,
         **parse_age_sex(comments),
     }
-    return build_ecg(signal, full.fs, names, src, metadata)
+    if checksums is not None:
+        metadata.update(checksum_metadata(compare_checksums(*checksums, found)))
+    if trimmed:
+        metadata["trimmed_invalid_samples"] = trimmed
+        metadata["reader_flags"] = [*metadata.get("reader_flags", []), "invalid_samples_trimmed"]
+    return build_ecg(signal, rates[keep[0]], [names[i] for i in keep], src, metadata)

@@ -17,7 +17,6 @@ import torch
 from torch import nn
 
 from ..errors import ConfigError, ECGError
-from ..io.leads import STANDARD_LEADS
 from ..calibration import Calibration
 from ..io.record import ECG
 from ..preprocess import Pipeline
@@ -147,9 +146,12 @@ class Classifier:
         return max(1, int(round(self.stride_s * self.sampling_rate)))
 
     def preprocess(self, ecg: ECG) -> np.ndarray:
-        """The model input for one record: the stored pipeline applied, (12, samples) at ``sampling_rate``."""
-        if tuple(ecg.leads) != STANDARD_LEADS:
-            raise ECGError(ecg.source or None, f"expected the 12 standard leads in order, got {list(ecg.leads)}")
+        """The model input for one record: the stored pipeline applied, (12, samples) at ``sampling_rate``.
+
+        The model takes ``ecg.standard12()``: missing limb leads are derived, other missing leads are an
+        ECGError naming them.
+        """
+        ecg = ecg.standard12()
         x, rate = self.pipeline.apply_signal(ecg.signal, ecg.sampling_rate)
         if abs(rate - self.sampling_rate) > 1e-6:
             raise ECGError(ecg.source or None, f"record is at {rate} Hz after preprocessing; the model needs "

@@ -133,9 +133,6 @@ def _layout_rows(ecg: ECG, layout: str) -> tuple[list[list[tuple[str, float, flo
     """Rows of (lead, start_s, end_s) cells, and the seconds of record shown per row."""
     if layout == "12x1":
         return [[(lead, 0.0, ecg.duration)] for lead in ecg.leads], ecg.duration
-    missing = [lead for col in CLINICAL_COLUMNS for lead in col if lead not in ecg.leads]
-    if missing:
-        raise ValueError(f"{ecg.source or 'ECG'}: the 3x4 layout needs the 12 standard leads; missing {missing}")
     col_s = min(COLUMN_S, ecg.duration / 4)
     rows = [[(CLINICAL_COLUMNS[c][r], c * col_s, (c + 1) * col_s) for c in range(4)] for r in range(3)]
     rows.append([(RHYTHM_LEAD, 0.0, 4 * col_s)])
@@ -168,9 +165,10 @@ def plot_ecg(
 ) -> Figure:
     """Draw an ECG on standard paper (25 mm/s, 10 mm/mV) at true size; save it when ``path`` is given.
 
-    ``layout="12x1"`` gives one row per lead for the whole record; ``"3x4"`` is the
-    clinical printout: four 2.5-s columns (I-III, aVR-aVF, V1-V3, V4-V6) of the same
-    10 s plus a lead II rhythm strip. Each row starts with a 1 mV x 200 ms
+    ``layout="12x1"`` gives one row per lead of the record, whatever its leads, for
+    the whole record; ``"3x4"`` is the clinical printout of ``ecg.standard12()`` (missing
+    limb leads derived; an ECGError names other missing leads): four 2.5-s columns
+    (I-III, aVR-aVF, V1-V3, V4-V6) of the same 10 s plus a lead II rhythm strip. Each row starts with a 1 mV x 200 ms
     calibration pulse. Signals not in mV are drawn at 10 mm per unit and the
     footer says "a.u.". ``shade`` highlights windows ``(lead or None, start_s,
     end_s, label, color)``; ``None`` shades every lead. The drawing coordinates
@@ -179,6 +177,8 @@ def plot_ecg(
     if layout not in ROW_MM:
         raise ValueError(f"unknown layout {layout!r}; expected one of {sorted(ROW_MM)}")
     row_h = ROW_MM[layout] if row_mm is None else float(row_mm)
+    if layout == "3x4":
+        ecg = ecg.standard12()
     rows, shown_s = _layout_rows(ecg, layout)
     shades = [_check_shade(s, ecg.leads, ecg.duration) for s in (shade or ())]
     in_mv = ecg.units.strip().lower() == "mv"
