@@ -67,15 +67,13 @@ class Model:
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         import numpy as np
 
-        from .quality import assess_ecg
-
         records = [ecgs] if isinstance(ecgs, ECG) else list(ecgs)
         clf = self.loaded
         inputs, rows, skipped, reports = [], [], [], []
         for i, ecg in enumerate(records):
             report = None
             try:
-                report = assess_ecg(ecg).to_dict() if quality else None
+                report = _quality(ecg) if quality else None
                 inputs.append(clf.preprocess(ecg))
                 rows.append(i)
             except ECGError as exc:
@@ -100,11 +98,9 @@ class Model:
         if not self.can_explain:
             raise ECGError(self.directory, f"a {self.kind.name} model has no explainer; explainable families: "
                                            "protoecgnet, factorecg, qlst")
-        from .quality import assess_ecg
-
         opts = ExplainOptions(top=top, threshold=threshold, statements=tuple(statements), extra=dict(options))
         explanation = explainer_for(self.kind.name).explain(self.loaded, self.directory, ecg, opts)
-        report = assess_ecg(ecg).to_dict()
+        report = _quality(ecg)
         explanation.data["quality"] = report
         if not report["judgeable"]:
             warning = (f"record not judgeable ({', '.join(report['flags'])}): the model's output on it should not "
@@ -115,6 +111,18 @@ class Model:
 
     def __repr__(self) -> str:
         return f"Model({self.name!r}, kind={self.kind.name!r}, labels={len(self.labels)})"
+
+
+def _quality(ecg: ECG) -> dict:
+    """The record's quality report, judged on its 12 standard leads where it has (or can derive) them, so
+    that the checks needing them (out-of-distribution, arm swap) run on records with extra leads too."""
+    from .quality import assess_ecg
+
+    try:
+        ecg = ecg.standard12()
+    except ECGError:
+        pass  # fewer leads: the checks that need all twelve are listed as skipped
+    return assess_ecg(ecg).to_dict()
 
 
 def load_model(name_or_path: str | os.PathLike, device: Any = None) -> Model:

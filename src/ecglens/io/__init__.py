@@ -1,4 +1,4 @@
-"""Reading ECGs from files: ``read_ecg(path)`` -> ``ECG`` (float32, 12 standard leads, mV).
+"""Reading ECGs from files: ``read_ecg(path)`` -> ``ECG`` (float32 (leads, samples) in mV, the leads it has).
 
 Per-format readers live in their own modules (WFDB, PhysioNet/CinC challenge,
 EDF/EDF+, CSV/NPY, GE MUSE, Philips Sierra, HL7 aECG, DICOM, ISHNE); ``read_ecg``
