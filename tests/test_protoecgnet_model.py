@@ -108,7 +108,7 @@ def test_config_round_trip_and_validation():
         ProtoECGNetConfig(fusion="average")
     with pytest.raises(ECGError, match="lead stride"):
         BranchConfig(kind="2d", widths=(4, 8), time_strides=(2, 2))
-    with pytest.raises(ECGError, match="unknown config keys"):
+    with pytest.raises(ECGError, match="unknown field"):
         ProtoECGNetConfig.from_dict({"labls": ["SR"]})
     bad = cfg.to_dict()
     bad["branches"]["global"]["widths_"] = [4]
