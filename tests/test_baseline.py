@@ -177,6 +177,7 @@ def test_record_dataset_crops_shifts_and_scales():
     torch.testing.assert_close(x, torch.from_numpy((signals[0] - 1.0) / 2.0))
 
 
+@pytest.mark.slow
 def test_train_baseline_end_to_end(ptbxl_dir, tmp_path):
     tiny = replace(get_recipe("ptbxl-benchmark"), model=XResNetConfig(layers=(1, 1), expansion=1, widths=(8, 16),
                                                                        stem=(8, 8, 8), head_hidden=None),

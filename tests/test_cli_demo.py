@@ -1,6 +1,8 @@
 """``ecglens demo`` runs end to end on the bundled records and every shipped model."""
 import json
 
+import pytest
+
 from ecglens.cli import main
 from ecglens.models.registry import checkpoint_kinds
 from ecglens.pretrained import list_pretrained, pretrained_dir
@@ -8,6 +10,7 @@ from ecglens.samples import list_samples
 from ecglens.training.checkpoint import load_config
 
 
+@pytest.mark.slow
 def test_demo_writes_a_summary_for_every_record_and_shipped_classifier(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path)]) == 0
     summary = json.loads((tmp_path / "summary.json").read_text())

@@ -126,6 +126,7 @@ def test_masking_the_matched_window_lowers_similarity(model_dir, tmp_path):
     assert after.max() < before.max() - 1e-4  # and the prototype's score (best window anywhere)
 
 
+@pytest.mark.slow
 def test_json_round_trip_and_figures(model_dir, tmp_path):
     ecg = _source_ecg(Gallery.load(model_dir), 1)
     explanation = load_model(model_dir).explain(ecg, top=2, threshold=0.0, statements=("IMI",))

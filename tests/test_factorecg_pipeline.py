@@ -48,6 +48,7 @@ def _stage(out, name):
     return json.loads((out / name / STAGE_FILE).read_text())
 
 
+@pytest.mark.slow
 def test_stages_produce_a_complete_checkpoint(run):
     path = run["path"]
     assert path == run["out"] / "model"
@@ -73,6 +74,7 @@ def test_stages_produce_a_complete_checkpoint(run):
     assert stages["vae"]["epochs_run"] == 2 and (run["out"] / "factors" / "factors.json").is_file()
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_stages(run, tmp_path):
     out = tmp_path / "run"
     shutil.copytree(run["out"], out)
@@ -90,6 +92,7 @@ def test_resume_skips_finished_stages(run, tmp_path):
         _train(run["data"], out, run["cache"], resume=False)
 
 
+@pytest.mark.slow
 def test_vae_from_reuses_a_trained_vae_for_another_label_set(run, tmp_path):
     out = tmp_path / "rhythm"
     path = train_factorecg(run["data"], "rhythm", out, seed=0, cache_dir=run["cache"], max_records=N,
@@ -108,6 +111,7 @@ def test_vae_from_reuses_a_trained_vae_for_another_label_set(run, tmp_path):
                         vae_from=run["out"] / "vae" / "model")
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_without_training_data_and_predicts_samples(run, tmp_path):
     moved = tmp_path / "elsewhere"
     shutil.copytree(run["path"], moved)
@@ -129,6 +133,7 @@ def test_checkpoint_loads_without_training_data_and_predicts_samples(run, tmp_pa
     assert clf.skipped == []
 
 
+@pytest.mark.slow
 def test_flat_record_is_an_error_or_a_counted_prevalence(run):
     clf = load_classifier(run["path"], device="cpu")
     flat = ECG(np.zeros((12, 1000), np.float32), 100.0, STANDARD_LEADS, source="flat.csv")
@@ -174,6 +179,7 @@ def test_load_beats_caches_and_lists_failed_extractions(tmp_path):
     assert len(list((tmp_path / "cache").iterdir())) == 2
 
 
+@pytest.mark.slow
 def test_beat_blackbox_trains_and_loads(run, tmp_path):
     path = train_beat_blackbox(run["data"], "superdiagnostic", tmp_path / "bb", cache_dir=run["cache"], max_records=N,
                                vae_config=TINY_VAE, train_config=TINY_TRAIN, progress=False)

@@ -172,6 +172,7 @@ def test_kl_warmup():
     assert kl_warmup(3, 0) == 1.0
 
 
+@pytest.mark.slow
 def test_tiny_vae_overfits():
     torch.manual_seed(0)
     beats = torch.from_numpy(synthetic_beats(8, 120, seed=4))

@@ -126,6 +126,7 @@ def test_sigmoid_addon_gives_positive_latents_and_prototypes():
 
 
 # ---------------------------------------------------------------- shapes and windows
+@pytest.mark.slow
 def test_shapes_full_model(tiny_model, x2):
     out = tiny_model(x2)
     assert out.logits.shape == (2, 71) and out.branch_logits_full.shape == (2, 71)

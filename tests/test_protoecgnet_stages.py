@@ -50,6 +50,7 @@ def trained(ptbxl_dir, tmp_path_factory):
     return out, path, cache
 
 
+@pytest.mark.slow
 def test_all_stages_run_to_a_loadable_checkpoint(trained):
     out, path, _ = trained
     assert path == out / "model"
@@ -65,6 +66,7 @@ def test_all_stages_run_to_a_loadable_checkpoint(trained):
     assert "fusion_dense" in summary["val_macro_auroc"] and "fusion_masked" in summary["val_macro_auroc"]
 
 
+@pytest.mark.slow
 def test_checkpoint_loads_without_training_data_and_predicts(trained, tmp_path):
     _, path, _ = trained
     copy = tmp_path / "copy"
@@ -78,6 +80,7 @@ def test_checkpoint_loads_without_training_data_and_predicts(trained, tmp_path):
     assert gallery.signals.dtype == np.float16 and gallery.signals.shape[1:] == (12, 1000)
 
 
+@pytest.mark.slow
 def test_training_set_scale_is_fitted_and_stored(ptbxl_dir, tmp_path, trained):
     """normalize='scale': one per-lead mean/std from the training records goes into the stored
     pipeline, and the checkpoint scores a record the same as the network on the scaled input."""
@@ -106,6 +109,7 @@ def test_training_set_scale_is_fitted_and_stored(ptbxl_dir, tmp_path, trained):
         ProtoTrainConfig(normalize="zscore")
 
 
+@pytest.mark.slow
 def test_projection_leaves_bounded_non_constant_logits(trained, ptbxl_dir):
     """The failure designed out: after projection every raw similarity is large and close
     to 1; the refitted normalisation keeps logits O(1) and records distinguishable."""
@@ -124,6 +128,7 @@ def test_projection_leaves_bounded_non_constant_logits(trained, ptbxl_dir):
     assert np.isfinite(post) and post != 0.5
 
 
+@pytest.mark.slow
 def test_projected_prototypes_are_real_windows(trained):
     _, path, _ = trained
     state, config = load_checkpoint(path)
@@ -146,6 +151,7 @@ def test_projected_prototypes_are_real_windows(trained):
         assert 0 <= row["start"] < row["end"] <= 1000
 
 
+@pytest.mark.slow
 def test_gallery_sources_are_unique_within_a_class(trained):
     _, path, _ = trained
     gallery = Gallery.load(path)
@@ -168,6 +174,7 @@ def test_assign_prefers_unused_records_then_disjoint_windows():
     assert picks[2][:2] == (0, 8) and picks[2][3] == "shared"
 
 
+@pytest.mark.slow
 def test_resume_skips_finished_stages(trained, ptbxl_dir, tmp_path):
     out, _, cache = trained
     run = tmp_path / "run"
@@ -205,6 +212,7 @@ def test_fusion_heads_start_from_the_branch_last_layers():
             assert torch.allclose(head(scores), out.branch_logits_full, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_model_carries_the_dense_fusion_and_the_masked_one_is_saved_beside_it(trained):
     out, path, _ = trained
     state, config = load_checkpoint(path)
@@ -286,6 +294,7 @@ def test_branches_to_refine_are_those_that_lost_at_projection():
     assert branches_to_refine(facts, ["rhythm", "morphology", "global"]) == ["morphology"]
 
 
+@pytest.mark.slow
 def test_refine_ties_prototypes_to_their_sources_so_reprojection_keeps_them(trained):
     out, _, _ = trained
     state, config = load_checkpoint(out / "projection" / "model")
