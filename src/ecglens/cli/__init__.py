@@ -22,6 +22,7 @@ COMMANDS = {
     "convert": "convert an ECG file (any readable format) to WFDB, EDF or CSV, chosen by the output suffix",
     "train": "train a model (one subcommand per model family)",
     "predict": "statement probabilities and calls for ECG files with a trained model",
+    "predict-batch": "predict many files into resumable Parquet parts (local, Dask or Ray)",
     "evaluate": "score a model (or saved predictions): macro AUROC, Fmax, bootstrap interval",
     "calibrate": "fit a model's calibration, thresholds and assessable statements on the validation fold",
     "explain": "explain a model's output for one record (JSON + figures)",
@@ -43,7 +44,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, help_text in COMMANDS.items():
         if name == requested:
-            importlib.import_module(f"{__name__}.{name}").register(sub)
+            importlib.import_module(f"{__name__}.{name.replace('-', '_')}").register(sub)
         else:
             sub.add_parser(name, help=help_text)
     return parser
