@@ -125,9 +125,19 @@ def _quality(ecg: ECG) -> dict:
     return assess_ecg(ecg).to_dict()
 
 
-def load_model(name_or_path: str | os.PathLike, device: Any = None) -> Model:
-    """A shipped model by name (``list_models()``), a checkpoint directory or a training run directory."""
+def load_model(name_or_path: str | os.PathLike, device: Any = None, runtime: str = "torch") -> Model:
+    """A shipped model by name (``list_models()``), a checkpoint directory or a training run directory.
+
+    ``runtime="onnx"`` runs a classifier's network through onnxruntime (``ecglens[onnx]``); everything
+    around it (preprocessing, windows, beats, calibration) stays the same.
+    """
+    if runtime not in ("torch", "onnx"):
+        raise ValueError(f"runtime must be 'torch' or 'onnx', got {runtime!r}")
     loaded, kind, directory = load_any(name_or_path, device=device)
+    if runtime == "onnx":
+        from .models.onnx_runtime import use_onnx
+
+        use_onnx(loaded, source=str(name_or_path))
     return Model(loaded, kind, directory, name=str(name_or_path))
 
 

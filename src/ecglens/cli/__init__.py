@@ -26,6 +26,7 @@ COMMANDS = {
     "evaluate": "score a model (or saved predictions): macro AUROC, Fmax, bootstrap interval",
     "calibrate": "fit a model's calibration, thresholds and assessable statements on the validation fold",
     "explain": "explain a model's output for one record (JSON + figures)",
+    "export": "export a classifier's network to ONNX (preprocessing, windows and calibration stay in ecglens)",
     "models": "list the shipped models and the model families",
     "demo": "run the main job on the bundled records with the shipped models",
 }

@@ -40,6 +40,8 @@ def register(subparsers) -> None:
     p.add_argument("--top", type=int, metavar="N",
                    help=f"keep the N most probable statements per record (default: all in files, {TABLE_TOP} in the table)")
     p.add_argument("--batch-size", type=int, default=64, help="records read and scored together (default 64)")
+    p.add_argument("--runtime", choices=("torch", "onnx"), default="torch",
+                   help="run the network through PyTorch (default) or onnxruntime")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
 
@@ -112,7 +114,7 @@ def run(args) -> int:
     out = Path(args.out) if args.out else None
     if out is not None and out.suffix.lower() not in (".csv", ".json"):
         raise ECGError(out, "output must end in .csv or .json")
-    model = load_model(args.model)
+    model = load_model(args.model, runtime=args.runtime)
     paths, failed = _expand(args.files)
     prediction, unreadable = predict_files(model, paths, args.rate, args.batch_size, progress=not args.no_progress,
                                            units=args.units)

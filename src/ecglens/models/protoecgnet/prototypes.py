@@ -31,9 +31,10 @@ def cosine_similarity_map(latent: torch.Tensor, prototypes: torch.Tensor) -> tor
     latent: (B, D, W); prototypes: (P, D, L) with L <= W. Returns (B, P, W - L + 1):
     entry [b, p, w] is cos(prototypes[p], latent[b, :, w:w+L]) over the D*L values.
     """
-    length = prototypes.shape[-1]
+    # the ones kernel takes its shape from the prototypes (D = latent channels), so an ONNX
+    # export with a dynamic batch axis sees a constant kernel shape
     dots = F.conv1d(latent, prototypes)
-    window_sq = F.conv1d(latent * latent, latent.new_ones(1, latent.shape[1], length))
+    window_sq = F.conv1d(latent * latent, torch.ones_like(prototypes[:1]))
     proto_norm = prototypes.flatten(1).norm(dim=1)
     return dots / (window_sq.clamp_min(_EPS).sqrt() * proto_norm.clamp_min(_EPS)[None, :, None])
 
