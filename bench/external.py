@@ -35,19 +35,14 @@ MODELS = ("baseline", "protoecgnet", "factorecg", "beat-blackbox")
 RECORDS = REPO.parent / "shared" / "data" / "external" / "challenge"
 N_RESAMPLES, SEED, ALPHA = 1000, 0, 0.90
 # Why a SNOMED code of the challenge data maps to no PTB-XL statement. The map (src/ecglens/data/snomed_to_scp.csv)
-# lists only codes whose meaning equals a statement. "candidate" marks a code whose equal looks to exist: the
-# challenge's count of the code among PTB-XL's own records equals PTB-XL's count of that statement, which suggests
-# the challenge organisers coded that statement as this code.
+# lists only codes whose meaning equals a statement.
 UNMAPPED = {
     "428750005": ("NSSTTA", "nonspecific ST-T abnormality",
                   "one combined ST-T finding; PTB-XL codes ST changes (NST_, STD_, STE_) and T changes (NDT, NT_, "
                   "TAB_) apart, and none of them alone means the same"),
-    "55827005": ("LVHV", "left ventricular high voltage",
-                 "candidate: VCLVH (voltage criteria (QRS) for left ventricular hypertrophy) says the same voltage "
-                 "finding; not in the map yet"),
     "55930002": ("STC", "ST changes",
-                 "candidate: NST_ (non-specific ST changes); the challenge counts 770 STC among PTB-XL records, "
-                 "PTB-XL's NST_ count"),
+                 "not necessarily non-specific: NST_ (non-specific ST changes) is narrower, and STD_/STE_ are "
+                 "specific; left unmapped"),
     "164867002": ("OldMI", "old myocardial infarction",
                   "PTB-XL codes an infarction by its location (IMI, ASMI, ...), not as 'old'"),
     "425856008": ("PVT", "paroxysmal ventricular tachycardia", "PTB-XL has no ventricular tachycardia statement"),
@@ -55,20 +50,11 @@ UNMAPPED = {
                  "the heart axis is a column of ptbxl_database.csv (heart_axis), not a statement"),
     "47665007": ("RAD", "right axis deviation",
                  "the heart axis is a column of ptbxl_database.csv (heart_axis), not a statement"),
-    "253352002": ("LAA", "left atrial abnormality",
-                  "candidate: LAO/LAE (left atrial overload/enlargement), already mapped from left atrial "
-                  "enlargement 67741000119109"),
     "164930006": ("STIAb", "ST interval abnormal", "an unspecified ST abnormality; no single statement"),
     "164865005": ("MI", "myocardial infarction",
                   "no location; in PTB-XL 'MI' is a diagnostic class, its statements name the location"),
-    "164917005": ("QAb", "Q wave abnormal",
-                  "candidate: QWAVE (Q waves present); the challenge counts 548 QAb among PTB-XL records, "
-                  "PTB-XL's QWAVE count"),
     "426627000": ("Brady", "bradycardia",
                   "origin unstated; PTB-XL has sinus bradycardia (SBRAD) only, which is narrower"),
-    "425623009": ("LIs", "lateral ischaemia",
-                  "candidate: ISCLA (ischemic in lateral leads); the challenge counts 142 LIs among PTB-XL records, "
-                  "PTB-XL's ISCLA count"),
     "713422000": ("ATach", "atrial tachycardia",
                   "narrower than SVTAC (supraventricular tachycardia): it implies SVTAC but does not equal it"),
     "251223006": ("TPW", "tall P wave", "PTB-XL has no P-wave statement"),
@@ -76,20 +62,11 @@ UNMAPPED = {
     "365413008": ("PRWP", "poor R wave progression", "PTB-XL has no such statement"),
     "61721007": ("CVCL/CCVCL", "clockwise or counterclockwise vectorcardiographic loop",
                  "PTB-XL has no rotation statement"),
-    "446358003": ("RAH", "right atrial hypertrophy",
-                  "candidate: RAO/RAE (right atrial overload/enlargement); the challenge counts 99 RAH among PTB-XL "
-                  "records, PTB-XL's RAO/RAE count"),
     "233897008": ("AVRT", "atrioventricular reentrant tachycardia",
                   "narrower than SVTAC/PSVT: it implies them but does not equal either"),
     "164861001": ("MIs", "myocardial ischemia",
                   "no location; ISC_ (non-specific ischemic) is nearest, but the challenge counts 2175 MIs among "
                   "PTB-XL records where ISC_ has 1275, so not one to one"),
-    "164884008": ("VEB", "ventricular ectopics",
-                  "candidate: PVC (ventricular premature complex); the challenge keeps it apart from its PVC and "
-                  "VPB classes"),
-    "426434006": ("AnMIs", "anterior ischemia",
-                  "candidate: ISCAN (ischemic in anterior leads); the challenge counts 44 AnMIs among PTB-XL "
-                  "records, PTB-XL's ISCAN count"),
     "251187003": ("AED", "atrial escape beat", "PTB-XL has no escape-beat statement"),
     "251238007": ("?", "not in the challenge's SNOMED tables",
                   "its meaning is not given with the data (Ningbo labels outside dx_mapping_*.csv), so it cannot "
@@ -169,9 +146,7 @@ def markdown(result: dict) -> str:
         lines.append(f"| {name} | {describe(name)} | {n_pos} | {aucs} |")
     lines += ["", "## SNOMED codes that stay unmapped", "",
               f"{len(result['unmapped'])} codes in the data map to no PTB-XL statement; a record carrying one is still "
-              "scored on its other codes (and counts as negative for every shared statement it does not carry). "
-              "\"candidate\" marks a code that looks equal to a statement and could join the map after review "
-              "(never chosen on this set's scores).", "",
+              "scored on its other codes (and counts as negative for every shared statement it does not carry).", "",
               "| code | challenge name | records | why unmapped |", "|---|---|---|---|"]
     for u in result["unmapped"]:
         lines.append(f"| {u['code']} | {u['abbreviation']}: {u['name']} | {u['n_records']} | {u['why']} |")
