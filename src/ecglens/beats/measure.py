@@ -41,7 +41,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy import interpolate, ndimage
 
 from ..errors import ECGError
 from ..io.leads import STANDARD_LEADS
@@ -62,6 +61,25 @@ FINE_RATE = 1000.0
 SMOOTH_SIGMA_S = 0.003
 
 
+def isoelectric_search(n_samples: int, sampling_rate: float, r_index: int) -> tuple[int, int, int]:
+    """(lo, hi, width): the isoelectric window is the flattest ``width`` samples (20 ms) within [lo, hi).
+
+    [lo, hi) is [-0.3, -0.04] s before R clipped to a beat of ``n_samples``;
+    ``hi - lo < width`` means no room.
+    """
+    fs = float(sampling_rate)
+    w = max(2, int(round(ISO_WINDOW_S * fs)) + 1)
+    lo = max(0, r_index + int(round(ISO_SEARCH_S[0] * fs)))
+    hi = min(n_samples, r_index + int(round(ISO_SEARCH_S[1] * fs)) + 1)
+    return lo, hi, w
+
+
+def flattest_start(region: np.ndarray, width: int) -> np.ndarray:
+    """Start, within ``region`` (..., leads, k), of the ``width`` samples with the least summed peak-to-peak over leads."""
+    windows = np.lib.stride_tricks.sliding_window_view(np.asarray(region, dtype=np.float64), width, axis=-1)
+    return np.argmin(np.ptp(windows, axis=-1).sum(axis=-2), axis=-1)
+
+
 def beat_isoelectric_window(beat: np.ndarray, sampling_rate: float, r_index: int) -> tuple[int, int]:
     """Sample range [start, stop) of the flattest 20 ms in [-0.3, -0.04] s before R (the PR isoelectric point).
 
@@ -70,15 +88,10 @@ def beat_isoelectric_window(beat: np.ndarray, sampling_rate: float, r_index: int
     falls back to its first samples.
     """
     x = np.asarray(beat, dtype=np.float64)
-    fs = float(sampling_rate)
-    w = max(2, int(round(ISO_WINDOW_S * fs)) + 1)
-    lo = max(0, r_index + int(round(ISO_SEARCH_S[0] * fs)))
-    hi = min(x.shape[-1], r_index + int(round(ISO_SEARCH_S[1] * fs)) + 1)
+    lo, hi, w = isoelectric_search(x.shape[-1], sampling_rate, r_index)
     if hi - lo < w:
         return 0, min(w, x.shape[-1])
-    windows = np.lib.stride_tricks.sliding_window_view(x[:, lo:hi], w, axis=-1)
-    flat = np.ptp(windows, axis=-1).sum(axis=0)
-    start = lo + int(np.argmin(flat))
+    start = lo + int(flattest_start(x[:, lo:hi], w))
     return start, start + w
 
 
@@ -112,6 +125,8 @@ def _upsample(x: np.ndarray, sampling_rate: float) -> tuple[np.ndarray, int]:
     after a QRS that is narrow for the sampling grid, which would stretch
     the velocity-threshold QRS limits.
     """
+    from scipy import interpolate
+
     up = max(1, int(math.ceil(FINE_RATE / float(sampling_rate))))
     if up == 1:
         return x, 1
@@ -161,10 +176,14 @@ def _foot(v: np.ndarray, start: int, limit: int, low: float, rise: float, step: 
 
 def _gauss_smooth(x: np.ndarray, sampling_rate: float) -> np.ndarray:
     """Gaussian smoothing (sigma 3 ms: -3 dB near 44 Hz): slopes without the noise, and unlike a Butterworth no ringing."""
+    from scipy import ndimage
+
     return ndimage.gaussian_filter1d(x, SMOOTH_SIGMA_S * sampling_rate, axis=-1, mode="nearest")
 
 
 def _smooth(x: np.ndarray, n: int) -> np.ndarray:
+    from scipy import ndimage
+
     return x if n < 2 else ndimage.uniform_filter1d(x, n, mode="nearest")
 
 
@@ -186,6 +205,8 @@ def ecg_measure(
     ``t_amplitude_mv``; anything that cannot be found is None. See the module
     docstring for the methods.
     """
+    from scipy import ndimage
+
     x0 = np.asarray(median, dtype=np.float64)
     fs = float(sampling_rate)
     leads = tuple(leads)

@@ -1,4 +1,5 @@
-"""The median beat of a record: aligned windows around R, outlier rejection, PR-segment baseline.
+"""The median beat of a record, or of every record of a batch at once: aligned windows around R,
+outlier rejection, PR-segment baseline.
 
 Steps:
 
@@ -23,8 +24,25 @@ Steps:
    levels of the kept beats (one knot per beat), then the per-sample median of
    the kept beats is taken per lead and its isoelectric level set to zero.
 
-Too few usable beats, a flat record or no peaks raise ``ECGError`` naming the
-record; there is never a silent all-zero beat.
+``align_rate`` above the record's rate (an integer multiple of it) cuts and
+aligns the beats on that finer grid as if the record had been resampled to it
+first (FactorECG's ``extract_rate``: R peaks to 2 ms), but QRS detection runs at
+the record's own rate: the record is interpolated once (``resample_signal``),
+the leads whose QRS deflections come within LEAD_CANDIDATES of the largest are
+band-passed there to choose the dominant lead, and the peaks move to its
+extremum on the fine grid; steps 2-4 then run on the fine grid. Detection at
+the record's rate can differ from detection on the resampled record, mostly
+in partial beats at the record edges (``bench/results/beats_speed.md``).
+
+``ecg_medianbeat_batch`` runs every step on all records of a batch at once:
+beats of all records in flat arrays sorted by record, medians over each
+record's beats by one sort per distinct beat count, correlations from sums,
+all baselines as one spline system. Python loops run only over chunks of
+records, distinct beat counts and the rare close detections, never over beats.
+``ecg_medianbeat`` is the batch of one.
+
+Too few usable beats, a flat record or no peaks give an ``ECGError`` naming
+the record; there is never a silent all-zero beat.
 """
 from __future__ import annotations
 
@@ -32,13 +50,12 @@ import math
 from fractions import Fraction
 
 import numpy as np
-from scipy import interpolate
 
 from ..errors import ECGError
 from ..io.record import ECG
 from ..preprocess import resample_signal
-from .measure import beat_isoelectric_window
-from .rpeaks import bandpass, ecg_findpeaks
+from .measure import flattest_start, isoelectric_search
+from .rpeaks import CHUNK_RECORDS, bandpass, check_batch, detect_batch, group_median, split_by_record, too_short
 
 FLAT_MV = 0.01
 PREMATURE_FRACTION = 0.8
@@ -48,91 +65,195 @@ COMPARE_BAND_HZ = (0.5, 40.0)
 MEDOID_BEATS = 100
 
 
-def _windows(x: np.ndarray, peaks: np.ndarray, nb: int, na: int) -> np.ndarray:
-    """(beats, leads, nb + na) windows; every peak must have room."""
-    idx = peaks[:, None] + np.arange(-nb, na)[None, :]
-    return np.transpose(x[:, idx], (1, 0, 2))
+def _cut(x: np.ndarray, rec: np.ndarray, start: np.ndarray, m: int) -> np.ndarray:
+    """(beats, leads, m) windows ``x[rec, :, start:start + m]`` of the records ``x`` (n, leads, t); every window must fit."""
+    return np.lib.stride_tricks.sliding_window_view(x, m, axis=-1)[rec, :, start]
 
 
-def _level(beats: np.ndarray, iso: tuple[int, int]) -> np.ndarray:
-    """Each beat minus its own per-lead isoelectric level."""
-    return beats - np.median(beats[:, :, iso[0]:iso[1]], axis=-1, keepdims=True)
+def _iso_starts(beats: np.ndarray, rec: np.ndarray, n: int, sampling_rate: float, r_index: int,
+                centre: bool) -> tuple[np.ndarray, int]:
+    """Per record, the start of the isoelectric window of the median of its ``beats`` (B, leads, m), and its width.
 
-
-def _unit_rows(rows: np.ndarray) -> np.ndarray:
-    """Each flattened row centred and scaled to unit norm (constant rows stay 0).
-
-    Products below use einsum rather than BLAS: these are tiny, and a threaded
-    BLAS on a busy machine makes them orders of magnitude slower.
+    ``centre`` takes each beat's per-lead median off first (the provisional
+    median of raw beats; a sort in the beats' own precision beats a partition
+    on these short rows). Only the search range of the median is computed.
     """
-    a = rows.reshape(len(rows), -1)
-    a = a - a.mean(axis=1, keepdims=True)
-    norm = np.sqrt(np.einsum("ij,ij->i", a, a))
-    return np.divide(a, norm[:, None], out=np.zeros_like(a), where=norm[:, None] > 0)
-
-
-def _corr(rows: np.ndarray, ref: np.ndarray) -> np.ndarray:
-    """Pearson correlation of each flattened row with ``ref`` (0 for constant rows)."""
-    return np.einsum("ij,j->i", _unit_rows(rows), _unit_rows(ref[None])[0])
-
-
-def _classify(beats: np.ndarray, template: np.ndarray, cores: list[slice], qrs: slice, premature: np.ndarray,
-              threshold: float) -> list[str | None]:
-    """Per beat: None to keep, or the reason to reject it."""
-    r_core = np.array([_corr(b[None, :, c], template[:, c])[0] for b, c in zip(beats, cores)])
-    r_qrs = _corr(beats[:, :, qrs], template[:, qrs])
-    reasons: list[str | None] = []
-    for rc, rq, early in zip(r_core, r_qrs, premature):
-        if early and rq < ECTOPIC_QRS_CORR:
-            reasons.append(f"premature beat with a different QRS (ectopic; QRS r={rq:.2f})")
-        elif rq < threshold:
-            reasons.append(f"QRS shape differs from the median (r={rq:.2f} < {threshold:g})")
-        elif rc < threshold:
-            reasons.append(f"beat shape differs from the median (r={rc:.2f} < {threshold:g})")
-        else:
-            reasons.append(None)
-    return reasons
-
-
-def _select(beats: np.ndarray, peaks: np.ndarray, valid: list[int], nb: int, fs: float, threshold: float) -> list[str | None]:
-    """Per beat in ``beats`` (the windows of ``peaks[valid]``): None to keep it, or why it is rejected."""
-    rr = np.diff(peaks) / fs
-    rr_med = float(np.median(rr)) if len(rr) else None
     m = beats.shape[-1]
-    span = rr_med if rr_med else m / fs
-    core = slice(max(0, nb - int(round(0.35 * span * fs))), min(m, nb + int(round(0.65 * span * fs))))
-    qrs = slice(max(0, nb + int(round(QRS_WINDOW_S[0] * fs))), min(m, nb + int(round(QRS_WINDOW_S[1] * fs)) + 1))
-    premature = np.array([i > 0 and rr_med is not None and rr[i - 1] < PREMATURE_FRACTION * rr_med for i in valid])
-    # Each beat's core stops short of a close neighbour (e.g. the premature beat after it).
-    cores = []
-    for i in valid:
-        start, stop = core.start, core.stop
-        if i > 0:
-            start = max(start, nb - int(round(0.5 * (peaks[i] - peaks[i - 1]))))
-        if i + 1 < len(peaks):
-            stop = min(stop, nb + int(peaks[i + 1] - peaks[i]) - int(round(0.2 * fs)))
-        cores.append(slice(start, max(stop, qrs.stop)))
-    # The dominant morphology: the medoid of (at most MEDOID_BEATS evenly spread) beats and its cluster.
-    sub = beats[np.unique(np.linspace(0, len(beats) - 1, min(len(beats), MEDOID_BEATS)).astype(int))]
-    unit = _unit_rows(sub[:, :, core])
-    pair = np.einsum("in,jn->ij", unit, unit)
-    medoid = int(np.argmax(pair.sum(axis=1)))
-    template = np.median(sub[pair[medoid] >= threshold], axis=0)
-    reasons = _classify(beats, template, cores, qrs, premature, threshold)
-    ok = [j for j, why in enumerate(reasons) if why is None]
-    if ok:  # once more against the median of the beats kept so far
-        reasons = _classify(beats, np.median(beats[ok], axis=0), cores, qrs, premature, threshold)
+    lo, hi, w = isoelectric_search(m, sampling_rate, r_index)
+    if hi - lo < w:
+        return np.zeros(n, dtype=np.int64), min(w, m)
+    region = beats[:, :, lo:hi].astype(np.float64)
+    if centre:
+        ordered = np.sort(beats, axis=-1)
+        region -= (ordered[..., (m - 1) // 2, None].astype(np.float64) + ordered[..., m // 2, None]) / 2
+    return lo + flattest_start(group_median(region, rec, n), w), w
+
+
+def _level(beats: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """Each beat (B, leads, m) minus its own per-lead median over [start, start + width) (``starts`` per beat)."""
+    idx = (starts[:, None] + np.arange(width)[None, :])[:, None, :]
+    return beats - np.median(np.take_along_axis(beats, idx, axis=-1), axis=-1, keepdims=True)
+
+
+def _pair_corr(beats: np.ndarray, rec: np.ndarray, mask: np.ndarray, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per distinct beat count c: (records, their (g, c, c) Pearson correlations between beats over all leads and
+    the samples of ``mask`` (beats, m)), from each record's Gram matrix.
+
+    einsum rather than BLAS: these products are small, and a threaded BLAS on
+    a busy machine makes them many times slower.
+    """
+    a = np.where(mask[:, None, :], beats, 0.0).reshape(len(beats), -1)
+    size = np.maximum(mask.sum(axis=1) * beats.shape[1], 1)
+    counts = np.bincount(rec, minlength=n)
+    first = np.cumsum(counts) - counts
+    out = []
+    for c in np.unique(counts[counts > 0]):
+        rows = np.flatnonzero(counts == c)
+        idx = first[rows][:, None] + np.arange(c)[None, :]
+        block = a[idx]
+        gram = np.einsum("gin,gjn->gij", block, block)
+        total = block.sum(axis=2)
+        cov = gram - total[:, :, None] * total[:, None, :] / size[idx][:, :, None]
+        sd = np.sqrt(np.maximum(np.diagonal(cov, axis1=1, axis2=2), 0.0))
+        scale = sd[:, :, None] * sd[:, None, :]
+        out.append((rows, np.divide(cov, scale, out=np.zeros_like(cov), where=scale > 0)))
+    return out
+
+
+def _corr(beats: np.ndarray, ref: np.ndarray, masks: list[np.ndarray]) -> list[np.ndarray]:
+    """Pearson correlation of each beat (B, leads, m) with ``ref`` (B, leads, m) over all leads and the samples
+    of each mask ((B or 1, m) booleans): one array per mask, from sums over leads that the masks share."""
+    sums = [beats.sum(axis=1), ref.sum(axis=1), np.einsum("blm,blm->bm", beats, beats),
+            np.einsum("blm,blm->bm", ref, ref), np.einsum("blm,blm->bm", beats, ref)]
+    out = []
+    for mask in masks:
+        w = np.broadcast_to(mask, sums[0].shape).astype(np.float64)
+        n = np.maximum(w.sum(axis=1) * beats.shape[1], 1)
+        sb, sr, sbb, srr, sbr = (np.einsum("bm,bm->b", x, w) for x in sums)
+        var = (sbb - sb * sb / n) * (srr - sr * sr / n)
+        undefined = np.where(np.isnan(var), np.nan, 0.0)  # a NaN template stays NaN; a constant beat correlates 0
+        out.append(np.divide(sbr - sb * sr / n, np.sqrt(np.maximum(var, 0.0)), out=undefined, where=var > 0))
+    return out
+
+
+def _classify(beats, template, core_mask, qrs_mask, premature, threshold) -> np.ndarray:
+    """Per beat (``template`` per beat): None to keep it, or the reason to reject it (object array)."""
+    r_core, r_qrs = _corr(beats, template, [core_mask, qrs_mask])
+    ectopic = premature & (r_qrs < ECTOPIC_QRS_CORR)
+    qrs = ~ectopic & (r_qrs < threshold)
+    core = ~ectopic & ~qrs & (r_core < threshold)
+    reasons = np.full(len(beats), None, dtype=object)
+    for j in np.flatnonzero(ectopic | qrs | core):  # the rejected beats only
+        reasons[j] = (f"premature beat with a different QRS (ectopic; QRS r={r_qrs[j]:.2f})" if ectopic[j] else
+                      f"QRS shape differs from the median (r={r_qrs[j]:.2f} < {threshold:g})" if qrs[j] else
+                      f"beat shape differs from the median (r={r_core[j]:.2f} < {threshold:g})")
     return reasons
 
 
-def _spline_baseline(x: np.ndarray, knots: np.ndarray, levels: np.ndarray) -> np.ndarray:
-    """(leads, n) baseline through per-beat isoelectric levels, constant beyond the first/last knot."""
-    t = np.clip(np.arange(x.shape[-1]), knots[0], knots[-1])
-    if len(knots) == 1:
-        return np.repeat(levels, x.shape[-1], axis=1)
-    if len(knots) < 4:
-        return np.stack([np.interp(t, knots, lv) for lv in levels])
-    return interpolate.CubicSpline(knots, levels, axis=1, bc_type="natural")(t)
+def _medoid_subset(rec: np.ndarray, n: int) -> np.ndarray:
+    """Which beats (sorted by record) enter the medoid search: at most MEDOID_BEATS evenly spread per record."""
+    counts = np.bincount(rec, minlength=n)
+    pick = np.ones(len(rec), dtype=bool)
+    offsets = np.cumsum(counts) - counts
+    for r in np.flatnonzero(counts > MEDOID_BEATS):  # long records only
+        k = counts[r]
+        pick[offsets[r]:offsets[r] + k] = False
+        pick[offsets[r] + np.unique(np.linspace(0, k - 1, MEDOID_BEATS).astype(int))] = True
+    return pick
+
+
+def _select(beats: np.ndarray, rec: np.ndarray, index: np.ndarray, peaks: np.ndarray, counts: np.ndarray,
+            premature: np.ndarray, rr_med: np.ndarray, nb: int, sampling_rate: float,
+            threshold: float) -> np.ndarray:
+    """Per beat of ``beats`` (B, leads, m): None to keep it, or why it is rejected (object array).
+
+    ``rec`` and ``index`` give each beat's record and its index among that
+    record's peaks; ``peaks`` are all records' peaks (flat, sorted by record,
+    ``counts`` per record); ``premature`` marks beats after an RR under 80 %
+    of the median; ``rr_med`` is each record's median RR in s (NaN with one peak).
+    """
+    fs = float(sampling_rate)
+    n = len(counts)
+    m = beats.shape[-1]
+    span = np.where(np.isnan(rr_med), m / fs, rr_med)
+    core_lo = np.maximum(0, nb - np.round(0.35 * span * fs).astype(np.int64))
+    core_hi = np.minimum(m, nb + np.round(0.65 * span * fs).astype(np.int64))
+    qrs = (max(0, nb + int(round(QRS_WINDOW_S[0] * fs))), min(m, nb + int(round(QRS_WINDOW_S[1] * fs)) + 1))
+    t = np.arange(m)
+    # Each beat's core stops short of a close neighbour (e.g. the premature beat after it).
+    at = (np.cumsum(counts) - counts)[rec] + index
+    has_before, has_after = index > 0, index + 1 < counts[rec]
+    gap_before = np.where(has_before, peaks[at] - peaks[np.maximum(at - 1, 0)], 0)
+    gap_after = np.where(has_after, peaks[np.minimum(at + 1, len(peaks) - 1)] - peaks[at], 0)
+    start = np.where(has_before, np.maximum(core_lo[rec], nb - np.round(0.5 * gap_before).astype(np.int64)),
+                     core_lo[rec])
+    stop = np.where(has_after, np.minimum(core_hi[rec], nb + gap_after - int(round(0.2 * fs))), core_hi[rec])
+    core_mask = (t >= start[:, None]) & (t < np.maximum(stop, qrs[1])[:, None])
+    qrs_mask = ((t >= qrs[0]) & (t < qrs[1]))[None, :]
+    # The dominant morphology: the medoid of (at most MEDOID_BEATS evenly spread) beats and its cluster.
+    sub = _medoid_subset(rec, n)
+    srec = rec[sub]
+    cluster = np.zeros(len(srec), dtype=bool)
+    first = np.cumsum(np.bincount(srec, minlength=n)) - np.bincount(srec, minlength=n)
+    for rows, pair in _pair_corr(beats[sub], srec, (t >= core_lo[srec, None]) & (t < core_hi[srec, None]), n):
+        medoid = np.argmax(pair.sum(axis=2), axis=1)
+        cluster[first[rows][:, None] + np.arange(pair.shape[1])] = pair[np.arange(len(rows)), medoid] >= threshold
+    template = group_median(beats[sub][cluster], srec[cluster], n)
+    reasons = _classify(beats, template[rec], core_mask, qrs_mask, premature, threshold)
+    # Once more against the median of the beats kept so far, where that is another template: where the kept
+    # beats are exactly the cluster, the second pass would repeat the first.
+    ok = np.equal(reasons, None)
+    in_cluster = np.zeros(len(beats), dtype=bool)
+    in_cluster[np.flatnonzero(sub)[cluster]] = True
+    differs = np.bincount(rec, weights=ok != in_cluster, minlength=n) > 0
+    again = ((np.bincount(rec[ok], minlength=n) > 0) & differs)[rec]
+    if again.any():
+        template = group_median(beats[ok & again], rec[ok & again], n)
+        reasons[again] = _classify(beats[again], template[rec[again]], core_mask[again], qrs_mask, premature[again],
+                                   threshold)
+    return reasons
+
+
+def _baseline(knots: np.ndarray, levels: np.ndarray, rec: np.ndarray, n: int, at: np.ndarray,
+              at_rec: np.ndarray) -> np.ndarray:
+    """Baselines (points..., leads) at sample positions ``at`` of the records ``at_rec``, through each record's knots.
+
+    ``knots`` (K,) and ``levels`` (K, leads) are sorted by record ``rec``. A
+    natural cubic spline with 4 or more knots, linear with 2 or 3, constant
+    with 1; constant beyond the first/last knot. All records' spline systems
+    are solved as one block-tridiagonal system, and all their pieces are
+    evaluated as one piecewise polynomial on an axis where record r starts at
+    r * span.
+    """
+    from scipy.interpolate import PPoly
+    from scipy.linalg import solve_banded
+
+    counts = np.bincount(rec, minlength=n)
+    first = np.cumsum(counts) - counts
+    local = np.arange(len(rec)) - first[rec]
+    i = np.flatnonzero((counts[rec] >= 4) & (local > 0) & (local < counts[rec] - 1))
+    h = np.diff(knots)
+    ab = np.zeros((3, len(rec)))
+    ab[1] = 1.0
+    ab[0, i + 1] = h[i]
+    ab[1, i] = 2.0 * (h[i - 1] + h[i])
+    ab[2, i - 1] = h[i - 1]
+    rhs = np.zeros(levels.shape)
+    rhs[i] = 6.0 * ((levels[i + 1] - levels[i]) / h[i][:, None] - (levels[i] - levels[i - 1]) / h[i - 1][:, None])
+    curv = solve_banded((1, 1), ab, rhs) if len(i) else rhs  # second derivatives, 0 at the ends
+    # one piece per knot: to the next knot of its record, or constant after a record's last knot
+    same = (rec[1:] == rec[:-1])[:, None]
+    width = np.where(same, h[:, None], 1.0)
+    y0, y1, m0, m1 = levels[:-1], levels[1:], curv[:-1], curv[1:]
+    coef = np.zeros((4,) + levels.shape)
+    coef[0, :-1] = np.where(same, (m1 - m0) / (6.0 * width), 0.0)
+    coef[1, :-1] = np.where(same, m0 / 2.0, 0.0)
+    coef[2, :-1] = np.where(same, (y1 - y0) / width - width * (2.0 * m0 + m1) / 6.0, 0.0)
+    coef[3] = levels
+    span = float(max(knots.max(initial=0.0), at.max(initial=0.0))) + 2.0
+    axis = np.r_[rec * span + knots, rec[-1] * span + knots[-1] + 1.0]
+    lo, hi = knots[first[at_rec]], knots[first[at_rec] + counts[at_rec] - 1]
+    return PPoly(coef, axis, extrapolate=False)(at_rec * span + np.clip(at, lo, hi))
 
 
 def resample_beat(x: np.ndarray, sampling_rate: float, out_rate: float) -> np.ndarray:
@@ -150,6 +271,189 @@ def resample_beat(x: np.ndarray, sampling_rate: float, out_rate: float) -> np.nd
     return y[..., start:start + m]
 
 
+def _given_peaks(r_peaks, t: int, bad: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Flat (pos, rec) of given R peaks per record (unique, sorted); out-of-range ones are a problem of their record."""
+    pos, rec = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
+    for k, given in enumerate(r_peaks):
+        p = np.unique(np.asarray(given, dtype=np.int64))
+        if len(p) and (p[0] < 0 or p[-1] >= t):
+            bad.setdefault(k, f"r_peaks outside the record (0..{t - 1})")
+        elif k not in bad:
+            pos.append(p)
+            rec.append(np.full(len(p), k, dtype=np.int64))
+    return np.concatenate(pos), np.concatenate(rec)
+
+
+def _chunk(x: np.ndarray, raw: np.ndarray, fs: float, align: float, names: list, errors: dict, *, before, after,
+           min_beats, corr_threshold, out_rate, r_peaks, keep_beats) -> tuple[np.ndarray, list]:
+    """Median beats and infos of the records ``x`` (n, leads, t) at ``fs``, float64 and finite where not in
+    ``errors``; ``raw`` is the same records in their own precision; ``align`` is ``fs`` or an integer multiple."""
+    n, leads, t = x.shape
+    up = int(round(align / fs))
+    nb, na = int(round(before * align)), int(round(after * align))  # samples on the beat grid
+    m = nb + na
+    resample = out_rate is not None and float(out_rate) != align
+    m_out = int(round(m * float(out_rate) / align)) if resample else m
+    medians = np.full((n, leads, m_out), np.nan, dtype=np.float32)
+    infos: list = [errors.get(i) for i in range(n)]
+    rows = np.array([i for i in range(n) if i not in errors], dtype=np.int64)
+    if not len(rows):
+        return medians, infos
+    nr = len(rows)
+    xs = x[rows] - np.median(x[rows], axis=-1, keepdims=True)
+    # The beat grid: the records less their median or, on a finer grid, the records as given interpolated as a
+    # whole (float32, as resample_signal gives them): the baseline through the beats' levels takes any offset off.
+    grid = resample_signal(raw[rows], fs, align) if up > 1 else xs
+    bad: dict[int, str] = {}  # per-record problems, numbered within ``rows``
+    for k in np.flatnonzero(np.max(np.abs(xs), axis=(1, 2)) < FLAT_MV):
+        bad[int(k)] = f"flat record: no lead deviates more than {FLAT_MV * 1e3:g} uV from its median"
+    if r_peaks is None:
+        short = too_short(t, fs)
+        if short:
+            bad.update({k: short for k in range(nr) if k not in bad})
+        live = np.array([k for k in range(nr) if k not in bad], dtype=np.int64)
+        pos, rec, pinfo = (np.zeros(0, np.int64), np.zeros(0, np.int64), [])
+        if len(live):
+            pos, rec, pinfo = detect_batch(xs[live], fs, fine_rate=align, fine=grid[live] if up > 1 else None,
+                                           hp=bandpass(xs[live], fs, *COMPARE_BAND_HZ) if up > 1 else None)
+        rec = live[rec]
+        methods = {int(k): info["method"] for k, info in zip(live, pinfo)}
+    else:
+        pos, rec = _given_peaks([r_peaks[i] for i in rows], t, bad)
+        keep = ~np.isin(rec, list(bad))
+        pos, rec = pos[keep] * up, rec[keep]
+        methods = {k: "given" for k in range(nr)}
+    counts = np.bincount(rec, minlength=nr)
+    for k in np.flatnonzero(counts == 0):
+        bad.setdefault(int(k), "no R peaks detected")
+    index = np.arange(len(pos)) - (np.cumsum(counts) - counts)[rec]
+    later = index[1:] > 0
+    rr = np.diff(pos) / align
+    rr_med = group_median(rr[later], rec[1:][later], nr)
+    premature = np.r_[False, later & (rr < PREMATURE_FRACTION * rr_med[rec[1:]])]
+    valid = (pos - nb >= 0) & (pos + na <= grid.shape[-1])
+    vrec, vindex, vstart = rec[valid], index[valid], pos[valid] - nb
+    # The provisional median's isoelectric window levels the band-passed beats of the outlier test.
+    iso, w = _iso_starts(_cut(grid if up > 1 else raw[rows], vrec, vstart, m), vrec, nr, align, nb, centre=True)
+    compare = _level(_cut(bandpass(np.asarray(grid, dtype=np.float64), align, *COMPARE_BAND_HZ), vrec, vstart, m),
+                     iso[vrec], w)
+    reasons = _select(compare, vrec, vindex, pos, counts, premature[valid], rr_med, nb, align, corr_threshold) \
+        if len(vrec) else np.zeros(0, dtype=object)
+    kept = np.zeros(len(pos), dtype=bool)
+    kept[np.flatnonzero(valid)[np.equal(reasons, None)]] = True
+    n_kept = np.bincount(rec[kept], minlength=nr)
+    for k in np.flatnonzero(n_kept < min_beats):
+        if int(k) not in bad:
+            n_edge = int(counts[k] - np.sum(valid[rec == k]))
+            bad[int(k)] = (f"only {n_kept[k]} usable beat(s), need {min_beats}: {counts[k]} R peak(s) found, "
+                           f"{n_edge} too close to the record edge, {counts[k] - n_edge - n_kept[k]} rejected as outliers")
+    # Baseline: spline through the isoelectric levels of the kept beats, then the median.
+    good = kept & ~np.isin(rec, list(bad))
+    krec, kstart = rec[good], pos[good] - nb
+    median = np.zeros((nr, leads, m))
+    beats = np.zeros((0, leads, m))
+    if len(krec):
+        levels = np.median(_cut(grid, krec, kstart + iso[krec], w), axis=-1)
+        knots = kstart + (2 * iso[krec] + w - 1) / 2.0
+        at = (kstart[:, None] + np.arange(m)[None, :]).astype(np.float64)
+        base = _baseline(knots, levels, krec, nr, at, np.broadcast_to(krec[:, None], at.shape))
+        beats = _cut(grid, krec, kstart, m) - base.transpose(0, 2, 1)
+        median = np.nan_to_num(group_median(beats, krec, nr))
+    lo, hi, w2 = isoelectric_search(m, align, nb)
+    if hi - lo >= w2:
+        iso2 = lo + flattest_start(median[:, :, lo:hi], w2)
+    else:
+        iso2, w2 = np.zeros(nr, dtype=np.int64), min(w2, m)
+    median = _level(median, iso2, w2)
+    r_index, rate = nb, align
+    if keep_beats:
+        beats = _level(beats, iso2[krec], w2)
+    if resample:
+        median = resample_beat(median, align, float(out_rate))
+        beats = resample_beat(beats, align, float(out_rate)) if keep_beats else beats
+        r_index, rate = int(round(nb * float(out_rate) / align)), float(out_rate)
+    per_record = split_by_record(beats, krec, nr) if keep_beats else None
+    peaks = split_by_record(pos, rec, nr)
+    for k, i in enumerate(rows):
+        if k in bad:
+            infos[i] = ECGError(names[i], bad[k])
+            continue
+        p, mine = peaks[k], rec == k
+        rejected = [{"index": int(j), "sample": int(p[j]), "reason": "window starts before the record"
+                     if p[j] - nb < 0 else "window ends after the record"} for j in np.flatnonzero(~valid[mine])]
+        rejected += [{"index": int(vindex[j]), "sample": int(p[vindex[j]]), "reason": reasons[j]}
+                     for j in np.flatnonzero((vrec == k) & np.not_equal(reasons, None))]
+        rejected.sort(key=lambda d: d["index"])
+        medians[i] = median[k]
+        infos[i] = {
+            "beats_found": int(len(p)),
+            "beats_kept": int(n_kept[k]),
+            "rejected": rejected,
+            "kept": [int(j) for j in np.flatnonzero(kept[mine])],
+            "r_peaks": p,
+            "rr": np.diff(p) / align,
+            "heart_rate": None if np.isnan(rr_med[k]) else 60.0 / float(rr_med[k]),
+            "r_index": r_index,
+            "sampling_rate": rate,
+            "record_sampling_rate": align,
+            "method": methods[k],
+            "isoelectric_ms": [(iso2[k] - nb) / align * 1e3, (iso2[k] + w2 - nb) / align * 1e3],
+            "source": names[i],
+        }
+        if keep_beats:
+            infos[i]["beats"] = per_record[k].astype(np.float32)
+    return medians, infos
+
+
+def ecg_medianbeat_batch(
+    signals: np.ndarray,
+    sampling_rate: float,
+    *,
+    before: float = 0.4,
+    after: float = 0.8,
+    min_beats: int = 3,
+    corr_threshold: float = 0.8,
+    align_rate: float | None = None,
+    out_rate: float | None = None,
+    r_peaks=None,
+    sources=None,
+    keep_beats: bool = False,
+) -> tuple[np.ndarray, list]:
+    """``ecg_medianbeat`` of every record of a (records, leads, samples) batch, vectorised over records and beats.
+
+    Returns ``(medians, infos)``: medians (records, leads, m) float32 (NaN
+    rows for records without a beat) and per record its info dict, or the
+    ``ECGError`` naming ``sources[i]`` that ``ecg_medianbeat`` would raise for
+    it. ``align_rate`` (default: the records' rate) is the grid the beats are
+    cut and aligned on, see the module docstring; one that is not an integer
+    multiple of the rate has the records resampled to it first. ``r_peaks`` is
+    one array of sample indices per record; ``keep_beats`` adds each record's
+    kept beats to its info (``"beats"``).
+    """
+    if before <= 0 or after <= 0 or min_beats < 1:
+        raise ECGError(None, f"before, after and min_beats must be positive, got {before}, {after}, {min_beats}")
+    fs = float(sampling_rate)
+    if not fs > 0:
+        raise ECGError(None, f"sampling rate must be positive, got {sampling_rate!r}")
+    align = fs if align_rate is None else float(align_rate)
+    if not align > 0:
+        raise ECGError(None, f"align_rate must be positive, got {align_rate!r}")
+    raw = np.asarray(signals)
+    if align != fs and not (align > fs and float(align / fs).is_integer()):
+        raw, fs = resample_signal(raw, fs, align), align
+    x, names, errors = check_batch(raw, fs, sources)
+    if r_peaks is not None and len(r_peaks) != len(x):
+        raise ECGError(None, f"{len(r_peaks)} R-peak lists for {len(x)} records")
+    parts = []
+    for a in range(0, len(x), CHUNK_RECORDS):
+        b = a + CHUNK_RECORDS
+        parts.append(_chunk(x[a:b], raw[a:b], fs, align, names[a:b],
+                            {i - a: e for i, e in errors.items() if a <= i < b}, before=before, after=after,
+                            min_beats=min_beats, corr_threshold=corr_threshold, out_rate=out_rate,
+                            r_peaks=None if r_peaks is None else r_peaks[a:b], keep_beats=keep_beats))
+    return np.concatenate([p[0] for p in parts]), [info for p in parts for info in p[1]]
+
+
 def ecg_medianbeat(
     signal: np.ndarray,
     sampling_rate: float,
@@ -158,106 +462,34 @@ def ecg_medianbeat(
     after: float = 0.8,
     min_beats: int = 3,
     corr_threshold: float = 0.8,
+    align_rate: float | None = None,
     out_rate: float | None = None,
     r_peaks: np.ndarray | None = None,
     source: str | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Median beat (leads, m) of a (leads, n) ECG in mV, baseline at the PR isoelectric point.
 
-    ``m = round(before * fs) + round(after * fs)`` and the R peak is sample
-    ``info["r_index"]``; ``out_rate`` resamples the beat (anti-aliased).
+    ``m = round(before * fs) + round(after * fs)`` (fs: ``align_rate``, by
+    default the record's rate, see ``ecg_medianbeat_batch``) and the R peak is
+    sample ``info["r_index"]``; ``out_rate`` resamples the beat (anti-aliased).
     ``r_peaks`` skips detection. ``info``: ``beats_found``, ``beats_kept``,
     ``rejected`` (dicts with ``index`` into ``r_peaks``, ``sample``,
     ``reason``), ``r_peaks``, ``rr`` (s), ``heart_rate`` (bpm from the median
     RR), ``r_index``, ``sampling_rate`` (of the beat), ``beats`` (kept beats,
     (k, leads, m), levelled the same way), ``method`` (R-peak detector),
-    ``kept`` (indices into ``r_peaks``) and ``isoelectric_ms``.
+    ``kept`` (indices into ``r_peaks``) and ``isoelectric_ms``. Raises
+    ``ECGError`` naming ``source``.
     """
-    x = np.asarray(signal, dtype=np.float64)
-    fs = float(sampling_rate)
-    if x.ndim != 2 or x.shape[-1] == 0 or x.shape[0] == 0:
+    x = np.asarray(signal)
+    if x.ndim != 2 or 0 in x.shape:
         raise ECGError(source, f"expected a non-empty (leads, samples) signal, got shape {x.shape}")
-    if not np.all(np.isfinite(x)):
-        raise ECGError(source, "signal contains NaN or infinite values")
-    if not fs > 0:
-        raise ECGError(source, f"sampling rate must be positive, got {sampling_rate!r}")
-    if before <= 0 or after <= 0 or min_beats < 1:
-        raise ECGError(source, f"before, after and min_beats must be positive, got {before}, {after}, {min_beats}")
-    x = x - np.median(x, axis=-1, keepdims=True)
-    if float(np.max(np.abs(x))) < FLAT_MV:
-        raise ECGError(source, f"flat record: no lead deviates more than {FLAT_MV * 1e3:g} uV from its median")
-    if r_peaks is None:
-        peaks, pinfo = ecg_findpeaks(x, fs, source=source)
-        method = pinfo["method"]
-    else:
-        peaks = np.unique(np.asarray(r_peaks, dtype=np.int64))
-        if len(peaks) and (peaks[0] < 0 or peaks[-1] >= x.shape[-1]):
-            raise ECGError(source, f"r_peaks outside the record (0..{x.shape[-1] - 1})")
-        method = "given"
-    if not len(peaks):
-        raise ECGError(source, "no R peaks detected")
-
-    nb, na = int(round(before * fs)), int(round(after * fs))
-    n = x.shape[-1]
-    rr = np.diff(peaks) / fs
-    rr_med = float(np.median(rr)) if len(rr) else None
-    rejected: list[dict] = []
-    valid = [i for i, p in enumerate(peaks) if p - nb >= 0 and p + na <= n]
-    for i, p in enumerate(peaks):
-        if p - nb < 0:
-            rejected.append({"index": i, "sample": int(p), "reason": "window starts before the record"})
-        elif p + na > n:
-            rejected.append({"index": i, "sample": int(p), "reason": "window ends after the record"})
-
-    kept: list[int] = []
-    if valid:
-        raw = _windows(x, peaks[valid], nb, na)
-        iso = beat_isoelectric_window(np.median(raw - np.median(raw, axis=-1, keepdims=True), axis=0), fs, nb)
-        # Beats are compared on a band-passed copy: wander and hum must not decide which beats are kept.
-        beats = _level(_windows(bandpass(x, fs, *COMPARE_BAND_HZ), peaks[valid], nb, na), iso)
-        reasons = _select(beats, peaks, valid, nb, fs, corr_threshold)
-        for j, why in enumerate(reasons):
-            if why is None:
-                kept.append(valid[j])
-            else:
-                rejected.append({"index": valid[j], "sample": int(peaks[valid[j]]), "reason": why})
-    rejected.sort(key=lambda d: d["index"])
-    n_edge = sum(1 for d in rejected if d["reason"].startswith("window"))
-    if len(kept) < min_beats:
-        raise ECGError(source, f"only {len(kept)} usable beat(s), need {min_beats}: {len(peaks)} R peak(s) found, "
-                               f"{n_edge} too close to the record edge, {len(rejected) - n_edge} rejected as outliers")
-
-    # Baseline: spline through the isoelectric levels of the kept beats, then the median.
-    knots = peaks[kept] - nb + (iso[0] + iso[1] - 1) / 2.0
-    levels = np.stack([np.median(x[:, p - nb + iso[0]:p - nb + iso[1]], axis=-1) for p in peaks[kept]], axis=1)
-    x = x - _spline_baseline(x, knots, levels)
-    beats = _windows(x, peaks[kept], nb, na)
-    median = np.median(beats, axis=0)
-    iso = beat_isoelectric_window(median, fs, nb)
-    median = median - np.median(median[:, iso[0]:iso[1]], axis=-1, keepdims=True)
-    beats = _level(beats, iso)
-    r_index, rate = nb, fs
-    if out_rate is not None and float(out_rate) != fs:
-        median = resample_beat(median, fs, float(out_rate))
-        beats = resample_beat(beats, fs, float(out_rate))
-        r_index, rate = int(round(nb * float(out_rate) / fs)), float(out_rate)
-    info = {
-        "beats_found": int(len(peaks)),
-        "beats_kept": len(kept),
-        "rejected": rejected,
-        "kept": kept,
-        "r_peaks": peaks,
-        "rr": rr,
-        "heart_rate": None if rr_med is None else 60.0 / rr_med,
-        "r_index": r_index,
-        "sampling_rate": rate,
-        "record_sampling_rate": fs,
-        "beats": beats.astype(np.float32),
-        "method": method,
-        "isoelectric_ms": [(iso[0] - nb) / fs * 1e3, (iso[1] - nb) / fs * 1e3],
-        "source": source,
-    }
-    return median.astype(np.float32), info
+    medians, infos = ecg_medianbeat_batch(
+        x[None], sampling_rate, before=before, after=after, min_beats=min_beats, corr_threshold=corr_threshold,
+        align_rate=align_rate, out_rate=out_rate, r_peaks=None if r_peaks is None else [r_peaks], sources=[source],
+        keep_beats=True)
+    if isinstance(infos[0], ECGError):
+        raise infos[0]
+    return medians[0], infos[0]
 
 
 def median_beat(ecg: ECG, **kwargs) -> tuple[np.ndarray, dict]:

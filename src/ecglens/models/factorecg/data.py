@@ -1,9 +1,10 @@
 """Median beats for FactorECG: one 12-lead median beat per record, cached per beat setting.
 
 Beats follow the resolution study (``bench/results/beat_resolution.md``): the
-record is resampled to ``extract_rate`` (500 Hz) before the beats are cut and
-aligned, and the median beat is then taken to the VAE grid (``beat_rate``,
-100 Hz: 120 samples per 1.2-s beat; 500 Hz is an option). Every record of the
+beats are cut and aligned on the ``extract_rate`` grid (500 Hz: R peaks to
+2 ms), and the median beat is then taken to the VAE grid (``beat_rate``,
+100 Hz: 120 samples per 1.2-s beat; 500 Hz is an option). Records are
+processed in batches (``ecg_factorbeat_batch``), vectorised over records. Every record of the
 requested folds goes through ``SignalCache``; records whose beat cannot be
 extracted (``ECGError``: flat, too few beats, ...) are counted and listed in
 ``skipped``, never silently dropped.
@@ -20,13 +21,12 @@ from typing import Sequence
 
 import numpy as np
 
-from ...beats import ecg_medianbeat
+from ...beats import ecg_medianbeat_batch
 from ...datasets.cache import SignalCache
 from ...errors import ECGError
 from ...io import read_ecg
 from ...io.leads import STANDARD_LEADS
 from ...io.record import ECG
-from ...preprocess import resample_signal
 
 FACT_NAMES = ("rr_s", "beats_found", "beats_kept")
 
@@ -68,21 +68,38 @@ class BeatSettings:
         return cls(**d)
 
 
+def ecg_factorbeat_batch(signals: np.ndarray, sampling_rate: float, settings: BeatSettings = BeatSettings(),
+                         sources=None) -> tuple[np.ndarray, list]:
+    """FactorECG median beats (n, 12, beat_samples) in mV of a (n, 12, t) batch at any rate, vectorised over records.
+
+    The beats are cut and aligned on the ``settings.extract_rate`` grid and
+    the median beats taken to ``beat_rate`` (``ecg_medianbeat_batch`` with
+    ``align_rate``: QRS detection stays at the record's rate when
+    extract_rate is a multiple of it). Returns ``(beats, infos)``: rows
+    of records without a beat are NaN and their info is the ``ECGError``
+    naming ``sources[i]``.
+    """
+    x = np.asarray(signals, dtype=np.float32)
+    if x.ndim != 3 or x.shape[1] != len(STANDARD_LEADS):
+        raise ECGError(None, f"expected signals shaped (records, 12, samples) in standard lead order, got {x.shape}")
+    beats, infos = ecg_medianbeat_batch(x, sampling_rate, before=settings.before, after=settings.after,
+                                        min_beats=settings.min_beats, corr_threshold=settings.corr_threshold,
+                                        align_rate=settings.extract_rate, out_rate=settings.beat_rate, sources=sources)
+    if beats.shape[-1] != settings.beat_samples:
+        raise ECGError(None, f"median beats have {beats.shape[-1]} samples, expected {settings.beat_samples}")
+    return beats, infos
+
+
 def ecg_factorbeat(signal: np.ndarray, sampling_rate: float, settings: BeatSettings = BeatSettings(),
                    source: str | None = None) -> tuple[np.ndarray, dict]:
     """The FactorECG median beat (12, beat_samples) in mV of a (12, n) record at any rate, and its info."""
     x = np.asarray(signal, dtype=np.float32)
     if x.ndim != 2 or x.shape[0] != len(STANDARD_LEADS):
         raise ECGError(source, f"expected a (12, samples) signal in standard lead order, got shape {x.shape}")
-    rate = float(sampling_rate)
-    if rate != settings.extract_rate:
-        x, rate = resample_signal(x, rate, settings.extract_rate), settings.extract_rate
-    median, info = ecg_medianbeat(x, rate, before=settings.before, after=settings.after,
-                                  min_beats=settings.min_beats, corr_threshold=settings.corr_threshold,
-                                  out_rate=settings.beat_rate, source=source)
-    if median.shape[-1] != settings.beat_samples:
-        raise ECGError(source, f"median beat has {median.shape[-1]} samples, expected {settings.beat_samples}")
-    return median, info
+    beats, infos = ecg_factorbeat_batch(x[None], sampling_rate, settings, sources=[source])
+    if isinstance(infos[0], ECGError):
+        raise infos[0]
+    return beats[0], infos[0]
 
 
 def record_beat(ecg: ECG, settings: BeatSettings = BeatSettings()) -> tuple[np.ndarray, dict]:

@@ -1,0 +1,343 @@
+"""Benchmark: median beats, the per-record implementation (pinned revision) against the batch one, on PTB-XL fold 10.
+
+The old implementation is the package's beats code as of ``OLD_REV`` (R peaks
+through neurokit2, per-beat loops, every record resampled to 500 Hz first),
+read from git with ``git show`` and loaded beside the package for this run
+only. On the same records, in one run:
+
+* time per record (median of ``--repeats`` alternating runs, wall and CPU) of
+  the FactorECG beat (``ecg_factorbeat``: shipped settings, 100-Hz records
+  aligned on the 500-Hz grid) on the 370 test-fold records at 100 Hz, of the
+  same on the fold's 500-Hz records, and of ``ecg_findpeaks`` (what the record
+  quality check runs on every record); the new path with ``extract_rate=100``
+  (beats aligned on the 100-Hz grid, not the shipped setting) is timed for
+  reference;
+* how far the beats moved: records with identical beats, beat MAE and
+  largest difference (uV), R peaks (ms), kept beats, and the probabilities of
+  the shipped FactorECG and median-beat black box on the fold and on the
+  bundled samples (read at their highest rate, as the golden test does);
+* ``ecglens predict`` wall time over the fold (start-up included) for
+  ``baseline``, ``factorecg`` and ``factorecg`` with the old beats and R peaks
+  patched in.
+
+Usage: ``python bench/beats_speed.py [DATA_DIR] [--repeats 3] [--predict-repeats 2] [--out bench/results]``
+(DATA_DIR defaults to ``../shared/data/ptb-xl``). Needs git and neurokit2 (for
+the old path). Writes ``beats_speed.json`` and ``beats_speed.md``.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "src"))
+
+from ecglens.errors import ECGError  # noqa: E402
+
+OLD_REV = "1c1df5e62929031a85fdf5430848e0100c32e6a3"  # last revision of the per-record beats implementation
+OLD_MODULES = (  # (module name, path, (old import, replacement)...): the old code imports its old siblings
+    ("ecglens.beats._bench_old_rpeaks", "src/ecglens/beats/rpeaks.py", ()),
+    ("ecglens.beats._bench_old_median", "src/ecglens/beats/median.py",
+     (("from .rpeaks import", "from ._bench_old_rpeaks import"),)),
+    ("ecglens.models.factorecg._bench_old_data", "src/ecglens/models/factorecg/data.py",
+     (("from ...beats import ecg_medianbeat", "from ...beats._bench_old_median import ecg_medianbeat"),)),
+)
+SAME_UV = 1e-3  # beats whose largest difference is under this many uV count as identical (float rounding)
+MODELS = ("factorecg", "beat-blackbox")
+
+
+def load_old() -> types.SimpleNamespace:
+    """The old ``ecg_findpeaks`` and ``ecg_factorbeat``, from ``OLD_REV`` (read with ``git show``; nothing is written)."""
+    import ecglens.beats  # noqa: F401  (the parent packages of the old modules)
+    import ecglens.models.factorecg  # noqa: F401
+
+    mods = {}
+    for name, path, rewrites in OLD_MODULES:
+        source = subprocess.run(["git", "-C", str(REPO), "show", f"{OLD_REV}:{path}"], capture_output=True, text=True,
+                                check=True).stdout
+        for old, new in rewrites:
+            if old not in source:
+                raise RuntimeError(f"{OLD_REV[:7]}:{path} has no {old!r}")
+            source = source.replace(old, new)
+        module = types.ModuleType(name)
+        module.__package__ = name.rsplit(".", 1)[0]
+        sys.modules[name] = module
+        exec(compile(source, f"{OLD_REV[:7]}:{path}", "exec"), module.__dict__)
+        mods[path] = module
+    return types.SimpleNamespace(findpeaks=mods[OLD_MODULES[0][1]].ecg_findpeaks,
+                                 factorbeat=mods[OLD_MODULES[2][1]].ecg_factorbeat)
+
+
+def old_beats(factorbeat, signals: np.ndarray, rate: float, settings) -> tuple[np.ndarray, list]:
+    """The old path, one record at a time: (beats (n, 12, m) with NaN rows, infos or ECGErrors)."""
+    out = np.full((len(signals), 12, settings.beat_samples), np.nan, dtype=np.float32)
+    infos: list = []
+    for i, x in enumerate(signals):
+        try:
+            out[i], info = factorbeat(x, rate, settings)
+            infos.append(info)
+        except ECGError as exc:
+            infos.append(exc)
+    return out, infos
+
+
+def timed(fn) -> tuple[float, float, object]:
+    """(wall s, CPU s, result) of one ``fn()``."""
+    w, c = time.perf_counter(), time.process_time()
+    result = fn()
+    return time.perf_counter() - w, time.process_time() - c, result
+
+
+def compare_timing(old_fn, new_fn, n: int, repeats: int) -> tuple[dict, object, object]:
+    """Old and new alternating ``repeats`` times: per-record medians in ms, speed-ups, and each one's result."""
+    old_t, new_t = {"walls": [], "cpus": []}, {"walls": [], "cpus": []}
+    for _ in range(repeats):
+        for fn, acc in ((old_fn, old_t), (new_fn, new_t)):
+            wall, cpu, acc["result"] = timed(fn)
+            acc["walls"].append(wall)
+            acc["cpus"].append(cpu)
+    row = {"records": n}
+    for name, acc in (("old", old_t), ("new", new_t)):
+        row[f"{name}_wall_ms"] = 1e3 * statistics.median(acc["walls"]) / n
+        row[f"{name}_cpu_ms"] = 1e3 * statistics.median(acc["cpus"]) / n
+    row["speedup_wall"] = row["old_wall_ms"] / row["new_wall_ms"]
+    row["speedup_cpu"] = row["old_cpu_ms"] / row["new_cpu_ms"]
+    return row, old_t["result"], new_t["result"]
+
+
+def beat_differences(old: tuple, new: tuple) -> dict:
+    """How far the new beats, R peaks and kept beats are from the old ones."""
+    (ob, oi), (nb, ni) = old, new
+    ok = [i for i in range(len(oi)) if not isinstance(oi[i], ECGError) and not isinstance(ni[i], ECGError)]
+    fail_old = {i for i, v in enumerate(oi) if isinstance(v, ECGError)}
+    fail_new = {i for i, v in enumerate(ni) if isinstance(v, ECGError)}
+    diff = np.abs(ob[ok].astype(np.float64) - nb[ok]) * 1e3  # uV
+    largest, mae = diff.max(axis=(1, 2)), diff.mean(axis=(1, 2))
+    rate = oi[ok[0]]["record_sampling_rate"] if ok else 1.0
+    shifts, unmatched, same_peaks = [], 0, 0
+    for i in ok:
+        a, b = np.asarray(oi[i]["r_peaks"]), np.asarray(ni[i]["r_peaks"])
+        same_peaks += bool(np.array_equal(a, b))
+        if len(a) and len(b):
+            d = np.abs(a[:, None] - b[None, :])
+            near = d.min(axis=1) <= 0.05 * rate
+            shifts += list(d.min(axis=1)[near] / rate * 1e3)
+            unmatched += int((~near).sum()) + int((d.min(axis=0) > 0.05 * rate).sum())
+    shifts = np.asarray(shifts)
+    return {
+        "records": len(oi), "both_ok": len(ok), "old_failed": len(fail_old), "new_failed": len(fail_new),
+        "failed_differently": sorted(fail_old ^ fail_new),
+        "identical_beats": int((largest < SAME_UV).sum()),
+        "largest_uv": {"median": float(np.median(largest)), "p99": float(np.percentile(largest, 99)),
+                       "max": float(largest.max())},
+        "mae_uv": {"mean": float(mae.mean()), "p99": float(np.percentile(mae, 99)), "max": float(mae.max())},
+        "largest_uv_of_identical": float(largest[largest < SAME_UV].max(initial=0.0)),
+        "same_r_peaks": same_peaks, "same_kept": int(sum(oi[i]["kept"] == ni[i]["kept"] for i in ok)),
+        "r_peak_shift_ms": {"matched": int(len(shifts)), "moved": int((shifts > 0).sum()),
+                            "max": float(shifts.max(initial=0.0))},
+        "r_peaks_unmatched": unmatched,
+        "changed_records": [int(ok[j]) for j in np.flatnonzero(largest >= SAME_UV)],
+        "rows": ok,
+    }
+
+
+def probability_differences(old_beats_: np.ndarray, new_beats_: np.ndarray) -> dict:
+    """Per shipped beat model: per-record largest |p_old - p_new| (calibrated and network)."""
+    import ecglens
+
+    out = {}
+    for name in MODELS:
+        clf = ecglens.load_model(name).loaded
+        net_old, net_new = clf.predict_beats(old_beats_), clf.predict_beats(new_beats_)
+        row = {}
+        for kind, (a, b) in {"network": (net_old, net_new),
+                             "calibrated": (clf.calibrate(net_old), clf.calibrate(net_new))}.items():
+            d = np.abs(a - b).max(axis=1)
+            row[kind] = {"median": float(np.median(d)), "p99": float(np.percentile(d, 99)), "max": float(d.max()),
+                         "records_over_1e-5": int((d > 1e-5).sum())}
+        out[name] = row
+    return out
+
+
+def predict_times(files: list[str], repeats: int) -> dict:
+    """``ecglens predict`` wall seconds over ``files`` (alternating, median of ``repeats``)."""
+    patch = ("import runpy, sys; bench = runpy.run_path({bench!r}); old = bench['load_old'](); "
+             "import ecglens.models.factorecg.classifier as c, ecglens.quality as q; "
+             "c.ecg_factorbeat = old.factorbeat; q.ecg_findpeaks = old.findpeaks; "
+             "from ecglens.cli import main; sys.exit(main(sys.argv[1:]))").format(bench=str(Path(__file__).resolve()))
+    commands = {"baseline": ["-m", "ecglens", "predict", "baseline"],
+                "factorecg": ["-m", "ecglens", "predict", "factorecg"],
+                "factorecg, old beats": ["-c", patch, "predict", "factorecg"]}
+    walls = {name: [] for name in commands}
+    with tempfile.TemporaryDirectory() as tmp:
+        for _ in range(repeats):
+            for name, cmd in commands.items():
+                t = time.perf_counter()
+                done = subprocess.run([sys.executable, *cmd, *files, "-o", str(Path(tmp) / "out.csv"), "--no-progress"],
+                                      capture_output=True, text=True, cwd=REPO)
+                walls[name].append(time.perf_counter() - t)
+                if done.returncode not in (0, 2):  # 2: some records had no usable beat (listed, still scored)
+                    raise RuntimeError(f"predict {name} failed ({done.returncode}): {done.stderr[-2000:]}")
+    med = {name: statistics.median(w) for name, w in walls.items()}
+    return {"records": len(files), "repeats": repeats, "walls_s": walls, "median_s": med,
+            "factorecg_over_baseline": med["factorecg"] / med["baseline"],
+            "old_factorecg_over_baseline": med["factorecg, old beats"] / med["baseline"]}
+
+
+def fold_signals(data: Path, rate: int, limit: int | None) -> tuple[list[int], np.ndarray, list[str]]:
+    """(ecg ids, (n, 12, t) signals, header paths) of the test fold's records at ``rate``."""
+    from ecglens.datasets.ptbxl import PTBXL
+    from ecglens.io import read_ecg
+
+    ds = PTBXL(data, rate)
+    ids = [int(i) for i in ds.records[ds.records["fold"] == 10].index][:limit]
+    paths = [str(ds.header_path(i)) for i in ids]
+    return ids, np.stack([read_ecg(p, sampling_rate=rate).signal for p in paths]), paths
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("data", nargs="?", default=str(REPO.parent / "shared" / "data" / "ptb-xl"))
+    p.add_argument("--repeats", type=int, default=3, help="timed runs of each path (default 3)")
+    p.add_argument("--predict-repeats", type=int, default=2, help="runs of each predict command (default 2)")
+    p.add_argument("--limit", type=int, default=None, help="use the first N records of the fold (default all)")
+    p.add_argument("--out", default=str(REPO / "bench" / "results"))
+    args = p.parse_args(argv)
+    from ecglens.beats import ecg_findpeaks_batch
+    from ecglens.models.factorecg.data import BeatSettings, ecg_factorbeat_batch
+    from ecglens.preprocess import resample_signal
+    from ecglens.samples import list_samples, load_sample
+
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    load_start = list(os.getloadavg())
+    t0 = time.perf_counter()
+    old = load_old()
+    settings = BeatSettings()
+    ids100, x100, paths100 = fold_signals(Path(args.data), 100, args.limit)
+    ids500, x500, _ = fold_signals(Path(args.data), 500, args.limit)
+    old_beats(old.factorbeat, x100[:2], 100, settings)  # first calls: neurokit2 and scipy imports
+    ecg_factorbeat_batch(x100[:2], 100, settings)
+
+    timing, fidelity = {}, {}
+    row, o, n = compare_timing(lambda: old_beats(old.factorbeat, x100, 100, settings),
+                               lambda: ecg_factorbeat_batch(x100, 100, settings), len(x100), args.repeats)
+    timing["factorbeat, 100-Hz records"], fidelity["fold 10, 100 Hz"] = row, beat_differences(o, n)
+    fidelity["fold 10, 100 Hz"]["changed_ecg_ids"] = [ids100[i] for i in fidelity["fold 10, 100 Hz"]["changed_records"]]
+    rows = fidelity["fold 10, 100 Hz"].pop("rows")
+    fidelity["fold 10, 100 Hz"]["probabilities"] = probability_differences(o[0][rows], n[0][rows])
+    row, o, n = compare_timing(lambda: old_beats(old.factorbeat, x500, 500, settings),
+                               lambda: ecg_factorbeat_batch(x500, 500, settings), len(x500), args.repeats)
+    timing["factorbeat, 500-Hz records"], fidelity["fold 10, 500 Hz"] = row, beat_differences(o, n)
+    fidelity["fold 10, 500 Hz"]["changed_ecg_ids"] = [ids500[i] for i in fidelity["fold 10, 500 Hz"]["changed_records"]]
+    fidelity["fold 10, 500 Hz"].pop("rows")
+
+    def old_peaks():
+        out = []
+        for x in x100:
+            try:
+                out.append(old.findpeaks(x, 100)[0])
+            except ECGError as exc:
+                out.append(exc)
+        return out
+
+    row, o, n = compare_timing(old_peaks, lambda: ecg_findpeaks_batch(x100, 100), len(x100), args.repeats)
+    timing["findpeaks, 100-Hz records"] = row
+    fidelity["findpeaks, 100 Hz"] = {"records": len(x100), "same_peaks": int(sum(
+        isinstance(a, ECGError) and isinstance(b, ECGError) or
+        not isinstance(a, ECGError) and not isinstance(b, ECGError) and np.array_equal(a, b[0]) for a, b in zip(o, n)))}
+    native = BeatSettings(extract_rate=100.0)
+    walls = [timed(lambda: ecg_factorbeat_batch(x100, 100, native))[0] for _ in range(args.repeats)]
+    timing["new only: factorbeat with extract_rate=100 (not shipped)"] = {
+        "records": len(x100), "new_wall_ms": 1e3 * statistics.median(walls) / len(x100)}
+
+    samples = [load_sample(s.ecg_id, sampling_rate=max(s.rates)) for s in list_samples()]
+    xs = np.stack([resample_signal(e.signal, e.sampling_rate, 100) for e in samples])  # the models' pipeline
+    o, n = old_beats(old.factorbeat, xs, 100, settings), ecg_factorbeat_batch(xs, 100, settings)
+    fidelity["bundled samples"] = beat_differences(o, n)
+    rows = fidelity["bundled samples"].pop("rows")
+    fidelity["bundled samples"]["probabilities"] = probability_differences(o[0][rows], n[0][rows])
+    fidelity["bundled samples"]["changed_ecg_ids"] = [list_samples()[i].ecg_id
+                                                      for i in fidelity["bundled samples"]["changed_records"]]
+
+    predict = predict_times(paths100, args.predict_repeats)
+    result = {"old_revision": OLD_REV, "data": str(args.data), "repeats": args.repeats, "timing": timing,
+              "fidelity": fidelity, "predict": predict, "seconds": time.perf_counter() - t0,
+              "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
+                          "load_average_start": load_start, "load_average_end": list(os.getloadavg()),
+                          "threads_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}},
+              "started": started}
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "beats_speed.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "beats_speed.md").write_text(report(result))
+    print(report(result))
+    return 0
+
+
+def report(r: dict) -> str:
+    m = r["machine"]
+    lines = ["# Median beats: per-record (old) vs batch (new)", "",
+             f"Old: the beats code at `{r['old_revision'][:10]}` (neurokit2, per-beat loops, records resampled to "
+             f"500 Hz first). New: `ecg_factorbeat_batch` / `ecg_findpeaks_batch`. One run on the same records "
+             f"(`python bench/beats_speed.py`, {r['seconds']:.0f} s), medians of {r['repeats']} alternating runs; "
+             f"load average {m['load_average_start'][0]:.2f} at the start and {m['load_average_end'][0]:.2f} at "
+             f"the end on {m['cpus']} CPUs shared with other work, so absolute times are noisy: compare within a row.",
+             "", "## Time per record", "",
+             "| what | records | old ms (wall) | new ms (wall) | speed-up wall | old ms (CPU) | new ms (CPU) | "
+             "speed-up CPU |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for name, t in r["timing"].items():
+        if "old_wall_ms" in t:
+            lines.append(f"| {name} | {t['records']} | {t['old_wall_ms']:.2f} | {t['new_wall_ms']:.2f} | "
+                         f"{t['speedup_wall']:.1f}x | {t['old_cpu_ms']:.2f} | {t['new_cpu_ms']:.2f} | "
+                         f"{t['speedup_cpu']:.1f}x |")
+        else:
+            lines.append(f"| {name} | {t['records']} | - | {t['new_wall_ms']:.2f} | - | - | - | - |")
+    lines += ["", "## How far the beats moved", "",
+              "| records | both ok / all | failed old / new | identical beats | same R peaks | same kept beats | "
+              "R-peak shift (matched; moved; max ms) | unmatched R peaks | beat MAE uV (mean; p99; max) | "
+              "largest diff uV (p99; max) |", "|---|---|---|---:|---:|---:|---|---:|---|---|"]
+    for name, f in r["fidelity"].items():
+        if "both_ok" not in f:
+            continue
+        s = f["r_peak_shift_ms"]
+        lines.append(f"| {name} | {f['both_ok']} / {f['records']} | {f['old_failed']} / {f['new_failed']} | "
+                     f"{f['identical_beats']} | {f['same_r_peaks']} | {f['same_kept']} | {s['matched']}; {s['moved']}; {s['max']:.0f} | {f['r_peaks_unmatched']} | "
+                     f"{f['mae_uv']['mean']:.3f}; {f['mae_uv']['p99']:.1f}; {f['mae_uv']['max']:.1f} | "
+                     f"{f['largest_uv']['p99']:.1f}; {f['largest_uv']['max']:.1f} |")
+    fp = r["fidelity"]["findpeaks, 100 Hz"]
+    lines += ["", f"Identical: largest difference under {SAME_UV:g} uV (the largest among them: "
+              + "; ".join(f"{k} {f['largest_uv_of_identical']:.1e} uV" for k, f in r["fidelity"].items()
+                          if "both_ok" in f) + f"). `ecg_findpeaks` at 100 Hz: {fp['same_peaks']} of {fp['records']} "
+              "records give the same peaks (or the same error). Records whose beats changed: "
+              + "; ".join(f"{k}: {', '.join(map(str, f['changed_ecg_ids'])) or 'none'}" for k, f in r["fidelity"].items()
+                          if "changed_ecg_ids" in f) + ".", "",
+              "## Probabilities of the shipped beat models (largest |old - new| per record)", "",
+              "| records | model | output | median | p99 | max | records over 1e-5 |", "|---|---|---|---:|---:|---:|---:|"]
+    for name, f in r["fidelity"].items():
+        for model, rows in f.get("probabilities", {}).items():
+            for kind, d in rows.items():
+                lines.append(f"| {name} | {model} | {kind} | {d['median']:.1e} | {d['p99']:.1e} | {d['max']:.1e} | "
+                             f"{d['records_over_1e-5']} |")
+    p = r["predict"]
+    lines += ["", f"## `ecglens predict` over the {p['records']} fold-10 records (wall s, start-up included, median of "
+              f"{p['repeats']})", "", "| command | median s | runs |", "|---|---:|---|"]
+    for name, med in p["median_s"].items():
+        lines.append(f"| {name} | {med:.1f} | {', '.join(f'{w:.1f}' for w in p['walls_s'][name])} |")
+    lines += ["", f"factorecg / baseline: {p['factorecg_over_baseline']:.2f} (target at most 1.5); with the old beats "
+              f"and R peaks: {p['old_factorecg_over_baseline']:.2f}."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())
