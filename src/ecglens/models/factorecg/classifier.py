@@ -26,7 +26,7 @@ from ..classifier import Classifier
 from ..loading import config_section, config_value, fit_weights
 from .blackbox import BeatClassifier, BeatClassifierConfig
 from .config import FactorVAEConfig
-from .data import BeatSettings, ecg_factorbeat
+from .data import BeatSettings, ecg_factorbeat, ecg_factorbeat_batch
 from .factors import ActiveFactors, FactorModels, FactorStandardizer
 from .vae import FactorVAE, encode_beats
 
@@ -80,16 +80,12 @@ class BeatModelClassifier(Classifier):
         x = np.asarray(signals, dtype=np.float32)
         if x.ndim != 3 or x.shape[1] != 12:
             raise ECGError(None, f"expected signals shaped (n, 12, samples), got {x.shape}")
-        beats, ok, self.skipped = [], [], []
-        for i, row in enumerate(x):
-            try:
-                beats.append(ecg_factorbeat(row, sampling_rate, self.settings, source=f"row {i}")[0])
-                ok.append(i)
-            except ECGError as exc:
-                self.skipped.append((i, str(exc)))
+        beats, infos = ecg_factorbeat_batch(x, sampling_rate, self.settings, sources=[f"row {i}" for i in range(len(x))])
+        self.skipped = [(i, str(e)) for i, e in enumerate(infos) if isinstance(e, ECGError)]
+        ok = [i for i, e in enumerate(infos) if not isinstance(e, ECGError)]
         out = np.tile(self.prevalence, (len(x), 1))
         if ok:
-            out[ok] = self.predict_beats(np.stack(beats))
+            out[ok] = self.predict_beats(beats[ok])
         if self.skipped:
             log.warning("%d of %d record(s) have no usable median beat; predicted the training prevalence: %s",
                         len(self.skipped), len(x), "; ".join(r for _, r in self.skipped[:3]))
