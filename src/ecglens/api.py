@@ -157,6 +157,7 @@ def calibrate(model: Model | str | os.PathLike, data: str | os.PathLike, out: st
     from .atomic import atomic_dir
     from .calibration import fit_calibration
     from .datasets import PTBXL, TRAIN_FOLDS
+    from .scoring import fold_scores, label_columns
 
     model = model if isinstance(model, Model) else load_model(model)
     if not model.can_predict:
@@ -167,14 +168,12 @@ def calibrate(model: Model | str | os.PathLike, data: str | os.PathLike, out: st
         raise ECGError(None, f"fold {fold} is a training fold; calibrate on the validation fold")
     ds = PTBXL(data, sampling_rate=rate)
     split = ds.load(label_set, folds=(fold,), pipeline=clf.pipeline, cache_dir=cache_dir, progress=progress)
-    columns = [list(split.label_names).index(s) for s in clf.labels]
     with clf.raw():
-        probs = np.concatenate([clf.predict_batch(np.asarray(split.signals[i:i + batch_size]), split.sampling_rate)
-                                for i in range(0, len(split.ecg_ids), batch_size)])
+        probs, _ = fold_scores(clf, split, batch_size)
     train = ds.labels(label_set, TRAIN_FOLDS)
-    train_positives = train.y[:, [list(train.names).index(s) for s in clf.labels]].sum(0)
-    calibration = fit_calibration(clf.labels, np.asarray(split.y)[:, columns], probs, train_positives, method,
-                                  threshold_rule)
+    train_positives = train.y[:, label_columns(train.names, clf.labels, "training labels")].sum(0)
+    y_val = np.asarray(split.y)[:, label_columns(split.label_names, clf.labels, f"fold {fold} labels")]
+    calibration = fit_calibration(clf.labels, y_val, probs, train_positives, method, threshold_rule)
     calibration.facts.update(fold=fold, data=str(data), label_set=label_set)
     out = Path(out)
     config = {**model.config, "calibration": calibration.to_dict()}

@@ -62,12 +62,7 @@ def evaluate(model, data: str | os.PathLike, fold: int = 10, *, rate: int = 100,
     ds = PTBXL(data, sampling_rate=rate)
     split = ds.load(label_set, folds=(fold,), pipeline=clf.pipeline, cache_dir=cache_dir, progress=progress)
     y_true = np.asarray(split.y, dtype=np.float64)[:, label_columns(split.label_names, names, f"fold {fold} labels")]
-    batches, unscored = [], []
-    for start in range(0, len(split.ecg_ids), batch_size):
-        chunk = np.asarray(split.signals[start:start + batch_size], dtype=np.float32)
-        batches.append(np.asarray(clf.predict_batch(chunk, split.sampling_rate), dtype=np.float64))
-        unscored += [[int(split.ecg_ids[start + i]), why] for i, why in getattr(clf, "skipped", [])]
-    y_score = np.concatenate(batches) if batches else np.zeros((0, len(names)))
+    y_score, unscored = fold_scores(clf, split, batch_size)
     order = np.argsort(np.asarray(split.ecg_ids), kind="stable")  # bootstrap indices refer to sorted ids
     records, y_true, y_score = [str(int(split.ecg_ids[i])) for i in order], y_true[order], y_score[order]
 
@@ -207,6 +202,17 @@ def _labelled_source(directory: Path, labels, rate: int, folds, label_set: str) 
                    unreadable=[(r, f"labelled in {labels} but no record file in {directory}")
                                for r in table.records if r not in paths],
                    unlabelled=[(r, f"no row in {labels}") for r in sorted(paths) if r not in known])
+
+
+def fold_scores(clf, split, batch_size: int = 256) -> tuple[np.ndarray, list[list]]:
+    """``(scores (n, k) in the classifier's label order, unscored [[ecg_id, reason], ...])`` of a cached
+    split, predicted ``batch_size`` records at a time."""
+    batches, unscored = [], []
+    for start in range(0, len(split.ecg_ids), batch_size):
+        chunk = np.asarray(split.signals[start:start + batch_size], dtype=np.float32)
+        batches.append(np.asarray(clf.predict_batch(chunk, split.sampling_rate), dtype=np.float64))
+        unscored += [[int(split.ecg_ids[start + i]), why] for i, why in getattr(clf, "skipped", [])]
+    return (np.concatenate(batches) if batches else np.zeros((0, len(clf.labels)))), unscored
 
 
 def _classifier(model, batch_size: int):

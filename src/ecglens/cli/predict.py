@@ -97,9 +97,9 @@ def predict_files(model, paths: list[Path], rate: float | None = None, batch_siz
 def _keep_top(prediction: Prediction, top: int | None) -> list[list[tuple[str, float, bool]]]:
     """Per record its statements (the ``top`` most probable, or all) with probability and call."""
     k = top or len(prediction.labels)
+    column = {s: j for j, s in enumerate(prediction.labels)}
     calls = prediction.calls
-    return [[(s, p, bool(calls[i, prediction.labels.index(s)])) for s, p in prediction.top(i, k)]
-            for i in range(len(prediction))]
+    return [[(s, p, bool(calls[i, column[s]])) for s, p in prediction.top(i, k)] for i in range(len(prediction))]
 
 
 def run(args) -> int:

@@ -76,7 +76,8 @@ class Prediction:
 
     def called(self, row: int = 0) -> list[str]:
         """The statements called positive for one record, most probable first."""
-        return [s for s, _ in self.top(row, len(self.labels)) if self.calls[row, self.labels.index(s)]]
+        calls = dict(zip(self.labels, self.calls[row]))
+        return [s for s, _ in self.top(row, len(self.labels)) if calls[s]]
 
     def to_frame(self, long: bool = False):
         """A pandas DataFrame: one row per record and a column per statement, or with ``long=True`` one
