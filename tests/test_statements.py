@@ -63,3 +63,11 @@ def test_predict_table_and_json_show_descriptions(tmp_path, capsys):
     preds = json.loads(out.read_text())["records"][0]["predictions"]
     assert all(p["description"] == describe(p["statement"]) for p in preds)
     assert any(p["description"] == "sinus rhythm" for p in preds)
+
+
+def test_beyond_one_beat_holds_the_rhythm_statements_and_ectopy():
+    from ecglens.statements import beyond_one_beat
+
+    found = beyond_one_beat()
+    assert {"SR", "AFIB", "STACH", "SBRAD", "BIGU", "TRIGU", "PVC", "PAC", "3AVB"} <= found
+    assert not {"NORM", "CRBBB", "1AVB", "LVH", "IMI"} & found

@@ -36,6 +36,9 @@ GROUPS = {
     "LAFB/LPFB": ("left anterior/left posterior fascicular block", "subclass"),
     "_AVB": ("AV block", "subclass"),
 }
+# Besides PTB-XL's rhythm statements, these are defined by the sequence of beats (ectopic beats, the
+# P-to-QRS relation), which one averaged beat cannot show.
+SEQUENCE_STATEMENTS = ("PAC", "PVC", "2AVB", "3AVB")
 
 
 @lru_cache(maxsize=1)
@@ -43,6 +46,15 @@ def descriptions() -> dict[str, str]:
     """{code: description} for every statement, class and subclass in the shipped table."""
     text = files("ecglens").joinpath(TABLE).read_text(encoding="utf-8")
     return {row["code"]: row["description"] for row in csv.DictReader(io.StringIO(text))}
+
+
+@lru_cache(maxsize=1)
+def beyond_one_beat() -> frozenset[str]:
+    """Statements a median beat cannot carry: PTB-XL's rhythm statements (rate, regularity, the
+    atrial rhythm) and ``SEQUENCE_STATEMENTS``. Beat models mark them, and qLST does not explain them."""
+    text = files("ecglens").joinpath(TABLE).read_text(encoding="utf-8")
+    rhythm = {row["code"] for row in csv.DictReader(io.StringIO(text)) if "rhythm" in row["kind"].split(";")}
+    return frozenset(rhythm | set(SEQUENCE_STATEMENTS))
 
 
 def describe(code: str) -> str:
