@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ecglens.beats import ecg_measure, ecg_medianbeat, ecg_simulate, median_beat
-from ecglens.beats.measure import beat_isoelectric_window, qrs_amplitudes
+from ecglens.beats.measure import _trapezium_end, beat_isoelectric_window, qrs_amplitudes
 from ecglens.io.leads import STANDARD_LEADS
 from ecglens.samples import list_samples, load_sample
 
@@ -117,6 +117,15 @@ def test_missing_waves_are_none_not_garbage():
     assert all(v is None for v in flat["r_amplitude_mv"].values())
     limb = ecg_measure(median[6:], fs, r, leads=STANDARD_LEADS[6:])  # precordial leads only: no axis
     assert limb["axis_deg"] is None and limb["qrs_duration_ms"] is not None
+
+
+def test_trapezium_t_end_is_the_knee_where_the_falling_limb_meets_the_flat_tail():
+    # rises to 1 at sample 5, falls linearly to 0.1 at sample 23, then stays flat: the knee is sample 23
+    m = np.concatenate([np.linspace(0.0, 1.0, 6), np.linspace(0.95, 0.1, 18), np.full(40, 0.1)])
+    assert _trapezium_end(m, peak=5, stop=20, limit=len(m) - 1, width=30) == 23.0
+    # a reference point beyond the end of the search is cut at ``limit``; a limb that does not fall has no end
+    assert _trapezium_end(m, peak=5, stop=20, limit=40, width=100) == 23.0
+    assert _trapezium_end(np.full(50, 0.3), peak=5, stop=20, limit=49, width=30) is None
 
 
 def test_isoelectric_window_is_the_flattest_stretch_before_r():
