@@ -1,21 +1,25 @@
-"""ProtoECGNet explanations on a tiny projected model built from synthetic records (no PTB-XL)."""
+"""ProtoECGNet explanations: a tiny projected model built from synthetic records (no PTB-XL), then the shipped
+model on a bundled record (receptive-field windows, percentiles, lead marking, the statement limit)."""
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from ecglens.api import load_model
 from ecglens.cli import main
 from ecglens.errors import ECGError
-from ecglens.api import load_model
-from ecglens.explain import explainer_for
-from ecglens.explain.protoecgnet import format_text
+from ecglens.explain import ExplainOptions, explainer_for
+from ecglens.explain.protoecgnet import format_text, load_similarity_reference, similarity_percentile
 from ecglens.io.leads import STANDARD_LEADS
 from ecglens.io.record import ECG
 from ecglens.models import load_classifier
 from ecglens.models.protoecgnet import BranchConfig, ProtoECGNet, ProtoECGNetConfig
+from ecglens.models.protoecgnet.backbones import window_input_span
+from ecglens.models.protoecgnet.model import Contributions
 from ecglens.models.protoecgnet.projection import (
     Gallery,
     calibrate_from_latents,
@@ -23,7 +27,7 @@ from ecglens.models.protoecgnet.projection import (
     project_prototypes,
 )
 from ecglens.preprocess import FixLength, Pipeline, Resample, Standardize
-from ecglens.samples import sample_path
+from ecglens.samples import load_sample, sample_path
 from ecglens.training import save_checkpoint
 
 LABELS = ("SR", "AFIB", "LVH", "IMI", "NORM")  # rhythm, rhythm, global?, morphology, global per the table
@@ -84,7 +88,7 @@ def _source_ecg(gallery: Gallery, p: int) -> ECG:
 
 def test_logit_is_bias_plus_listed_contributions(model_dir, tmp_path):
     ecg = _source_ecg(Gallery.load(model_dir), 0)
-    result = _explain(model_dir, ecg, top=1000, threshold=0.0)
+    result = _explain(model_dir, ecg, top=1000, threshold=0.0, limit=None)
     assert {s["statement"] for s in result["statements"]} == set(LABELS)
     for s in result["statements"]:
         listed = sum(it["contribution"] for it in s["top_prototypes"])
@@ -135,14 +139,17 @@ def test_json_round_trip_and_figures(model_dir, tmp_path):
     result = explanation.data
     assert json.loads((tmp_path / "explanation.json").read_text()) == json.loads(json.dumps(result))
     assert sorted(p.name for p in tmp_path.glob("*.png")) == result["files"] == sorted(explanation.figures)
+    assert len(result["statements"]) == 4  # the default limit, "IMI" among them because it was asked for
+    assert "IMI" in {s["statement"] for s in result["statements"]} and "not explained" in result["note"]
     for s in result["statements"]:
-        assert (tmp_path / s["figure"]).stat().st_size > 1000
+        assert (tmp_path / s["figure"]).stat().st_size > 1000  # every one is called at threshold 0
         assert len(s["top_prototypes"]) <= 2
         for it in s["top_prototypes"]:
-            assert (tmp_path / it["source_figure"]).is_file()
             assert it["source"]["labels"] and it["prototype_label"] in it["source"]["labels"]
+            assert it["similarity_percentile"] is None and "percentile not available" in it["words"]
+    assert not result["similarity_reference"]["available"]  # this gallery holds no reference distribution
     text = format_text(result)
-    assert "faithfulness" in text and "IMI" in text
+    assert "faithfulness" in text and "IMI" in text and "not available" in text
 
 
 def test_unknown_statement_and_wrong_leads(model_dir, tmp_path):
@@ -162,3 +169,147 @@ def test_cli_explains_a_bundled_sample(model_dir, tmp_path, capsys):
     assert rc == 0
     assert "faithfulness" in capsys.readouterr().out
     assert json.loads((out / "explanation.json").read_text())["kind"] == "protoecgnet"
+
+
+# --- the shipped model on a bundled record -------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def shipped():
+    model = load_model("protoecgnet")
+    return model, model.explain(load_sample(172))  # CRBBB + LAFB: the model calls nine statements
+
+
+def test_default_explains_at_most_four_statements(shipped):
+    model, explanation = shipped
+    result = explanation.data
+    assert ExplainOptions().limit == 4 and result["limit"] == 4
+    called = [s for s, p in result["calibrated_probabilities"].items()
+              if p >= result["thresholds"][s] and model.loaded.assessable[model.labels.index(s)]]
+    assert len(called) > 4
+    shown = [s["statement"] for s in result["statements"]]
+    assert len(shown) == 4 and set(shown) <= set(called)
+    probs = [result["calibrated_probabilities"][s] for s in shown]
+    assert probs == sorted(probs, reverse=True) and min(probs) >= max(
+        result["calibrated_probabilities"][s] for s in set(called) - set(shown))
+    assert f"{len(called) - 4} more called statement(s) not explained" in result["note"]
+    everything = model.explain(load_sample(172), limit=None, top=1).data
+    assert {s["statement"] for s in everything["statements"]} == set(called)
+
+
+def test_figures_only_for_called_or_asked_statements(shipped):
+    model, _ = shipped
+    ecg = load_sample(172)
+    nothing = model.explain(ecg, threshold=1.1, top=1)  # nothing called: the most probable one, no figure
+    assert [s["figure"] for s in nothing.data["statements"]] == [None] and not nothing.figures
+    drawn = model.explain(ecg, threshold=1.1, top=1, all_figures=True)
+    assert len(drawn.figures) == 1 and drawn.data["statements"][0]["figure"] in drawn.figures
+    asked = model.explain(ecg, threshold=1.1, top=1, statements=("AFIB",))
+    assert [s["statement"] for s in asked.data["statements"]] == ["AFIB"]
+    assert list(asked.figures) == [asked.data["statements"][0]["figure"]]
+
+
+def test_windows_are_receptive_fields(shipped):
+    model, explanation = shipped
+    net = model.loaded.model.net
+    n, rate = net.config.n_samples, net.config.sampling_rate
+    seen = set()
+    for s in explanation.data["statements"]:
+        for it in s["top_prototypes"]:
+            branch = net.branches[it["branch"]]
+            q = it["query_window"]
+            assert q["span"] == "receptive_field"
+            if branch.mode == "pooled":
+                want = (0, n)
+            else:
+                want = window_input_span(q["latent_start"], branch.prototype_layer.length, branch.time_geometry, n,
+                                         "receptive_field")
+            assert (round(q["start_s"] * rate), round(q["end_s"] * rate)) == want
+            foot = (round(q["footprint_start_s"] * rate), round(q["footprint_end_s"] * rate))
+            assert foot[0] >= want[0] and foot[1] <= want[1]
+            seen.add(branch.mode)
+            if branch.mode == "partial" and 0 < want[0] and want[1] < n:  # an interior window: wider than the footprint
+                assert want[1] - want[0] == (branch.prototype_layer.length - 1) * branch.time_geometry.stride + \
+                    branch.time_geometry.receptive_field > foot[1] - foot[0]
+    assert "partial" in seen  # record 172's morphology matches are the point of the test
+    assert "receptive field" in explanation.data["windows"]
+
+
+def test_percentiles_readable_and_monotone(shipped):
+    model, explanation = shipped
+    net = model.loaded.model.net
+    reference, info = load_similarity_reference(model.directory, net)
+    assert info["available"] and info["folds"] == list(range(1, 9)) and reference.shape == (219, 101)
+    assert np.all(np.diff(reference, axis=1) >= 0)
+    for s in explanation.data["statements"]:
+        for it in s["top_prototypes"]:
+            pct = it["similarity_percentile"]
+            assert 0 <= pct <= 100 and "percentile of training matches" in it["words"]
+            assert pct == pytest.approx(float(similarity_percentile(it["similarity"], reference[it["prototype"]])))
+    for row in reference[[0, 60, 210]]:
+        grid = np.linspace(row[0] - 0.05, row[-1] + 0.05, 400)
+        pct = similarity_percentile(grid, row)
+        assert np.all(np.diff(pct) >= 0) and pct[0] == 0 and pct[-1] == 100
+        assert similarity_percentile(row[50], row) == pytest.approx(50, abs=1.5)
+    other = copy.deepcopy(net)
+    with torch.no_grad():
+        other.branches["morphology"].prototype_layer.prototypes[0] += 0.1
+    missing, why = load_similarity_reference(model.directory, other)
+    assert missing is None and not why["available"] and "not available" in why["reason"]
+
+
+def test_marked_leads_carry_the_match(shipped):
+    model, explanation = shipped
+    net = model.loaded.model.net
+    x = torch.from_numpy(np.array(model.loaded.preprocess(load_sample(172)), dtype=np.float32))
+    item = next(it for s in explanation.data["statements"] for it in s["top_prototypes"] if it["branch"] == "morphology")
+    drops = [d["similarity_drop"] for d in item["leads"]]
+    assert len(drops) == 12 and drops == sorted(drops, reverse=True)
+    assert item["marked_leads"] and item["marked_leads"] == [d["lead"] for d in item["leads"][:len(item["marked_leads"])]]
+    lead = STANDARD_LEADS.index(item["marked_leads"][0])
+    a, b = (round(item["query_window"][k] * 100) for k in ("start_s", "end_s"))
+    blanked = x.clone()
+    blanked[lead, a:b] = 0.0
+    with torch.no_grad():
+        before = net(x[None]).similarity_maps["morphology"][0, item["index"], item["query_window"]["latent_start"]]
+        after = net(blanked[None]).similarity_maps["morphology"][0, item["index"], item["query_window"]["latent_start"]]
+    assert float(before - after) == pytest.approx(item["leads"][0]["similarity_drop"], abs=1e-5) and before > after
+
+
+def test_contributions_in_words_and_figure_size(shipped, tmp_path):
+    _, explanation = shipped
+    for s in explanation.data["statements"]:
+        assert s["statement"] in s["summary"] and "own prototypes" in s["summary"]
+        for it in s["top_prototypes"]:
+            assert f"{it['contribution']:+.2f}" in it["words"] and f"the {s['statement']} logit" in it["words"]
+            assert ("not one of" in it["words"]) == (not it["own_statement"])
+    explanation.save(tmp_path)
+    pngs = sorted(tmp_path.glob("*.png"))
+    assert len(pngs) == len(explanation.data["statements"]) <= 4
+    assert sum(p.stat().st_size for p in pngs) < 4_000_000  # was 11 MB in 21 figures before the limit
+
+
+@pytest.mark.skipif("window_start" not in Contributions.__dataclass_fields__,
+                    reason="the model scores one input-length window per record")
+def test_a_long_record_is_explained_by_each_statements_deciding_window(tmp_path):
+    import shutil
+
+    from ecglens.pretrained import pretrained_dir
+
+    directory = tmp_path / "whole-record"
+    shutil.copytree(pretrained_dir("protoecgnet"), directory)
+    config = json.loads((directory / "config.json").read_text())
+    for key in ("pipeline", "display_pipeline"):  # read the whole record, as a whole-record checkpoint does
+        config[key]["steps"] = [s for s in config[key]["steps"] if s["step"] != "fix_length"]
+    (directory / "config.json").write_text(json.dumps(config))
+    normal, crbbb = load_sample(3), load_sample(172)
+    ecg = crbbb.with_signal(np.concatenate([normal.signal, crbbb.signal, normal.signal], axis=1))  # 30 s
+    result = load_model(directory).explain(ecg, statements=("CRBBB",)).data
+    assert result["record_s"] == pytest.approx(30.0)
+    entry = next(s for s in result["statements"] if s["statement"] == "CRBBB")
+    w = entry["window"]
+    assert (w["start_s"], w["end_s"]) == (pytest.approx(10.0), pytest.approx(20.0))  # where the CRBBB record is
+    assert not w["whole_record"] and "decided by the window 10.00-20.00 s" in entry["summary"]
+    for it in entry["top_prototypes"]:
+        q = it["query_window"]
+        assert w["start_s"] <= q["start_s"] < q["end_s"] <= w["end_s"]
+    assert entry["logit"] == pytest.approx(entry["bias"] + entry["sum_contributions"], abs=1e-4)

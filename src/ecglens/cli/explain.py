@@ -8,7 +8,7 @@ from . import COMMANDS
 
 
 def register(subparsers) -> None:
-    from ..explain import explainer_modules
+    from ..explain import DEFAULT_LIMIT, DEFAULT_TOP, explainer_modules
 
     p = subparsers.add_parser("explain", help=COMMANDS["explain"],
                               description="Explain a model's output for one record: by default the statements "
@@ -21,7 +21,12 @@ def register(subparsers) -> None:
     p.add_argument("--rate", type=float, help="sampling rate, needed for .csv/.npy")
     p.add_argument("--units", choices=("uV", "mV", "V"), default=None,
                    help="unit of .csv/.npy values, which those files cannot state (default mV)")
-    p.add_argument("--top", type=int, default=3, help="evidence items per statement (default 3)")
+    p.add_argument("--top", type=int, default=DEFAULT_TOP, help=f"evidence items per statement (default {DEFAULT_TOP})")
+    p.add_argument("--limit", type=int, default=DEFAULT_LIMIT,
+                   help=f"explain at most this many statements: those asked for with --statement, then the most "
+                        f"probable called ones (default {DEFAULT_LIMIT}; 0: no limit)")
+    p.add_argument("--all-figures", action="store_true",
+                   help="draw figures for every explained statement (default: the called and asked-for ones)")
     p.add_argument("--threshold", type=float, default=None,
                    help="explain statements at or above this probability (default: the model's stored thresholds)")
     p.add_argument("--statement", action="append", default=[],
@@ -42,7 +47,8 @@ def run(args) -> int:
     model = load_model(args.model)
     ecg = read_ecg(args.file, sampling_rate=args.rate, units=args.units)
     options = {k: v for k, v in vars(args).items() if k.startswith(f"{model.kind.name}_")}
-    explanation = model.explain(ecg, statements=args.statement, top=args.top, threshold=args.threshold, **options)
+    explanation = model.explain(ecg, statements=args.statement, top=args.top, threshold=args.threshold,
+                                limit=args.limit or None, all_figures=args.all_figures, **options)
     out = Path(args.out)
     explanation.save(out, figures=not args.no_figures, progress=not args.no_progress)
     print(explanation.to_json() if args.json else explanation.text)
