@@ -16,7 +16,9 @@ Where a file carries the device's median beat and the device's fiducials on it (
 annotations; the Philips 1.04 ``qonset``/``qrsdur``/``print``/``qtint`` of the representative beats),
 ecglens also measures that very beat, so that fiducial errors (P onset, QRS onset, QRS end, T end) are
 free of median-beat differences; the spatial velocity at the device's QRS end, as a fraction of its peak,
-is what sets the QRS-end limit in ``beats/measure.py``. Philips 1.03 files state the device's global
+is what sets the QRS-end limit in ``beats/measure.py``, and lead II's level in the PR segment (the 20 ms
+before the device's QRS onset) less its level before the P wave (20-60 ms before the device's P onset) is
+why the P onset is sought on a velocity rather than on a level. Philips 1.03 files state the device's global
 fiducials in the rhythm (``measurements/globalmeasurements``: ``pon``, ``qrson``, ``qrsoff``, ``toff`` in ms);
 they are listed with the QRS duration they imply.
 
@@ -46,7 +48,7 @@ from ecglens.io import read_ecg  # noqa: E402
 from ecglens.io._hospital import parse_xml  # noqa: E402
 from ecglens.preprocess import resample_signal  # noqa: E402
 
-BEFORE_REV = "2c04f27"  # the last revision of beats/measure.py before the QRS-end fix
+BEFORE_REV = "2c04f27"  # the last revision of beats/measure.py before the QRS-end and P-onset fixes
 TOLERANCE_MS = {"pr_interval_ms": 10.0, "qrs_duration_ms": 10.0, "qt_ms": 25.0}
 GRID_HZ = 100.0
 MEASURES = ("pr_interval_ms", "qrs_duration_ms", "qt_ms", "qtc_ms", "axis_deg")
@@ -174,6 +176,17 @@ def end_velocity_fraction(x: np.ndarray, fs: float, r_index: int, qrs_end_ms: fl
     return float(vel[int(round(r + qrs_end_ms / 1e3 * ff))] / peak)
 
 
+def pr_shift_ii(x: np.ndarray, fs: float, r_index: int, leads, truth: dict) -> float:
+    """Lead II's median level in the 20 ms before the device's QRS onset less that 20-60 ms before its P onset (mV)."""
+    ii = np.asarray(x, dtype=np.float64)[list(leads).index("II")]
+
+    def level(t0_ms: float, t1_ms: float) -> float:
+        a, b = (r_index + int(round(t / 1e3 * fs)) for t in (t0_ms, t1_ms))
+        return float(np.median(ii[max(0, a):max(1, b)]))
+
+    return level(truth["qrs_onset_ms"] - 20, truth["qrs_onset_ms"]) - level(truth["p_onset_ms"] - 60, truth["p_onset_ms"] - 20)
+
+
 def pick(m: dict) -> dict:
     return {k: None if m.get(k) is None else round(float(m[k]), 1) for k in (*MEASURES, *FIDUCIALS, "rr_ms")}
 
@@ -222,7 +235,8 @@ def measure_record(path: Path, versions: dict) -> dict:
     if beat is not None:
         x, fs, r_index, truth = beat
         dev = {"device": {k: round(v, 1) for k, v in truth.items()},
-               "velocity_at_device_qrs_end": round(end_velocity_fraction(x, fs, r_index, truth["qrs_offset_ms"]), 4)}
+               "velocity_at_device_qrs_end": round(end_velocity_fraction(x, fs, r_index, truth["qrs_offset_ms"]), 4),
+               "pr_shift_ii_mv": round(pr_shift_ii(x, fs, r_index, ecg.leads, truth), 3)}
         for name, module in versions.items():
             m = module.ecg_measure(x, fs, r_index, rr=device_rr_s(device))
             dev[name] = {k: None if m[k] is None else round(m[k] - truth[k], 1) for k in FIDUCIALS}
@@ -295,13 +309,15 @@ def markdown(result: dict) -> str:
     if beats:
         lines += ["", "## On the device's own median beat", "",
                   "ecglens's fiducials minus the device's (ms), measured on the beat the device measured; "
-                  "`v(end)`: spatial velocity at the device's QRS end as a fraction of its peak.", "",
-                  "| file | v(end) | version | P onset | QRS onset | QRS end | T end |", "|---|---|---|---|---|---|---|"]
+                  "`v(end)`: spatial velocity at the device's QRS end as a fraction of its peak; `PR-P (II)`: lead II's "
+                  "level in the PR segment less its level before the P wave (mV).", "",
+                  "| file | v(end) | PR-P (II) | version | P onset | QRS onset | QRS end | T end |",
+                  "|---|---|---|---|---|---|---|---|"]
         for r in beats:
             b = r["device_beat"]
             for v in versions:
                 e = b[v]
-                lines.append(f"| {r['file']} | {b['velocity_at_device_qrs_end']:.3f} | {v} | "
+                lines.append(f"| {r['file']} | {b['velocity_at_device_qrs_end']:.3f} | {b['pr_shift_ii_mv']:+.3f} | {v} | "
                              + " | ".join("-" if e[k] is None else f"{e[k]:+.0f}" for k in FIDUCIALS) + " |")
     fids = [r for r in result["records"] if "device_global_fiducials" in r]
     if fids:

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ecglens.beats import ecg_measure, ecg_medianbeat, ecg_simulate, median_beat
-from ecglens.beats.measure import _trapezium_end, beat_isoelectric_window, qrs_amplitudes
+from ecglens.beats.measure import _p_onset, _trapezium_end, beat_isoelectric_window, qrs_amplitudes
 from ecglens.io.leads import STANDARD_LEADS
 from ecglens.samples import list_samples, load_sample
 
@@ -126,6 +126,19 @@ def test_trapezium_t_end_is_the_knee_where_the_falling_limb_meets_the_flat_tail(
     # a reference point beyond the end of the search is cut at ``limit``; a limb that does not fall has no end
     assert _trapezium_end(m, peak=5, stop=20, limit=40, width=100) == 23.0
     assert _trapezium_end(np.full(50, 0.3), peak=5, stop=20, limit=49, width=30) is None
+
+
+def test_p_onset_is_the_foot_of_the_first_velocity_hump():
+    # a P wave rising in two steps: velocity humps at 120 (peak 0.8) and 160 ms (peak 1), over 0.05 of baseline noise
+    t = np.arange(300.0)
+    v = 0.8 * np.exp(-0.5 * ((t - 120) / 8) ** 2) + np.exp(-0.5 * ((t - 160) / 10) ** 2) + 0.05
+    # the foot of the first hump, not of the second (near 140): v = 35 % of the hump's peak 12.3 ms before it
+    assert _p_onset(v, lo=0, peak=200, limit=0, ff=1000.0) == pytest.approx(107, abs=1)
+    # a noisier baseline 20-60 ms before the hump: the walk back stops at 3 x its median (0.45), 9.4 ms before it
+    noisy = v + np.where(t < 95, 0.1, 0.0)
+    assert _p_onset(noisy, lo=0, peak=200, limit=0, ff=1000.0) == pytest.approx(110, abs=1)
+    # a hump still high where the search must stop has no onset
+    assert _p_onset(v, lo=108, peak=200, limit=108, ff=1000.0) is None
 
 
 def test_isoelectric_window_is_the_flattest_stretch_before_r():

@@ -21,13 +21,9 @@ from ecglens.io._hospital import parse_xml
 FORMATS = Path(__file__).resolve().parents[2] / "shared" / "data" / "formats"
 TOLERANCE_MS = {"pr_interval_ms": 10.0, "qrs_duration_ms": 10.0, "qt_ms": 25.0}
 
-_P_ONSET = ("P onset by the tangent at the steepest rise of the RMS magnitude misses the slow first part of this "
-            "P wave: {} ms after the device's P onset on the device's own median beat")
 _129 = ("the device prints lead II's own QRS duration (135 ms; the other leads 59-115 ms), while its global "
         "fiducials qrson-qrsoff give 96 ms (test_philips_129dyprg_qrs_matches_the_device_global_fiducials)")
 KNOWN = {
-    ("waveform_ecg.dcm", "pr_interval_ms"): _P_ONSET.format(21),
-    ("ad4d3d80-d165_1-04_orig.xml", "pr_interval_ms"): _P_ONSET.format(12),
     ("129DYPRG.XML", "qrs_duration_ms"): _129,
     ("repbeats_example.xml", "qrs_duration_ms"): "129DYPRG.XML's rhythm and measurements: " + _129,
 }
@@ -150,11 +146,33 @@ def _dicom_device_beat() -> tuple[np.ndarray, float, int, dict]:
     return x, fs, points["r"], {k: (v - points["r"]) / fs * 1e3 for k, v in points.items() if k != "r"}
 
 
-def test_qrs_limits_and_t_end_on_the_dicom_device_median_beat():
+def test_fiducials_on_the_dicom_device_median_beat():
     x, fs, r, device = _dicom_device_beat()
     # the device's own intervals on this beat
     assert device["qrs_offset_ms"] - device["qrs_onset_ms"] == 75 and device["t_end_ms"] - device["qrs_onset_ms"] == 368
+    assert device["qrs_onset_ms"] - device["p_onset_ms"] == 161
     m = ecg_measure(x, fs, r, rr=0.982)
+    # its P wave rises in two steps: the onset is the foot of the first (the steepest rise is 20 ms later)
+    assert m["p_onset_ms"] == pytest.approx(device["p_onset_ms"], abs=TOLERANCE_MS["pr_interval_ms"])
     assert m["qrs_onset_ms"] == pytest.approx(device["qrs_onset_ms"], abs=5)
     assert m["qrs_offset_ms"] == pytest.approx(device["qrs_offset_ms"], abs=5)
     assert m["t_end_ms"] == pytest.approx(device["t_end_ms"], abs=10)
+
+
+PHILIPS_104 = ["philips-xml/2020-5-18_15-48-11.xml", "philips-xml/3191723_ZZDEMOPTONLY_1-04_orig.xml",
+               "philips-xml/ad4d3d80-d165_1-04_orig.xml"]
+
+
+@pytest.mark.parametrize("name", PHILIPS_104, ids=lambda n: Path(n).name)
+def test_p_and_qrs_onsets_on_the_philips_device_median_beats(name):
+    """On the representative beats of Philips 1.04 files, whose ``qonset`` and ``print`` place the device's QRS and P onsets."""
+    ecg = read_ecg(_path(name))
+    raw, beats = ecg.metadata["device_measurements_raw"], ecg.metadata["median_beats"]
+    x, fs = np.asarray(beats["signal"]), beats["sampling_rate"]
+    q_on, p_on = float(raw["qonset"]), float(raw["qonset"]) - float(raw["print"])
+    a, b = (int(round(v * fs / 1e3)) for v in (q_on, q_on + float(raw["qrsdur"])))
+    r = a + int(np.argmax(np.sqrt(np.mean(x[:, a:b] ** 2, axis=0))))
+    m = ecg_measure(x, fs, r, rr=_device_rr_s(ecg.metadata["device_measurements"]), leads=ecg.leads)
+    r_ms = r / fs * 1e3
+    assert m["qrs_onset_ms"] == pytest.approx(q_on - r_ms, abs=5)
+    assert m["p_onset_ms"] == pytest.approx(p_on - r_ms, abs=TOLERANCE_MS["pr_interval_ms"])

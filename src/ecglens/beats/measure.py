@@ -24,9 +24,27 @@ Methods (all on the baseline-corrected beat):
   their own median beats ``v`` is 3-6 % of the peak at their global QRS
   end), and the velocity of a PR or ST segment fluctuates well beyond 1.5 x
   its median (bench/device_measurements.py).
-* P onset: the tangent method on the spatial magnitude ``m(t) = RMS over
-  leads of x``: the tangent at the steepest rising point before the P peak
-  meets the isoelectric level of ``m`` (for a Gaussian wave, centre - 2 sigma).
+* P onset: the foot of the P wave's first slope on its spatial velocity
+  ``vp`` (RMS over leads of dx/dt with the beat smoothed further by a
+  Gaussian of sigma 8 ms, for the P wave's lower frequencies), after the
+  wavelet-modulus rule of Martinez et al. (2004): a threshold relative to
+  the wave's own slope, followed back from it. The P wave is the largest
+  bump of the magnitude ``m(t) = RMS over leads of x`` 30-350 ms before the
+  QRS onset (from 20 ms after the previous beat's T end, and past the first
+  valley when the search opens on the slope of a wave); its rise starts
+  where ``m`` last lies within 15 % of the way from its low before the P
+  wave to the P peak. The first hump of ``vp`` is where ``vp`` first reaches
+  half its maximum on that rise; the onset is where ``vp``, followed back
+  from it, falls to the larger of 35 % of the hump's peak and 3 x its median
+  20-60 ms earlier (the baseline before the P wave), or the valley before
+  ``vp`` rises again. The first hump, not the steepest point: a P wave can
+  rise in two steps, and the tangent at the steepest rise of ``m`` (the
+  former method) started the P wave 5-21 ms after the devices' P onsets on
+  their own median beats (on the DICOM's, at its second step). A velocity,
+  not a level: the PR segment, where the isoelectric level is taken, can sit
+  0.06-0.1 mV (lead II) below the level before the P wave
+  (bench/device_measurements.py). On the simulator's Gaussian P waves the
+  onset falls 7-8 ms before centre - 2 sigma.
 * T end: the trapezium-area method (Vazquez-Seisdedos et al. 2011) on ``m``:
   with ``xm`` the steepest falling point after the T peak and ``xr = xm +
   100 ms``, the T end is the ``xi`` in [xm, xr] that maximises the area of the
@@ -74,6 +92,10 @@ T_END_REFERENCE_S = 0.1
 R_MIN_MV = 0.05
 FINE_RATE = 1000.0
 SMOOTH_SIGMA_S = 0.003
+P_SIGMA_S = 0.008
+P_RISE_FRACTION = 0.15
+P_HUMP_FRACTION = 0.5
+P_FOOT_FRACTION = 0.35
 
 
 def isoelectric_search(n_samples: int, sampling_rate: float, r_index: int) -> tuple[int, int, int]:
@@ -150,14 +172,25 @@ def _upsample(x: np.ndarray, sampling_rate: float) -> tuple[np.ndarray, int]:
     return interpolate.CubicSpline(np.arange(n), x, axis=-1)(fine), up
 
 
-def _tangent_onset(m: np.ndarray, peak: int, lo: int, base: float) -> float | None:
-    """Where the tangent at the steepest rise of ``m`` between ``lo`` and ``peak`` meets the level ``base`` (or None)."""
+def _p_onset(v: np.ndarray, lo: int, peak: int, limit: int, ff: float) -> float | None:
+    """P onset (sample position, or None) on the P wave's velocity ``v``: the foot of its first hump in [lo, peak].
+
+    The first hump is where ``v`` first reaches P_HUMP_FRACTION of its maximum in [lo, peak] (up to that
+    hump's own peak); from there ``v`` is followed back, no further than ``limit``, to where it falls to the
+    larger of P_FOOT_FRACTION of the hump's peak and OUTSIDE_FACTOR x its median 20-60 ms earlier (the
+    baseline before the P wave), or to the valley before it rises again (``_foot``).
+    """
     if peak - lo < 2:
         return None
-    slope = np.gradient(m)
-    i = lo + int(np.argmax(slope[lo:peak + 1]))
-    s = slope[i]
-    return None if s <= 0 else i - (m[i] - base) / s
+    seg = v[lo:peak + 1]
+    i = lo + int(np.flatnonzero(seg >= P_HUMP_FRACTION * seg.max())[0])
+    top = i
+    while top < peak and v[top + 1] >= v[top]:
+        top += 1
+    before = v[max(limit, i - int(round(0.06 * ff))):max(limit, i - int(round(0.02 * ff)))]
+    low = max(P_FOOT_FRACTION * v[top], OUTSIDE_FACTOR * float(np.median(before)) if len(before) else 0.0)
+    foot = _foot(v, i, limit, low, P_FOOT_FRACTION * v[top], step=-1)
+    return None if foot is None else float(foot)
 
 
 def _trapezium_end(m: np.ndarray, peak: int, stop: int, limit: int, width: int) -> float | None:
@@ -303,7 +336,7 @@ def ecg_measure(
                 t_end = _trapezium_end(mag, pk, stop, limit, int(round(T_END_REFERENCE_S * ff)))
     out["t_peak_ms"] = ms(t_pk)
     out["t_end_ms"] = ms(t_end)
-    # P onset: tangent on the rising limb of the magnitude before the QRS.
+    # P onset: the foot of the first velocity hump of the P wave, the magnitude's bump before the QRS.
     p_on = None
     if on is not None:
         a, b = max(0, on - int(round(0.35 * ff))), on - int(round(0.03 * ff))
@@ -311,12 +344,21 @@ def ecg_measure(
             a = max(a, int(math.ceil(t_end - rr * ff + 0.02 * ff)))
         if b - a > 3:
             pk = a + int(np.argmax(mag[a:b]))
+            if pk - a < int(round(0.03 * ff)):  # the window opens on the wave before the P: start at its first valley
+                valley = np.flatnonzero((mag[pk + 1:b - 1] <= mag[pk:b - 2]) & (mag[pk + 1:b - 1] < mag[pk + 2:b]))
+                if len(valley):
+                    a = pk + 1 + int(valley[0])
+                    pk = a + int(np.argmax(mag[a:b]))
             lo_p = a + int(np.argmin(mag[a:pk + 1]))
             rise = mag[pk] - base_m
             if a < pk < b - 1 and rise > max(WAVE_MIN_MV, 3 * noise_m) and mag[pk] - mag[lo_p] > 0.5 * rise:
-                p_on = _tangent_onset(mag, pk, lo_p, base_m)
-                if p_on is not None and p_on < max(0, a - 0.05 * ff):
-                    p_on = None
+                rising = np.flatnonzero(mag[lo_p:pk + 1] <= mag[lo_p] + P_RISE_FRACTION * (mag[pk] - mag[lo_p]))
+                pad = int(round(4 * P_SIGMA_S * ff))  # the P wave's velocity over [a, pk], clear of the filter's edges
+                c0, c1 = max(0, a - pad), min(nf, pk + pad + 1)
+                x_p = ndimage.gaussian_filter1d(x[:, c0:c1], P_SIGMA_S * ff, axis=-1, mode="nearest")
+                vel_p = np.sqrt(np.mean(np.gradient(x_p, axis=-1) ** 2, axis=0)) * ff
+                p_on = _p_onset(vel_p, lo_p + int(rising[-1]) - c0, pk - c0, a - c0, ff)
+                p_on = None if p_on is None else p_on + c0
     out["p_onset_ms"] = ms(p_on)
     out["pr_interval_ms"] = None if p_on is None or on is None else (on - p_on) / ff * 1e3
 
