@@ -124,12 +124,13 @@ def test_checkpoint_loads_without_training_data_and_predicts_samples(run, tmp_pa
     beat = ecg_factorbeat(ecgs[0].signal, ecgs[0].sampling_rate, clf.settings)[0]
     mu = clf.vae.encode(torch.from_numpy(beat[None]))[0].detach().numpy()[0]
     z = (mu[clf.standardizer.indices] - clf.standardizer.mean) / clf.standardizer.std
-    expected = 1 / (1 + np.exp(-(clf.factor_models.coef @ z + clf.factor_models.intercept)))
+    x = clf.model_inputs(z, clf.beat_and_rhythm(ecgs[0])[2])[0]  # then the rhythm features, if the model uses them
+    expected = 1 / (1 + np.exp(-(clf.factor_models.coef @ x + clf.factor_models.intercept)))
     np.testing.assert_allclose(probs[0], expected, rtol=1e-5, atol=1e-6)
     # The benchmark path (pipeline output, then predict_batch) agrees with predict_ecgs.
     x = np.stack([clf.pipeline.apply_signal(e.signal, e.sampling_rate)[0] for e in ecgs])
     np.testing.assert_allclose(clf.predict_batch(x, clf.sampling_rate), probs, atol=1e-6)
-    np.testing.assert_allclose(clf.preprocess(ecgs[0]), beat)  # the model input is the median beat
+    np.testing.assert_allclose(clf.preprocess(ecgs[0])[:12], beat)  # the model input is the median beat (+ rhythm row)
     assert clf.skipped == []
 
 

@@ -36,6 +36,26 @@ def traverse_factor(vae: nn.Module, z_mean: np.ndarray, factor_index: int,
     return decode_latents(vae, z)
 
 
+def traversal_values(patient: float, values=(-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0)) -> tuple[np.ndarray, int]:
+    """Traversal positions (SD) that include the patient's own value, and its index among them.
+
+    The drawn range ``values`` is widened to reach ``patient`` when it lies
+    outside (keeping the number of evenly spaced steps), and ``patient`` is
+    inserted in order unless it is already one of the steps.
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    patient = float(patient)
+    if len(v) < 2 or not np.all(np.isfinite(v)) or not np.isfinite(patient):
+        raise ECGError(None, f"need at least two finite traversal values and a finite patient value, got {v}, {patient}")
+    grid = np.linspace(min(v.min(), patient), max(v.max(), patient), len(v))
+    close = np.flatnonzero(np.isclose(grid, patient, rtol=0, atol=1e-9))
+    if len(close):
+        grid[close[0]] = patient
+        return grid, int(close[0])
+    at = int(np.searchsorted(grid, patient))
+    return np.insert(grid, at, patient), at
+
+
 @dataclass
 class NormalizationPath:
     """A patient's beat moved along one factor toward a reference (e.g. NORM) value.
@@ -62,17 +82,18 @@ class NormalizationPath:
 
 def toward_normal(vae: nn.Module, factor_models: FactorModels, standardizer: FactorStandardizer,
                   z: np.ndarray, statement: str, target_std: np.ndarray | None = None,
-                  n_steps: int = 7, factor: int | None = None) -> NormalizationPath:
+                  n_steps: int = 7, factor: int | None = None, extra: np.ndarray | None = None) -> NormalizationPath:
     """Move a patient's most influential factor for ``statement`` toward normal and decode.
 
     ``z`` is the patient's latent mean (latent_dim,). ``target_std`` is the
     reference position of every active factor in standardised units, e.g. the
     mean standardised factors of the NORM records; by default 0 (the population
     mean). The factor moved is the one whose move to the target lowers the
-    logit most, ``coef * (value - target)``; with the default target that is
-    the factor with the largest positive contribution, i.e. the largest
-    |contribution| among those raising the statement. ``factor`` (a latent
-    index) overrides the choice. All other factors stay at the patient's values.
+    logit most (for logistic models ``coef * (value - target)``; with the
+    default target that is the factor with the largest positive contribution).
+    ``factor`` (a latent index) overrides the choice. All other factors stay
+    at the patient's values, and so do the model's other inputs ``extra``
+    (the scaled rhythm features, when the factor models use them).
     """
     if n_steps < 2:
         raise ECGError(None, f"n_steps must be >= 2, got {n_steps}")
@@ -84,9 +105,19 @@ def toward_normal(vae: nn.Module, factor_models: FactorModels, standardizer: Fac
     if list(factor_models.factor_indices) != list(standardizer.indices):
         raise ECGError(None, "factor models and standardiser were built on different factors")
     j = factor_models.statement_index(statement)
+    rest = np.zeros(0) if extra is None else np.asarray(extra, dtype=np.float64).ravel()
+    if len(z_std) + len(rest) != len(factor_models.inputs):
+        raise ECGError(None, f"the factor models take {len(factor_models.inputs)} inputs; got {len(z_std)} factors "
+                             f"and {len(rest)} other inputs")
+
+    def inputs(factors: np.ndarray) -> np.ndarray:
+        return np.hstack([factors, np.tile(rest, (len(factors), 1))])
+
     if factor is None:
-        decrease = factor_models.coef[j] * (z_std - target)
-        col = int(np.argmax(decrease))
+        moved = np.tile(z_std, (len(z_std), 1))
+        moved[np.arange(len(z_std)), np.arange(len(z_std))] = target
+        logits = factor_models.decision_function(inputs(np.vstack([z_std[None], moved])))[:, j]
+        col = int(np.argmax(logits[0] - logits[1:]))
     else:
         if factor not in standardizer.indices:
             raise ECGError(None, f"factor {factor} is not one of the active factors {standardizer.indices}")
@@ -94,11 +125,11 @@ def toward_normal(vae: nn.Module, factor_models: FactorModels, standardizer: Fac
     steps = np.tile(z_std, (n_steps, 1))
     steps[:, col] = np.linspace(z_std[col], target[col], n_steps)
     latents = standardizer.to_latent(steps, base=z)
-    logits = factor_models.decision_function(steps)[:, j]
+    logits = factor_models.decision_function(inputs(steps))[:, j]
     return NormalizationPath(statement=statement, factor=int(standardizer.indices[col]),
                              values_std=steps[:, col].copy(), values_latent=latents[:, standardizer.indices[col]].copy(),
                              beats=decode_latents(vae, latents), logits=logits,
-                             probabilities=factor_models.predict_proba(steps)[:, j])
+                             probabilities=factor_models.predict_proba(inputs(steps))[:, j])
 
 
 def associate_factors(factor_values: np.ndarray, properties: np.ndarray,
