@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/python -m ecglens demo --out runs/demo
 
 test: $(STAMP)
+	sh .ci/install-browser.sh
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

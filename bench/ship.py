@@ -15,6 +15,11 @@ re-fits that step on the models already shipped.
     python bench/ship.py                       # every model below whose run exists
     python bench/ship.py --only qlst           # one of them
     python bench/ship.py --calibrate-only      # re-fit the shipped classifiers' calibration
+    python bench/ship.py --evaluation-only     # store the benchmark's numbers in the shipped configs
+
+Each shipped config.json gets an ``evaluation`` section (test-fold and external macro AUROC from
+``bench/results/benchmark.json`` and ``external.json``; qLST's query success from ``qlst.json``),
+which ``ecglens report`` shows as the model's provenance.
 """
 from __future__ import annotations
 
@@ -44,6 +49,8 @@ SOURCES = {
     "qlst": REPO / "bench" / "work" / "qlst-run-m3" / "model",
 }
 MAX_BYTES = 30_000_000
+RESULTS = REPO / "bench" / "results"
+BENCHMARK, EXTERNAL, QLST_RESULTS = RESULTS / "benchmark.json", RESULTS / "external.json", RESULTS / "qlst.json"
 KEEP = ("ATTRIBUTION.md",)  # files of the shipped directory that are not part of a checkpoint
 
 
@@ -87,20 +94,63 @@ def calibrate_shipped(name: str, data: Path) -> None:
           f"{len(cal.labels)} statements assessable)")
 
 
+def evaluation_section(name: str, config: dict) -> dict:
+    """The shipped model's measured numbers, from the benchmark's results: test-fold macro AUROC (seed 0, the
+    shipped run, with its 90% bootstrap interval), external macro AUROC (challenge records) and, for qLST,
+    the share of queries reached on the test fold. Empty where a result file does not list the model."""
+    out: dict = {}
+    label_set = config.get("label_set")
+    if BENCHMARK.is_file():
+        row = next((r for r in json.loads(BENCHMARK.read_text()) if r["model"] == name
+                    and r["label_set"] == label_set and 0 in r["seeds"]), None)
+        if row is not None:
+            out["test"] = {"macro_auroc": row["macro_auroc"][row["seeds"].index(0)], "ci": row["ci_seed0"],
+                           "fold": 10, "labels_scored": row["n_scored"], "source": str(BENCHMARK.relative_to(REPO))}
+    if EXTERNAL.is_file():
+        ext = json.loads(EXTERNAL.read_text())
+        row = next((m for m in ext["models"] if m["model"] == name), None)
+        if row is not None:
+            out["external"] = {"macro_auroc": row["macro_auroc"], "ci": row["ci"], "records": row["n_records"],
+                               "statements_scored": row["n_statements_scored"], "data": ext.get("records"),
+                               "source": str(EXTERNAL.relative_to(REPO))}
+    if config.get("kind") == "qlst" and QLST_RESULTS.is_file():
+        res = json.loads(QLST_RESULTS.read_text())
+        overall = res["overall"]["qlst"]
+        out["qlst"] = {"success_rate": overall["success_rate"], "mean_abs_error": overall["mean_abs_error"],
+                       "queries": overall["queries"], "fold": res.get("test_fold"),
+                       "source": str(QLST_RESULTS.relative_to(REPO))}
+    return out
+
+
+def write_evaluation(name: str) -> None:
+    """Store ``evaluation_section`` in the shipped model's config.json (the weights are not touched)."""
+    path = pretrained_root() / name / "config.json"
+    config = json.loads(path.read_text())
+    config["evaluation"] = evaluation_section(name, config)
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    print(f"{name}: evaluation {', '.join(config['evaluation']) or 'none found'} stored in {path}")
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--only", action="append", choices=sorted(SOURCES), help="ship only these (repeatable)")
     ap.add_argument("--calibrate-only", action="store_true", help="only re-fit the shipped classifiers' calibration")
+    ap.add_argument("--evaluation-only", action="store_true",
+                    help="only store the benchmark's test-fold and external numbers in the shipped configs")
     ap.add_argument("--data", type=Path, default=DATA, help="PTB-XL root for calibration (default ../shared/data/ptb-xl)")
     args = ap.parse_args()
     for name in args.only or list(SOURCES):  # qLST last: it checks the shipped VAE and classifier
         source = SOURCES[name]
+        if args.evaluation_only:
+            write_evaluation(name)
+            continue
         if not args.calibrate_only:
             if not (source / "config.json").is_file():
                 print(f"{name}: no run at {source}; left as shipped")
                 continue
             ship(name, source)
         calibrate_shipped(name, args.data)
+        write_evaluation(name)
     return 0
 
 

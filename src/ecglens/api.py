@@ -89,16 +89,18 @@ class Model:
                           quality=reports if quality else None)
 
     def explain(self, ecg: ECG, statements: Sequence[str] = (), top: int = 3, threshold: float | None = None,
-                **options: Any) -> Explanation:
+                limit: int | None = 4, all_figures: bool = False, **options: Any) -> Explanation:
         """Why the model said what it said about one record; writes nothing (``Explanation.save`` does).
 
         By default the statements called at the stored thresholds are explained; ``statements``
-        adds others; ``options`` are the family's own (e.g. qLST's ``qlst_target``).
+        adds others, up to ``limit`` statements in all; figures are drawn for the called and asked-for
+        statements unless ``all_figures``; ``options`` are the family's own (e.g. qLST's ``qlst_target``).
         """
         if not self.can_explain:
             raise ECGError(self.directory, f"a {self.kind.name} model has no explainer; explainable families: "
                                            "protoecgnet, factorecg, qlst")
-        opts = ExplainOptions(top=top, threshold=threshold, statements=tuple(statements), extra=dict(options))
+        opts = ExplainOptions(top=top, threshold=threshold, statements=tuple(statements), extra=dict(options),
+                              limit=limit, all_figures=all_figures)
         explanation = explainer_for(self.kind.name).explain(self.loaded, self.directory, ecg, opts)
         report = _quality(ecg)
         explanation.data["quality"] = report

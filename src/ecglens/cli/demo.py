@@ -5,7 +5,7 @@ from pathlib import Path
 
 from . import COMMANDS
 
-EXPLAIN_RECORD = 172  # CRBBB + LAFB: conduction findings a prototype or a factor can show
+EXPLAIN_RECORD = 172  # CRBBB + LAFB: conduction findings a prototype or a factor can show (the report's record)
 
 
 def register(subparsers) -> None:
@@ -16,10 +16,10 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from ..api import list_models, load_model
     from ..atomic import write_json_atomic
     from ..preprocess import Bandpass, FixLength, Pipeline, Resample
-    from ..samples import list_samples, load_sample
+    from ..report import Reporter, write_reports
+    from ..samples import list_samples, load_sample, sample_path
     from ..viz import plot_ecg
 
     # what the demo shows of each record before any model: a typical model-input pipeline
@@ -42,8 +42,9 @@ def run(args) -> int:
     plot_ecg(records[EXPLAIN_RECORD], figure, layout="3x4", title=f"PTB-XL record {EXPLAIN_RECORD} (bundled sample)")
     print(f"wrote {figure}")
 
-    for name in list_models():
-        model = load_model(name)
+    reporter = Reporter(workdir=out)  # every shipped model, loaded once for the predictions and the report
+    for model in reporter.models:
+        name = model.name
         if model.can_predict:
             prediction = model.predict(list(records.values()))
             rows = {}
@@ -57,10 +58,12 @@ def run(args) -> int:
                 print(f"  {eid:>5}  {shown_top}")
             print("  (* = a statement PTB-XL lists for the record)")
             summary["models"][name] = {"kind": model.kind.name, "top": rows}
-        if model.can_explain:
-            target = out / f"explain_{name}"
-            model.explain(records[EXPLAIN_RECORD], top=args.top).save(target)
-            print(f"\n{name}: explanation of record {EXPLAIN_RECORD} written to {target}")
+    rate = max(next(s.rates for s in samples if s.ecg_id == EXPLAIN_RECORD))
+    result = write_reports([sample_path(EXPLAIN_RECORD, rate)], out / "report", reporter)
+    page, row = result["pages"][0], result["rows"][0]
+    summary["report"] = {"page": str(page), "bytes": row["bytes"], "seconds": round(row["seconds"], 2)}
     write_json_atomic(out / "summary.json", summary, indent=2)
     print(f"\nwrote {out / 'summary.json'}")
+    print(f"\nreport of record {EXPLAIN_RECORD} (every shipped model and its explanation, one page; "
+          f"{row['bytes'] / 1e6:.1f} MB, {row['seconds']:.1f} s):\n{page.resolve()}")
     return 0
