@@ -91,7 +91,17 @@ def test_report_page_has_every_section_with_figures_and_no_network(tmp_path):
     assert any(r["not_assessable"] for r in rows.values()) and "not assessable" in html
     proto = next(s for s in data["sections"] if s["kind"] == "protoecgnet")
     assert proto["statements"] and all(len(e["evidence"]) <= 3 for e in proto["statements"])
-    assert "raises the log-odds of" in html or "lowers the log-odds of" in html
+    assert "raises the log-odds of" in html or "lowers the log-odds of" in html  # FactorECG's contributions
+    _assert_prototypes_in_the_explainers_words(proto, html)
+    assert not proto["long_record"] and 'data-figure="deciding-window"' not in html  # a 10-s record: one window
+    factor = next(s for s in data["sections"] if s["kind"] == "factorecg")
+    assert factor["traversals"]
+    for t in factor["traversals"]:  # the caption gives the drawn range, which holds the patient's own value
+        lo, hi = t["range_sd"]
+        assert (lo, hi) == (t["values_sd"][0], t["values_sd"][-1]) and lo <= t["value_std"] <= hi
+        assert f"Factor {t['factor']} from {lo:+.1f} to {hi:+.1f} SD" in html
+        assert t["widened"] == (lo < -3 or hi > 3)
+    assert "from -3 to +3 SD, the other factors" not in html
     qlst = next(s for s in data["sections"] if s["kind"] == "qlst")
     swept = [s["statement"] for s in qlst["statements"]]
     assert swept and not set(swept) & beyond_one_beat()  # rhythm statements are never swept...
@@ -103,6 +113,32 @@ def test_report_page_has_every_section_with_figures_and_no_network(tmp_path):
         if blackbox[s]["probability"] >= lowest:
             assert any(s in w and "cannot be judged from one beat" in w for w in qlst["warnings"]), s
     assert {p["name"] for p in data["models"]} >= {"baseline", "protoecgnet", "factorecg", "qlst"}
+
+
+@pytest.mark.slow
+def test_a_long_record_shows_each_statements_deciding_window(tmp_path):
+    from dataclasses import replace
+
+    from ecglens.io import read_ecg
+    from ecglens.report import Reporter
+
+    ecg = read_ecg(record_files()[0])
+    ecg = replace(ecg, signal=np.concatenate([ecg.signal] * 3, axis=1))  # 30 s: scored by 10-s windows
+    report = Reporter(["protoecgnet"], workdir=tmp_path).build(ecg, name="long")
+    html = report.html
+    proto = next(s for s in report.data["sections"] if s["kind"] == "protoecgnet")
+    assert "error" not in proto and proto["long_record"] and proto["record_s"] == pytest.approx(30.0)
+    _assert_prototypes_in_the_explainers_words(proto, html)
+    assert html.count('data-figure="deciding-window"') == len(proto["statements"]) > 0
+    for e in proto["statements"]:
+        w = e["window"]
+        assert not w["whole_record"] and w["end_s"] - w["start_s"] == pytest.approx(10.0)
+        assert e["summary"].startswith(f"decided by the window {w['start_s']:.2f}-{w['end_s']:.2f} s")
+        assert f"{e['statement']} is decided by {w['start_s']:.2f}-{w['end_s']:.2f} s of this 30.0 s record" in html
+        for ev in e["evidence"]:  # every match lies in its statement's deciding window
+            q = ev["query_window"]
+            assert w["start_s"] - 1e-6 <= q["start_s"] <= q["end_s"] <= w["end_s"] + 1e-6
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind
 
 
 @pytest.mark.slow
@@ -158,3 +194,18 @@ def test_pdf_through_headless_chromium(tmp_path):
     pdf = html_to_pdf(page, tmp_path / "page.pdf")
     assert pdf.read_bytes()[:5] == b"%PDF-"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["page.html", "page.pdf"]  # the profile is gone
+
+
+def _assert_prototypes_in_the_explainers_words(proto: dict, html: str) -> None:
+    """Every shown prototype in the ProtoECGNet explainer's sentence, its match given as a percentile among the
+    training matches, never as a raw cosine similarity (nearly constant, 0.987-0.994, for the shipped model)."""
+    text = unescape(html)
+    assert "percentile of training matches" in text
+    assert not re.search(r"similarity \d\.\d", text), re.search(r".{80}similarity \d\.\d.{20}", text)
+    for e in proto["statements"]:
+        assert e["summary"] and f"{e['summary'][:1].upper()}{e['summary'][1:]}." in text  # shown and own shares
+        assert "of the evidence" in e["summary"] and f"{e['statement']}'s own prototypes" in e["summary"]
+        for ev in e["evidence"]:
+            assert ev["similarity_percentile"] is not None and 0 <= ev["similarity_percentile"] <= 100
+            assert "percentile of training matches" in ev["words"] and f"This ECG {ev['words']}." in text
+            assert "similarity" not in ev  # the raw value is left out of the page's data too

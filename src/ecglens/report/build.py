@@ -23,6 +23,7 @@ from .provenance import model_provenance
 LOW_FIDELITY_RMSE_UV = 100.0
 LOW_SUCCESS_RATE = 0.8  # below this share of queries reached, the traversal's answers are flagged
 SECTION_ORDER = ("protoecgnet", "factorecg", "qlst")
+LONG_RECORD_S = 10.0  # a record longer than this is scored by windows: each statement's deciding window is shown
 MARKS = (("P on", "p_onset_ms"), ("QRS on", "qrs_onset_ms"), ("QRS off", "qrs_offset_ms"), ("T end", "t_end_ms"))
 
 
@@ -205,8 +206,11 @@ class Reporter:
         return section
 
     def _protoecgnet(self, model, ecg: ECG, section: dict) -> None:
+        """The explainer's own words for each shown prototype (receptive-field window, percentile among training
+        matches, leads, contribution and share), its one-line summary per statement and deciding window; the
+        page only adds the matched windows and the prototypes' sources on paper."""
+        from ..explain.protoecgnet import _display_ecg
         from ..models.protoecgnet.projection import Gallery
-        from ..preprocess import Pipeline
 
         explanation = model.explain(ecg, top=self.options.prototypes)
         data = explanation.data
@@ -216,25 +220,37 @@ class Reporter:
             self._galleries[key] = Gallery.load(model.directory)
         gallery = self._galleries[key]
         std = ecg.standard12()
-        config = model.config
-        pipe = Pipeline.from_dict(config.get("display_pipeline") or config["pipeline"])
-        display, rate = pipe.apply_signal(std.signal, std.sampling_rate)
-        leads = list(std.leads)
+        # as the explainer's figures show it: the display pipeline over the whole record the model scored
+        shown = _display_ecg(std, model.config, std.sampling_rate)
+        display, rate, leads = shown.signal, shown.sampling_rate, list(shown.leads)
+        record_s = data.get("record_s", display.shape[-1] / rate)
+        reference = data.get("similarity_reference") or {}
         section.update(note=data.get("note"), head=data.get("head"), faithfulness=data.get("faithfulness"),
-                       statements=[])
+                       record_s=record_s, windows=data.get("windows"), lead_ranking=data.get("lead_ranking"),
+                       similarity_reference=reference, long_record=record_s > LONG_RECORD_S + 1e-6, statements=[])
+        if reference and not reference.get("available", True):
+            section["warnings"].append(f"similarity percentiles {reference.get('reason', 'not available')}")
         for s in data["statements"]:
-            entry = {k: s[k] for k in ("statement", "calibrated_probability", "threshold", "called", "assessable",
-                                       "logit", "bias", "sum_contributions", "shown_contributions")}
+            entry = {k: s.get(k) for k in ("statement", "calibrated_probability", "threshold", "called", "assessable",
+                                           "logit", "bias", "sum_contributions", "shown_contributions",
+                                           "shown_share_of_evidence", "own_share_of_evidence", "summary")}
             entry["name"] = _describe(s["statement"])
+            entry["window"] = window = s.get("window") or {"start_s": 0.0, "end_s": record_s, "whole_record": True}
             entry["evidence"] = []
+            entry["window_svg"] = None
+            marks = []
             for i, item in enumerate(s["top_prototypes"]):
                 color = fig.SHADE_COLORS[i % len(fig.SHADE_COLORS)]
                 q = item["query_window"]
-                ev = {**item, "words": _prototype_words(s["statement"], item), "query_svg": None, "source_svg": None}
+                # the raw cosine similarity is left out: for these prototypes it is nearly constant (0.987-0.994)
+                # and says little; the page gives its percentile among training matches (in the words)
+                ev = {k: v for k, v in item.items() if k not in ("similarity", "normalized_similarity")}
+                ev.update(color=color, query_svg=None, source_svg=None)
                 if q["end_s"] > q["start_s"]:
                     ev["query_svg"] = fig.window_svg(display, rate, leads, q["start_s"], q["end_s"], color=color,
                                                      gain=self.options.gain,
                                                      label=f"this ECG, {q['start_s']:.2f}-{q['end_s']:.2f} s")
+                    marks.append((q["start_s"], q["end_s"], color, f"#{i + 1}"))
                 src = item.get("source")
                 if src is not None:
                     _, signal = gallery.source(item["prototype"])
@@ -244,9 +260,16 @@ class Reporter:
                             gain=self.options.gain, label=f"prototype {item['prototype']}: PTB-XL {src['ecg_id']}")
                 section["n_figures"] += (ev["query_svg"] is not None) + (ev["source_svg"] is not None)
                 entry["evidence"].append(ev)
+            if section["long_record"]:  # where in a long record the statement was decided, and its matches
+                entry["window_svg"] = fig.record_window_svg(
+                    display, rate, leads, window["start_s"], window["end_s"], marks, gain=self.options.gain,
+                    label=f"{s['statement']}: deciding window {window['start_s']:.2f}-{window['end_s']:.2f} s "
+                          f"of {record_s:.1f} s")
+                section["n_figures"] += 1
             section["statements"].append(entry)
 
     def _factorecg(self, model, ecg: ECG, section: dict) -> None:
+        from ..explain.factorecg import TRAVERSE_SD
         from ..statements import beyond_one_beat
 
         explanation = model.explain(ecg)
@@ -275,11 +298,17 @@ class Reporter:
                 drawn += 1
             section["statements"].append(entry)
         by_factor = {f["factor"]: f for f in data["factors"]}
+        default = (float(min(TRAVERSE_SD)), float(max(TRAVERSE_SD)))
         for t in data["traversals"][:self.options.traversals]:
             if t.get("figure") in explanation.figures:
                 own = by_factor.get(t["factor"], {})
-                section["traversals"].append({**t, "value_std": own.get("value_std"),
+                values = t.get("values_sd") or list(default)
+                # the traversal's own range: -3..+3 SD, widened to reach this patient's value when it lies outside
+                section["traversals"].append({**t, "value_std": t.get("patient_value_sd", own.get("value_std")),
                                               "percentile": own.get("percentile"),
+                                              "range_sd": (float(values[0]), float(values[-1])),
+                                              "default_range_sd": default,
+                                              "widened": values[0] < default[0] - 1e-9 or values[-1] > default[1] + 1e-9,
                                               "png": fig.drawn_png(explanation.figures[t["figure"]], self.workdir)})
         section["n_figures"] = 1 + drawn + len(section["traversals"])
 
@@ -389,17 +418,6 @@ def _page_warnings(data: dict) -> list[str]:
         if col["not_judged"]:
             out.append(f"{col['model']} could not judge this record: {col['not_judged']}")
     return out
-
-
-def _prototype_words(statement: str, item: dict) -> str:
-    q, src = item["query_window"], item.get("source")
-    verb = "raises" if item["contribution"] >= 0 else "lowers"
-    where = (f"{q['start_s']:.2f}-{q['end_s']:.2f} s of this ECG" if q["end_s"] > q["start_s"] else "this ECG")
-    origin = (f"a real training ECG, PTB-XL record {src['ecg_id']} ({', '.join(src['labels']) or 'no statements'}), "
-              f"at {src['start_s']:.2f}-{src['end_s']:.2f} s" if src else "no single training ECG (not projected)")
-    return (f"{where[0].upper()}{where[1:]} resembles prototype {item['prototype']} (learned for "
-            f"{item['prototype_label']}, {item['branch']} branch; similarity {item['similarity']:.2f}), taken from "
-            f"{origin}. It {verb} the log-odds of {statement} by {abs(item['contribution']):.2f}.")
 
 
 def _factor_words(statement: str, c: dict) -> str:

@@ -204,6 +204,40 @@ def window_svg(signal: np.ndarray, rate: float, leads: Sequence[str], start_s: f
     return paper.svg(label)
 
 
+def record_window_svg(signal: np.ndarray, rate: float, leads: Sequence[str], start_s: float, end_s: float,
+                      marks: Sequence[tuple[float, float, str, str]] = (), *, gain: float = GAIN_MM_MV,
+                      max_width_mm: float = 250.0, row_mm: float = 22.0, label: str = "") -> str:
+    """Lead II of a whole (long) record with one window [start_s, end_s] outlined (the window a statement was
+    decided by) and ``marks`` (start_s, end_s, colour, label) shaded inside it; at 25 mm/s, or slower so that
+    the strip is at most ``max_width_mm`` wide (the speed is printed below it)."""
+    x = np.asarray(signal, dtype=np.float64)
+    leads = list(leads)
+    lead = RHYTHM_LEAD if RHYTHM_LEAD in leads else leads[0]
+    duration = x.shape[1] / float(rate)
+    speed = min(SPEED_MM_S, max_width_mm / max(duration, 1e-9))
+    top = 5.0
+    paper = Paper(LABEL_MM + duration * speed + PAD_MM, top + row_mm + 6, label, "record-window")
+    base = top + row_mm * 0.6
+    x0 = LABEL_MM
+    w0, w1 = x0 + max(0.0, start_s) * speed, x0 + min(duration, end_s) * speed
+    paper.parts.append(f'<rect x="{w0:.2f}" y="{top:.2f}" width="{max(w1 - w0, 0.1):.2f}" height="{row_mm:.2f}" '
+                       f'fill="none" stroke="{TRACE}" stroke-width="0.5" stroke-dasharray="1.5 0.8"/>')
+    paper.text(w0 + 0.5, top - 1.2, f"deciding window {start_s:.2f}-{end_s:.2f} s", 2.4)
+    for k, (m0, m1, color, name) in enumerate(marks):
+        y = top + 0.6 + (k % 3) * 1.2
+        paper.shade(x0 + max(0.0, m0) * speed, x0 + min(duration, m1) * speed, top, top + row_mm, color)
+        paper.parts.append(f'<path d="M{x0 + max(0.0, m0) * speed:.2f} {y:.2f}H{x0 + min(duration, m1) * speed:.2f}" '
+                           f'stroke="{color}" stroke-width="0.8"/>')
+        if name:
+            paper.text(x0 + max(0.0, m0) * speed + 0.5, y + 2.6, name, 2.2, color)
+    paper.pulse(1.0, base, gain, speed)
+    paper.trace(x0, base, x[leads.index(lead)], rate, speed, gain, clip=(top, top + row_mm))
+    paper.text(x0 + 1, top + row_mm - 1.5, lead, 3.0, bold=True)
+    paper.text(LABEL_MM, paper.height - 1.5, f"0-{duration:.1f} s   {speed:.3g} mm/s   {gain:g} mm/mV   lead {lead}",
+               2.4, "#444")
+    return paper.svg(label)
+
+
 def percentile_svg(rows: Sequence[tuple[str, float, bool]], width: float = 120.0) -> str:
     """One line per factor (label, percentile 0-100, highlighted): the population from 0 to 100 with its
     median marked, and this record as a dot."""
