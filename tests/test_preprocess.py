@@ -109,3 +109,32 @@ def test_filter_design_is_cached_and_the_cache_cannot_be_altered():
     again, _ = Bandpass(0.5, 40.0).apply(x, 100.0)
     assert _designed_sos.cache_info().hits >= hits + 2
     np.testing.assert_array_equal(first, again)
+
+
+@pytest.mark.parametrize("step,rate", [
+    (Resample(100), 500.0), (Resample(500), 100.0), (Highpass(0.5), 100.0), (Bandpass(0.5, 40.0), 100.0),
+    (Standardize(), 100.0), (Scale(tuple(range(12)), tuple(range(1, 13))), 100.0),
+    (FixLength(8.0, "center"), 100.0), (FixLength(12.0), 100.0)])
+def test_a_stack_of_records_gets_what_each_record_gets(step, rate):
+    x = np.random.default_rng(0).standard_normal((5, 12, int(10 * rate))).astype(np.float32)
+    stacked, out_rate = step.apply(x, rate)
+    assert stacked.dtype == np.float32 and stacked.shape[0] == 5
+    for i in range(5):
+        one, one_rate = step.apply(x[i], rate)
+        assert one_rate == out_rate
+        np.testing.assert_allclose(stacked[i], one, rtol=0, atol=1e-6)
+
+
+def test_apply_many_batches_by_rate_and_length_and_keeps_the_order():
+    pipe = Pipeline((Resample(100), Bandpass(0.5, 40.0), Standardize(), FixLength(10.0)))
+    rng = np.random.default_rng(1)
+    specs = [(500, 10), (100, 10), (500, 10), (250, 7), (100, 10)]
+    signals = [rng.standard_normal((12, int(rate * seconds))).astype(np.float32) for rate, seconds in specs]
+    rates = [float(rate) for rate, _ in specs]
+    outs = pipe.apply_many(signals, rates)
+    assert len(outs) == len(signals)
+    for (x, rate), signal, source_rate in zip(outs, signals, rates):
+        want, want_rate = pipe.apply_signal(signal, source_rate)
+        assert rate == want_rate == 100.0 and x.shape == (12, 1000)
+        np.testing.assert_allclose(x, want, rtol=0, atol=1e-6)
+    assert pipe.apply_many([], []) == []

@@ -311,3 +311,14 @@ def test_calibrate_standardises_similarities():
         z = torch.cat([model(b).normalized["morphology"] for b in batches])
     assert torch.allclose(z.mean(0), torch.zeros(z.shape[1]), atol=1e-3)
     assert torch.allclose(z.std(0, unbiased=False), torch.ones(z.shape[1]), atol=1e-2)
+
+
+def test_inference_layout_gives_the_plain_layouts_similarities(tiny_model, x2):
+    # inference runs the backbones channels-last (ecglens.models.layout); with autograd on they run NCW/NCHW
+    with torch.inference_mode():
+        fast = tiny_model(x2)
+    plain = tiny_model(x2)
+    for name in tiny_model.branch_names:
+        torch.testing.assert_close(fast.similarity_maps[name], plain.similarity_maps[name].detach(),
+                                   atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(fast.logits, plain.logits.detach(), atol=1e-4, rtol=1e-4)

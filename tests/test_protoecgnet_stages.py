@@ -73,6 +73,7 @@ def test_checkpoint_loads_without_training_data_and_predicts(trained, tmp_path):
     shutil.copytree(path, copy)
     clf = load_classifier(copy, device="cpu")
     assert clf.labels == ["CD", "HYP", "MI", "NORM", "STTC"]
+    assert not any(s.name == "fix_length" for s in clf.pipeline.steps)  # records are scored whole, by windows
     x = np.random.default_rng(0).standard_normal((3, 12, 1000)).astype(np.float32)
     p = clf.predict_batch(x, 100.0)
     assert p.shape == (3, 5) and np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
@@ -205,7 +206,7 @@ def test_fusion_heads_start_from_the_branch_last_layers():
     with torch.no_grad():
         out = model.eval()(torch.randn(4, 12, 1000))
     scores = torch.cat([out.normalized[n] for n in model.branch_names], 1)
-    masked, dense = fusion_head(model, False, -0.5), fusion_head(model, True, -0.5)
+    masked, dense = fusion_head(model, "masked", -0.5), fusion_head(model, "dense", -0.5)
     assert masked is model.fusion and bool((dense.mask == 1).all()) and not bool((masked.mask == 1).all())
     with torch.no_grad():
         for head in (masked, dense):
@@ -223,6 +224,12 @@ def test_model_carries_the_dense_fusion_and_the_masked_one_is_saved_beside_it(tr
     assert masked_config["model"]["fusion"] == "masked" and masked_config["head"] == "masked fusion"
     assert (out / "model-masked" / "gallery.json").is_file()
     assert bool((dense.fusion.mask == 1).all()) and not bool((masked.fusion.mask == 1).all())
+    related_state, related_config = load_checkpoint(out / "model-related")
+    related = model_from_checkpoint(related_state, related_config)
+    assert related_config["model"]["fusion"] == "related" and related_config["head"] == "related fusion"
+    assert related_config["model"]["cooccurrence"] is not None and (out / "model-related" / "gallery.json").is_file()
+    assert bool((related.fusion.effective_weight[related.fusion.mask == 0] == 0).all())
+    assert summary_has_related(config)
     x = torch.randn(2, 12, 1000)
     with torch.no_grad():
         a, b = masked(x), dense(x)
@@ -234,7 +241,7 @@ def test_model_carries_the_dense_fusion_and_the_masked_one_is_saved_beside_it(tr
     assert summary["fusion_dense"] == stage["val_dense_macro_auroc"]
     refined = config["training"]["summary"]["refined_branches"]
     runs = [out / "refine"] if refined else []
-    runs += [out / "last_layer" / n for n in dense.branch_names] + [out / "fusion" / "dense", out / "fusion" / "masked"]
+    runs += [out / "last_layer" / n for n in dense.branch_names] + [out / "fusion" / k for k in ("dense", "masked", "related")]
     refine = json.loads((out / "refine" / "stage.json").read_text())
     assert refined and set(refine["best_epoch_per_branch"]) == set(refined)
     for name, epoch in refine.get("best_epoch_per_branch", {}).items():  # each branch keeps its best epoch's backbone
@@ -244,6 +251,11 @@ def test_model_carries_the_dense_fusion_and_the_masked_one_is_saved_beside_it(tr
     for run in runs:  # fine-tuning runs validate their starting weights first and keep them unless beaten
         first = json.loads((run / "train_log.jsonl").read_text().splitlines()[0])
         assert first["epoch"] == 0 and first["best"]
+
+
+def summary_has_related(config) -> bool:
+    summary = config["training"]["summary"]["val_macro_auroc"]
+    return summary["fusion_related"] is not None and "val_related_macro_auroc" in config["training"]["stages"]["fusion"]
 
 
 def test_recipe_round_trip_and_invalid_values():

@@ -4,7 +4,9 @@ A :class:`Classifier` wraps a network that maps (n, 12, window) preprocessed
 signals to (n, k) logits, with the pipeline and window settings it was trained
 with. Records longer than the window are scored by sliding windows whose
 probabilities are aggregated (max or mean); shorter ones are zero-padded at the
-end (zero is the mean of a standardised signal).
+end (zero is the mean of a standardised signal). With "max" each statement's
+probability is that of one window, the one with the highest logit
+(``Classifier.deciding_windows`` names it).
 """
 from __future__ import annotations
 
@@ -53,17 +55,28 @@ def make_windows(signals: torch.Tensor, window: int, stride: int) -> torch.Tenso
     return torch.stack([signals[:, :, s:s + window] for s in starts], dim=1)
 
 
+def windowed_logits(model: nn.Module, signals: torch.Tensor, window: int, stride: int,
+                    batch_size: int = 256) -> torch.Tensor:
+    """(n, c, t) signals -> (n, w, k): every window's logits (windows as ``make_windows``)."""
+    windows = make_windows(signals, window, stride)
+    n, w = windows.shape[:2]
+    flat = windows.reshape(n * w, *windows.shape[2:])
+    return torch.cat([model(flat[i:i + batch_size]) for i in range(0, n * w, batch_size)]).reshape(n, w, -1)
+
+
 def windowed_probabilities(model: nn.Module, signals: torch.Tensor, window: int, stride: int,
                            aggregate: str = "max", batch_size: int = 256) -> torch.Tensor:
     """(n, c, t) signals -> (n, k) probabilities: sigmoid of each window's logits, aggregated per record."""
     if aggregate not in AGGREGATES:
         raise ValueError(f"aggregate must be one of {AGGREGATES}, got {aggregate!r}")
-    windows = make_windows(signals, window, stride)
-    n, w = windows.shape[:2]
-    flat = windows.reshape(n * w, *windows.shape[2:])
-    probs = torch.cat([torch.sigmoid(model(flat[i:i + batch_size])) for i in range(0, n * w, batch_size)])
-    probs = probs.reshape(n, w, -1)
+    probs = torch.sigmoid(windowed_logits(model, signals, window, stride, batch_size))
     return probs.amax(dim=1) if aggregate == "max" else probs.mean(dim=1)
+
+
+def deciding_windows(logits: torch.Tensor) -> torch.Tensor:
+    """(..., w, k) window logits -> (..., k): the window whose logit is highest (the first on ties),
+    i.e. the window a max-aggregated probability comes from."""
+    return logits.argmax(dim=-2)
 
 
 class Classifier:
@@ -151,8 +164,18 @@ class Classifier:
         The model takes ``ecg.standard12()``: missing limb leads are derived, other missing leads are an
         ECGError naming them.
         """
-        ecg = ecg.standard12()
-        x, rate = self.pipeline.apply_signal(ecg.signal, ecg.sampling_rate)
+        return self._checked_input(ecg, *self.pipeline.apply_signal(ecg.standard12().signal, ecg.sampling_rate))
+
+    def preprocess_many(self, ecgs: list[ECG]) -> list[np.ndarray]:
+        """``preprocess`` of every record; records of one rate and length go through the pipeline together
+        (a subclass with a ``preprocess`` of its own, e.g. median beats, is served record by record)."""
+        if type(self).preprocess is not Classifier.preprocess:
+            return [self.preprocess(ecg) for ecg in ecgs]
+        ecgs = [ecg.standard12() for ecg in ecgs]
+        outs = self.pipeline.apply_many([e.signal for e in ecgs], [e.sampling_rate for e in ecgs])
+        return [self._checked_input(ecg, x, rate) for ecg, (x, rate) in zip(ecgs, outs)]
+
+    def _checked_input(self, ecg: ECG, x: np.ndarray, rate: float) -> np.ndarray:
         if abs(rate - self.sampling_rate) > 1e-6:
             raise ECGError(ecg.source or None, f"record is at {rate} Hz after preprocessing; the model needs "
                                                f"{self.sampling_rate} Hz (the pipeline has no resampling step)")
@@ -177,9 +200,26 @@ class Classifier:
                                            self.window, self.stride, self.aggregate, self.batch_size)
         return self.calibrate(probs.cpu().numpy().astype(np.float64))
 
+    def deciding_windows(self, x: np.ndarray) -> np.ndarray:
+        """(k, 2) start and stop, in seconds of the preprocessed record ``x`` (12, t), of the window each
+        statement's probability comes from (the one with the highest logit; stop is clipped to the record).
+        Only a max-aggregating classifier has one window per statement (ConfigError otherwise)."""
+        if self.aggregate != "max":
+            raise ConfigError(None, f"a {self.aggregate!r}-aggregating classifier has no deciding window")
+        x = np.array(x, dtype=np.float32)
+        if x.ndim != 2 or x.shape[0] != 12:
+            raise ECGError(None, f"expected one preprocessed record shaped (12, samples), got {x.shape}")
+        with torch.inference_mode():
+            logits = windowed_logits(self.model, torch.from_numpy(x[None]).to(self.device), self.window,
+                                     self.stride, self.batch_size)[0]
+        starts = window_starts(max(x.shape[-1], self.window), self.window, self.stride)
+        start = starts[deciding_windows(logits).cpu().numpy()]
+        stop = np.minimum(start + self.window, x.shape[-1])
+        return np.stack([start, stop], axis=1) / self.sampling_rate
+
     def predict_ecgs(self, ecgs: list[ECG]) -> np.ndarray:
         """(n, k) probabilities for records of any rates and lengths."""
-        return self.predict_inputs([self.preprocess(e) for e in ecgs])
+        return self.predict_inputs(self.preprocess_many(ecgs))
 
     def predict_inputs(self, inputs: list[np.ndarray]) -> np.ndarray:
         """(n, k) probabilities for preprocessed (12, t) inputs of any lengths (batched by length)."""

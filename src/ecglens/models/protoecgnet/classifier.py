@@ -32,11 +32,12 @@ def model_from_checkpoint(state: dict[str, torch.Tensor], config: dict[str, Any]
 
 def protoecgnet_from_checkpoint(state: dict[str, torch.Tensor], config: dict[str, Any], path=None,
                                 device: str | torch.device | None = None) -> Classifier:
-    """A Classifier over the checkpoint's fusion head (one 10-s window per record)."""
+    """A Classifier over the checkpoint's fusion head: 10-s windows (``n_samples``) every
+    ``ProtoECGNet.window_stride`` samples, each statement scored by its highest-logit window ("max").
+    A pipeline that fixes the length (older checkpoints: ``fix_length 10 s``) leaves one window."""
     model = model_from_checkpoint(state, config, path)
     pipeline = config_value(config, "pipeline", path, Pipeline.from_dict)
     labels = config_value(config, "labels", path, list)
     cfg = model.config
-    window_s = cfg.n_samples / cfg.sampling_rate
-    return Classifier(FusedLogits(model), labels, pipeline, cfg.sampling_rate, window_s, window_s / 2, "max",
-                      config=config, device=device, source=path)
+    return Classifier(FusedLogits(model), labels, pipeline, cfg.sampling_rate, cfg.n_samples / cfg.sampling_rate,
+                      model.window_stride / cfg.sampling_rate, "max", config=config, device=device, source=path)

@@ -15,7 +15,7 @@ from ...configs import config_from_dict, config_to_dict
 from ...errors import ECGError
 from .branches import BRANCHES, branch_indices, load_branch_table
 
-FUSIONS = ("masked", "dense")
+FUSIONS = ("masked", "dense", "related")
 ACTIVATIONS = ("layernorm", "sigmoid")
 PROTOTYPE_MODES = ("pooled", "full", "partial")
 
@@ -91,6 +91,14 @@ def default_branches() -> dict[str, BranchConfig]:
     }
 
 
+def related_pairs(labels: tuple[str, ...], cooccurrence: dict[str, dict[str, float]],
+                  threshold: float) -> list[tuple[int, int]]:
+    """``(statement, related statement)`` positions into ``labels``: the co-occurrence pairs
+    (``ProtoECGNetConfig.cooccurrence``) whose Jaccard is above ``threshold``."""
+    index = {s: i for i, s in enumerate(labels)}
+    return [(index[a], index[b]) for a, row in cooccurrence.items() for b, jaccard in row.items() if jaccard > threshold]
+
+
 @dataclass
 class ProtoECGNetConfig:
     """Everything needed to rebuild a ProtoECGNet (serialised into checkpoints).
@@ -103,9 +111,16 @@ class ProtoECGNetConfig:
         initialisation on random input: mean 0.86, spread across records ~0.001, against
         mean ~0 and spread ~0.015 with "layernorm"), which starves the cluster and
         separation losses of contrast.
-    fusion: "masked" (a statement reads only its own branch's prototypes) or "dense".
+    fusion: "masked" (a statement reads only its own branch's prototypes), "dense" (every
+        prototype) or "related" (case-based, ``heads.RelatedFusion``: a statement reads only
+        its own prototypes and those of the statements ``cooccurrence`` relates it to).
+    cooccurrence: ``{statement: {related statement: Jaccard}}``, the training labels'
+        co-occurrence (records with both / records with either) for every pair above
+        ``related_threshold``; what "related" reads (None for the other fusions).
     off_class_weight: the paper's -0.5, divided by the number of off-class prototypes.
     norm_momentum: running-statistics momentum of the similarity normalisation.
+    window_stride_s: step between the ``n_samples``-long windows a longer record is scored by
+        (None: half a window, 5 s for 10-s windows); each statement takes its highest-logit window.
     """
 
     labels: tuple[str, ...] = field(default_factory=lambda: tuple(load_branch_table()))
@@ -118,6 +133,9 @@ class ProtoECGNetConfig:
     fusion: str = "masked"
     off_class_weight: float = -0.5
     norm_momentum: float = 0.1
+    cooccurrence: dict[str, dict[str, float]] | None = None
+    related_threshold: float = 0.05
+    window_stride_s: float | None = None
 
     def __post_init__(self):
         self.labels = tuple(self.labels)
@@ -130,6 +148,17 @@ class ProtoECGNetConfig:
                          for name, b in self.branches.items()}
         if self.fusion not in FUSIONS:
             raise ECGError(src, f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
+        if self.window_stride_s is not None and not self.window_stride_s > 0:
+            raise ECGError(src, f"window_stride_s must be positive, got {self.window_stride_s!r}")
+        if self.fusion == "related" and self.cooccurrence is None:
+            raise ECGError(src, "the related fusion needs the training co-occurrence (cooccurrence)")
+        if self.cooccurrence is not None:
+            pairs = [(a, b) for a, row in self.cooccurrence.items() for b in row]
+            bad = sorted({s for pair in pairs for s in pair} - set(self.labels))
+            if bad:
+                raise ECGError(src, f"cooccurrence names statements that are not labels: {bad}")
+            if any(a == b for a, b in pairs):
+                raise ECGError(src, "cooccurrence relates a statement to itself")
         if self.addon_activation not in ACTIVATIONS:
             raise ECGError(src, f"addon_activation must be one of {ACTIVATIONS}, got {self.addon_activation!r}")
         unknown = set(self.branches) - set(BRANCHES)
@@ -143,6 +172,10 @@ class ProtoECGNetConfig:
     def branch_index(self) -> dict[str, list[int]]:
         """Per-branch positions into ``labels`` (empty branches absent)."""
         return branch_indices(self.labels, self.branch_map)
+
+    def related_pairs(self) -> list[tuple[int, int]]:
+        """The related fusion's ``(statement, related statement)`` positions (``related_pairs``)."""
+        return related_pairs(self.labels, self.cooccurrence or {}, self.related_threshold)
 
     def to_dict(self) -> dict:
         return config_to_dict(self)

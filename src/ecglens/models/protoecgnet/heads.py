@@ -2,34 +2,110 @@
 
 Both head stages train on the projected model's eval-mode prototype scores,
 computed once, so they cost seconds. Each head run keeps its own best
-validation epoch. Also here: the scores the stages are judged by
-(``branch_scores``) and the model's outputs on a whole array (``predict_heads``).
+validation epoch. The fusion heads: "masked" (a statement reads its branch's
+prototypes), "dense" (every prototype) and "related" (``RelatedFusion``: case-based
+by construction, a statement reads its own prototypes and those of the statements
+it co-occurs with in the training labels). Also here: the scores the stages are
+judged by (``branch_scores``) and the model's outputs on a whole array (``predict_heads``).
 """
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
-from ...metrics import macro_auroc
-from ...training import StageRun, Validation, is_main, load_checkpoint, save_checkpoint
+from ...training import (
+    Stage,
+    StageRun,
+    Validation,
+    is_main,
+    load_checkpoint,
+    save_checkpoint,
+)
 from .losses import l1_offclass_loss, pos_weight_from_labels
-from .model import ProtoECGNet
 from .prototypes import ClassConnectedLinear
-from .recipe import ProtoTrainConfig, TrainingData
 
-DENSE_HEAD = "dense_head"  # <out>/fusion/dense_head: the dense fusion head's weights
+if TYPE_CHECKING:
+    from .model import ProtoECGNet
+    from .recipe import ProtoTrainConfig, TrainingData
+
+HEAD_FILES = {"dense": "dense_head", "related": "related_head"}  # <out>/fusion/<file>: a trained head's weights
+
+
+class RelatedFusion(ClassConnectedLinear):
+    """The case-based fusion head: every logit is its statement's own case evidence plus its
+    related statements' case evidence, and nothing else.
+
+    ``logit_j = bias_j + sum over j's own prototypes of w_jp s_p
+    + sum over the prototypes of the statements related to j of w_jp s_p``, where
+    ``related`` (k, k) is the training co-occurrence (Jaccard above a threshold,
+    ``ProtoECGNetConfig.related_pairs``). Every other weight is structurally zero (the
+    mask), so no statement is argued from an unrelated statement's prototypes. Own weights
+    are kept non-negative (a weight below 0 acts as 0 and gets no gradient): resembling a
+    statement's own cases can only argue for it; related prototypes may argue either way.
+    """
+
+    def __init__(self, prototype_class: torch.Tensor, n_classes: int, related: torch.Tensor,
+                 off_class: float = -0.5):
+        prototype_class = torch.as_tensor(prototype_class, dtype=torch.long)
+        related = torch.as_tensor(related, dtype=torch.bool)
+        own = F.one_hot(prototype_class, n_classes).T.bool()  # (k, P)
+        super().__init__(prototype_class, n_classes, off_class, (own | related[:, prototype_class]).float())
+
+    @property
+    def own(self) -> torch.Tensor:
+        """(k, P) bool: prototype p was made for statement j."""
+        return self.class_identity.T > 0
+
+    @property
+    def related(self) -> torch.Tensor:
+        """(k, P) bool: prototype p belongs to a statement related to j."""
+        return (self.mask > 0) & ~self.own
+
+    @property
+    def effective_weight(self) -> torch.Tensor:
+        w = self.weight * self.mask
+        return torch.where(self.own, w.clamp_min(0.0), w)
+
+
+def related_matrix(n_labels: int, pairs: Sequence[tuple[int, int]]) -> torch.Tensor:
+    """(k, k) bool from ``(statement, related statement)`` positions."""
+    out = torch.zeros(n_labels, n_labels, dtype=torch.bool)
+    for a, b in pairs:
+        out[a, b] = True
+    return out
+
+
+def cooccurrence_pairs(y: np.ndarray, labels: Sequence[str], threshold: float) -> dict[str, dict[str, float]]:
+    """The training labels' Jaccard co-occurrence above ``threshold``, as ``ProtoECGNetConfig.cooccurrence``
+    stores it (both directions, rounded to 4 decimals)."""
+    from ...datasets import (
+        jaccard_cooccurrence,  # pandas: imported by training, not by loading a model
+    )
+
+    jaccard = jaccard_cooccurrence(y)
+    out: dict[str, dict[str, float]] = {}
+    for i, a in enumerate(labels):
+        row = {b: round(float(jaccard[i, j]), 4) for j, b in enumerate(labels) if j != i and jaccard[i, j] > threshold}
+        if row:
+            out[a] = row
+    return out
 
 
 def branch_scores(y: np.ndarray, probs: np.ndarray, index: Mapping[str, list[int]]) -> dict[str, float]:
     """Macro AUROC overall and per branch on its own statements (``val_auroc_<branch>``);
     ``probs`` may be probabilities or logits (AUROC only ranks)."""
+    from ...metrics import (
+        macro_auroc,  # sklearn: imported by training, not by loading a model
+    )
+
     out = {"val_macro_auroc": macro_auroc(y, probs)[0]}
     for name, idx in index.items():
         out[f"val_auroc_{name}"] = macro_auroc(y[:, idx], probs[:, idx])[0]
@@ -71,16 +147,27 @@ def last_layer_heads(model: ProtoECGNet) -> nn.ModuleDict:
     return nn.ModuleDict(heads)
 
 
-def fusion_head(model: ProtoECGNet, dense: bool, off_class: float) -> ClassConnectedLinear:
-    """A fusion head that starts from the trained branch last layers.
+def fusion_head(model: ProtoECGNet, kind: str, off_class: float,
+                related: Sequence[tuple[int, int]] = ()) -> ClassConnectedLinear:
+    """A fusion head of ``kind`` ("masked", "dense", "related") that starts from the trained branch last layers.
 
-    Masked: the model's own fusion. Dense: a new head over every prototype, whose weights
-    outside a statement's branch start at 0. Either way each statement starts by reading its
-    own branch's prototypes with that last layer's weights and bias, so the stage starts
-    from the last-layer solution instead of from scratch.
+    Masked: the model's own fusion when it is masked (as in training), else a new masked head.
+    Dense: a new head over every prototype. Related: a new
+    ``RelatedFusion`` over the ``related`` pairs. Weights outside a statement's branch start
+    at 0, so each statement starts by reading its own branch's prototypes with that last
+    layer's weights and bias (those the head can see), and the stage starts from the
+    last-layer solution instead of from scratch.
     """
-    head = model.fusion if not dense else ClassConnectedLinear(
-        model.fusion.class_identity.argmax(1), model.fusion.weight.shape[0], off_class)
+    proto_class, k = model.fusion.class_identity.argmax(1), model.fusion.weight.shape[0]
+    if kind == "masked":
+        head = model.fusion if model.config.fusion == "masked" else ClassConnectedLinear(
+            proto_class, k, off_class, model.branch_visible())
+    elif kind == "dense":
+        head = ClassConnectedLinear(proto_class, k, off_class)
+    elif kind == "related":
+        head = RelatedFusion(proto_class, k, related_matrix(k, related), off_class)
+    else:
+        raise ValueError(f"unknown fusion head {kind!r}")
     with torch.no_grad():
         head.weight.zero_()
         start = 0
@@ -119,27 +206,64 @@ def train_last_layers(run: StageRun, model: ProtoECGNet, data: TrainingData,
 
 
 def train_fusion(run: StageRun, model: ProtoECGNet, data: TrainingData, recipe: ProtoTrainConfig) -> dict[str, Any]:
-    """The ``fusion`` stage: the declared masked head (the model's own fusion) and dense head, each in its
-    own run (``fusion/masked``, ``fusion/dense``) keeping its own best epoch; the dense head's weights go
-    to ``fusion/dense_head``."""
+    """The ``fusion`` stage: each declared fusion head (masked: the model's own fusion; dense; related)
+    in its own run (``fusion/<kind>``) keeping its own best epoch. Facts: the masked head's as ``val_*``,
+    the others' as ``val_<kind>_*``. The dense and related heads' weights go to ``fusion/<HEAD_FILES[kind]>``
+    (the related one with the co-occurrence it reads)."""
     scores, targets = _score_sets(model, data)
     sets = {part: TensorDataset(scores[part], torch.from_numpy(targets[part])) for part in scores}
     pos_weight = pos_weight_from_labels(data.train_y, cap=recipe.pos_weight_cap)
     index = model.config.branch_index
-    facts = fit_head(run, recipe, run.module["masked"], run.dir / "masked", sets, pos_weight, recipe.fusion_l1, index)
-    dense = run.module["dense"]
-    dense_facts = fit_head(run, recipe, dense, run.dir / "dense", sets, pos_weight, recipe.fusion_l1, index)
-    facts.update({k.replace("val_", "val_dense_", 1): v for k, v in dense_facts.items() if k.startswith("val_")})
-    if is_main():
-        save_checkpoint(run.dir / DENSE_HEAD, dense, {"kind": "protoecgnet-dense-fusion"})
+    facts: dict[str, Any] = {}
+    for kind, head in run.module.items():
+        result = fit_head(run, recipe, head, run.dir / kind, sets, pos_weight, head_l1(kind, recipe), index)
+        if kind == "masked":
+            facts.update(result)
+        else:
+            facts.update({k.replace("val_", f"val_{kind}_", 1): v for k, v in result.items() if k.startswith("val_")})
+        if kind in HEAD_FILES and is_main():
+            extra = {"cooccurrence": cooccurrence_pairs(data.train_y, data.labels, recipe.related_threshold),
+                     "related_threshold": recipe.related_threshold} if kind == "related" else {}
+            save_checkpoint(run.dir / HEAD_FILES[kind], head, {"kind": f"protoecgnet-{kind}-fusion", **extra})
     return facts
 
 
-def fit_head(run: StageRun, recipe: ProtoTrainConfig, head: nn.Module, run_dir: Path, data: dict[str, TensorDataset],
+def head_l1(kind: str, recipe: ProtoTrainConfig) -> float:
+    """The L1 weight on a fusion head's off-class weights: ``related_l1`` for the related head (its
+    off-class weights are the related statements'), ``fusion_l1`` for the others."""
+    return recipe.related_l1 if kind == "related" else recipe.fusion_l1
+
+
+def fit_fusion_on_scores(model: ProtoECGNet, kind: str, scores: Mapping[str, np.ndarray],
+                         targets: Mapping[str, np.ndarray], recipe: ProtoTrainConfig, seed: int = 0,
+                         related: Sequence[tuple[int, int]] = ()) -> tuple[ClassConnectedLinear, dict[str, Any]]:
+    """One fusion head of ``kind`` trained as the ``fusion`` stage trains it, on given normalised prototype
+    scores (``scores``/``targets`` with ``train`` and ``val`` arrays, fusion order), writing nothing.
+
+    Returns the head at its best validation epoch and its facts. The model is not changed (a masked head
+    is trained on a copy of the model's fusion). ``seed`` sets the batch order.
+    """
+    import copy
+
+    source = copy.deepcopy(model) if kind == "masked" else model
+    head = fusion_head(source, kind, model.config.off_class_weight, related)
+    for p in head.parameters():
+        p.requires_grad_(True)
+    stage = Stage("fusion", run=lambda _: {}, trains=lambda _: head, epochs=recipe.fusion_epochs, lr=recipe.head_lr,
+                  select="best", keep_start=True)
+    run = StageRun(stage, None, {}, False, int(seed), False, head)
+    sets = {part: TensorDataset(torch.as_tensor(np.asarray(scores[part], dtype=np.float32)),
+                                torch.as_tensor(np.asarray(targets[part], dtype=np.float32))) for part in ("train", "val")}
+    pos_weight = pos_weight_from_labels(np.asarray(targets["train"]), cap=recipe.pos_weight_cap)
+    facts = fit_head(run, recipe, head, None, sets, pos_weight, head_l1(kind, recipe), model.config.branch_index)
+    return head.eval(), facts
+
+
+def fit_head(run: StageRun, recipe: ProtoTrainConfig, head: nn.Module, run_dir: Path | None, data: dict[str, TensorDataset],
              pos_weight: torch.Tensor, l1: float, index: Mapping[str, list[int]]) -> dict[str, Any]:
     """Train one linear head (BCE + L1 on off-class weights; Adam with the recipe's head weight decay)
     and keep its best validation epoch (macro AUROC over the head's outputs; ``index`` groups them for
-    the logged per-branch scores)."""
+    the logged per-branch scores). ``run_dir`` None writes nothing."""
     bce = nn.functional.binary_cross_entropy_with_logits
     layer = head.layer if isinstance(head, ColumnHead) else head  # the same parameters under DDP
 
@@ -166,14 +290,20 @@ def fit_head(run: StageRun, recipe: ProtoTrainConfig, head: nn.Module, run_dir: 
             **{k: v for k, v in best.items() if k.startswith("val_")}}
 
 
-def fusion_variants(model: ProtoECGNet, config: dict[str, Any], dense_head: Path) -> dict[str, tuple[dict, dict]]:
-    """Weights and config of the trained model with each fusion head: "masked" (the model's own)
-    and "dense" (the head saved in ``dense_head``)."""
-    head, _ = load_checkpoint(dense_head)
+def fusion_variants(model: ProtoECGNet, config: dict[str, Any], fusion_dir: Path) -> dict[str, tuple[dict, dict]]:
+    """Weights and config of the trained model with each fusion head: "masked" (the model's own) and
+    those saved in ``fusion_dir`` ("dense", and "related" where it was trained, with its co-occurrence)."""
     out = {}
-    for kind, state in (("masked", model.state_dict()),
-                        ("dense", {**model.state_dict(), **{f"fusion.{k}": v for k, v in head.items()}})):
-        cfg = json.loads(json.dumps(config))
+    for kind in ("masked", *HEAD_FILES):
+        state, cfg = model.state_dict(), json.loads(json.dumps(config))
+        if kind != "masked":
+            if not (fusion_dir / HEAD_FILES[kind]).is_dir():
+                continue
+            head, head_config = load_checkpoint(fusion_dir / HEAD_FILES[kind])
+            state = {**state, **{f"fusion.{k}": v for k, v in head.items()}}
+            if kind == "related":
+                cfg["model"]["cooccurrence"] = head_config["cooccurrence"]
+                cfg["model"]["related_threshold"] = head_config["related_threshold"]
         cfg["model"]["fusion"], cfg["head"] = kind, f"{kind} fusion"
         out[kind] = (state, cfg)
     return out

@@ -2,8 +2,9 @@
 
 Each branch is backbone -> add-on (1x1 convs) -> prototype layer -> similarity
 normalisation -> class-connected last layer over that branch's statements. The fusion
-layer maps all branches' normalised prototype scores to every statement, either masked (a
-statement reads only its own branch's prototypes) or dense. Every logit, of a branch or of
+layer maps all branches' normalised prototype scores to every statement: masked (a
+statement reads only its own branch's prototypes), dense, or related (case-based: its own
+prototypes and its co-occurring statements', ``heads.RelatedFusion``). Every logit, of a branch or of
 the fusion, is a sum of per-prototype contributions plus a bias (``contributions``).
 The masked fusion starts identical to the branch last layers (same inputs, same
 initialisation); it becomes a distinct readout when trained in its own stage.
@@ -69,6 +70,11 @@ class Contributions:
 
     values: (k, P) weight x normalised similarity for each class and prototype.
     labels: the k statements; prototypes: the P prototypes as (branch, index in branch).
+    A record longer than the model's input is scored by windows (``ProtoECGNet.record_windows``)
+    and each statement by its deciding window, the one with its highest logit: row j of
+    ``values`` and ``logits`` is that window's, which starts at input sample
+    ``window_start[j]`` (all 0 for a record of the input's length) and is ``window_length``
+    samples long; ``window_seconds()`` gives start and stop in seconds.
     """
 
     labels: list[str]
@@ -76,6 +82,15 @@ class Contributions:
     values: torch.Tensor
     bias: torch.Tensor
     logits: torch.Tensor
+    window_start: torch.Tensor
+    window_length: int
+    record_length: int
+    sampling_rate: float
+
+    def window_seconds(self) -> torch.Tensor:
+        """(k, 2) start and stop (clipped to the record) in seconds of each statement's deciding window."""
+        stop = (self.window_start + self.window_length).clamp_max(max(self.record_length, 1))
+        return torch.stack([self.window_start, stop], dim=1).double() / self.sampling_rate
 
 
 class ChannelStandardize(nn.Module):
@@ -204,13 +219,24 @@ class ProtoECGNet(nn.Module):
         self.register_buffer("_label_order", torch.argsort(order))
         # every prototype's statement, as a position into config.labels
         proto_label = torch.cat([self.class_index(n)[self.branches[n].prototype_class] for n in self.branch_names])
+        if config.fusion == "related":
+            from .heads import RelatedFusion, related_matrix
+
+            self.fusion = RelatedFusion(proto_label, len(config.labels),
+                                        related_matrix(len(config.labels), config.related_pairs()),
+                                        config.off_class_weight)
+        else:
+            visible = self.branch_visible() if config.fusion == "masked" else None
+            self.fusion = ClassConnectedLinear(proto_label, len(config.labels), config.off_class_weight, visible)
+
+    def branch_visible(self) -> torch.Tensor:
+        """(k, P) float: 1 where prototype p belongs to statement j's branch (the masked fusion's mask)."""
         proto_branch = torch.cat([torch.full((self.branches[n].n_prototypes,), i)
                                   for i, n in enumerate(self.branch_names)])
-        label_branch = torch.empty(len(config.labels), dtype=torch.long)
-        for i, idx in enumerate(index.values()):
-            label_branch[idx] = i
-        visible = (label_branch[:, None] == proto_branch[None, :]).float() if config.fusion == "masked" else None
-        self.fusion = ClassConnectedLinear(proto_label, len(config.labels), config.off_class_weight, visible)
+        label_branch = torch.empty(len(self.config.labels), dtype=torch.long)
+        for i, n in enumerate(self.branch_names):
+            label_branch[self.class_index(n)] = i
+        return (label_branch[:, None] == proto_branch[None, :]).float()
 
     def class_index(self, branch: str) -> torch.Tensor:
         """Positions into ``config.labels`` of the statements ``branch`` classifies."""
@@ -258,23 +284,47 @@ class ProtoECGNet(nn.Module):
                 rows.append({"id": len(rows), "branch": name, "index": j, "label": labels[c]})
         return rows
 
+    @property
+    def window_stride(self) -> int:
+        """Samples between the starts of the windows a long record is scored by."""
+        seconds = self.config.window_stride_s
+        if seconds is None:
+            return max(1, self.config.n_samples // 2)
+        return max(1, int(round(seconds * self.config.sampling_rate)))
+
+    def record_windows(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One preprocessed record (12, t) -> its windows (w, 12, n_samples) and their start samples (w,):
+        those the classifier scores it by (``models.classifier.make_windows``; a short record is
+        zero-padded at the end, one of exactly ``n_samples`` is its own single window)."""
+        from ..classifier import make_windows, window_starts
+
+        if x.ndim != 2 or x.shape[0] != self.config.n_leads:
+            raise ECGError(None, f"expected one record shaped ({self.config.n_leads}, samples), got {tuple(x.shape)}")
+        n = self.config.n_samples
+        starts = window_starts(max(x.shape[-1], n), n, self.window_stride)
+        return make_windows(x[None], n, self.window_stride)[0], torch.as_tensor(starts, dtype=torch.long)
+
     @torch.no_grad()
     def contributions(self, x: torch.Tensor, head: str = "fusion") -> Contributions:
         """Per-prototype contributions to one record's logits, in eval mode.
 
         ``head`` is "fusion" (all statements, all prototypes) or a branch name (that
-        branch's statements and prototypes). ``logits == values.sum(-1) + bias``.
+        branch's statements and prototypes). ``x`` is one preprocessed record (12, t) of
+        any length, or a batch of one (1, 12, t); a longer one is scored by its windows and
+        each statement explained by its deciding window (``Contributions``). Row j holds
+        ``logits[j] == values[j].sum() + bias[j]`` exactly for that window.
         """
-        if x.ndim == 2:
-            x = x[None]
-        if x.shape[0] != 1:
-            raise ECGError(None, f"contributions explains one record, got a batch of {x.shape[0]}")
+        if x.ndim == 3:
+            if x.shape[0] != 1:
+                raise ECGError(None, f"contributions explains one record, got a batch of {x.shape[0]}")
+            x = x[0]
         if head != "fusion" and head not in self.branches:
             raise ECGError(None, f"unknown head {head!r}; heads are ['fusion'] + {self.branch_names}")
+        windows, starts = self.record_windows(x)
         was_training = self.training
         self.eval()
         try:
-            out = self(x)
+            out = self(windows)
         finally:
             self.train(was_training)
         if head == "fusion":
@@ -288,7 +338,11 @@ class ProtoECGNet(nn.Module):
             scores = out.normalized[head]
             labels = [self.config.labels[i] for i in self.class_index(head).tolist()]
             protos = [(head, j) for j in range(branch.n_prototypes)]
-        return Contributions(labels, protos, layer.contributions(scores)[0], layer.bias.detach().clone(), logits[0])
+        deciding = logits.argmax(dim=0)  # (k,): the window each statement's max-aggregated score comes from
+        rows = torch.arange(logits.shape[1])
+        values = layer.contributions(scores)[deciding, rows]
+        return Contributions(labels, protos, values, layer.bias.detach().clone(), logits[deciding, rows],
+                             starts[deciding], self.config.n_samples, int(x.shape[-1]), self.config.sampling_rate)
 
     @torch.no_grad()
     def calibrate(self, batches: Iterable[torch.Tensor]) -> int:

@@ -31,7 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs-per-stage", default="", metavar="SPEC",
                         help="e.g. warmup=2,joint=20,refine=20,last_layer=30,fusion=30 (defaults as shown)")
     parser.add_argument("--head", default="dense", choices=FUSIONS,
-                        help="fusion head of RUN_DIR/model (default dense); the other goes to RUN_DIR/model-<other>")
+                        help="fusion head of RUN_DIR/model (default dense; related: case-based, a statement reads "
+                             "its own and its co-occurring statements' prototypes); each other one goes to "
+                             "RUN_DIR/model-<other>")
     parser.add_argument("--normalize", default="scale", choices=NORMALIZE,
                         help="amplitude normalisation: training-set per-lead scale (default) or per-record standardize")
     parser.add_argument("--threads", type=int, default=1,

@@ -39,6 +39,8 @@ class ProtoTrainConfig:
     pre-projection 0.859, and after the last layer every branch was at or above its
     pre-projection score. Refine runs all its epochs (no early stop): its first epochs, at a
     rising learning rate, fall below the projected model before they climb above it.
+    ``related_l1`` / ``related_threshold``: the related (case-based) fusion head's L1 on its
+    related-statement weights and the Jaccard above which two statements are related.
     ``head``: the fusion the final ``model`` carries. "dense" by default: on the local set
     (seed 0, scale) it reached validation macro AUROC 0.887 against 0.868 for the masked
     head, and test 0.833 against 0.814. ``last_layer_l1`` weighs the L1 on
@@ -74,6 +76,8 @@ class ProtoTrainConfig:
     pos_weight_cap: float = 20.0
     last_layer_l1: float = 1e-4
     fusion_l1: float = 1e-4
+    related_l1: float = 1e-4
+    related_threshold: float = 0.05
     head_weight_decay: float = 1e-2
     bandpass: tuple[float, float] = (0.5, 40.0)
     normalize: str = "scale"
@@ -119,6 +123,12 @@ class ProtoTrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ProtoTrainConfig:
         return config_from_dict(cls, d)
+
+
+def whole_record(pipeline: Pipeline) -> Pipeline:
+    """``pipeline`` without its fixed-length step: what a checkpoint stores, so that a record keeps its
+    length and the classifier scores all of it by windows (training arrays stay exactly 10 s)."""
+    return Pipeline(tuple(s for s in pipeline.steps if not isinstance(s, FixLength)))
 
 
 def branch_map_for(labels: Sequence[str]) -> dict[str, str] | None:

@@ -22,11 +22,13 @@
 6. ``last_layer``: only the branch last layers (convex: a linear map of fixed scores) with
    an L1 penalty on off-class weights, one run per branch (``last_layer/<branch>``), each
    keeping its own best epoch (``heads``).
-7. ``fusion``: the dense (every statement reads every prototype, as in the paper) and the
-   masked (a statement reads only its branch's prototypes) fusion heads, on the branches'
-   normalised prototype scores, each trained on its own (``fusion/dense``,
-   ``fusion/masked``) and keeping its own best validation epoch (``heads``). Both logits
-   are sums of prototype contributions plus a bias.
+7. ``fusion``: the dense (every statement reads every prototype, as in the paper), the
+   masked (a statement reads only its branch's prototypes) and the related (case-based: a
+   statement reads its own prototypes and those of statements it co-occurs with in the
+   training labels, ``heads.RelatedFusion``) fusion heads, on the branches'
+   normalised prototype scores, each trained on its own (``fusion/<head>``) and keeping its
+   own best validation epoch (``heads``). Every logit is a sum of prototype
+   contributions plus a bias.
 
 What trains in a stage is decided by its declaration's ``trains`` alone. Every stage
 has its own directory ``<out>/<stage>/`` (trainer ``last/``, ``best/``,
@@ -54,9 +56,10 @@ from ...training import (
     load_checkpoint,
     save_checkpoint,
 )
+from .config import FUSIONS, related_pairs
 from .heads import (
-    DENSE_HEAD,
     branch_scores,
+    cooccurrence_pairs,
     fusion_head,
     fusion_variants,
     last_layer_heads,
@@ -158,8 +161,10 @@ class ProtoStages:
 
     def _fusion_heads(self, run: StageRun) -> nn.Module:
         off = self.model.config.off_class_weight
-        heads = nn.ModuleDict({"masked": fusion_head(self.model, False, off),
-                               "dense": fusion_head(self.model, True, off)})
+        r, d = self.recipe, self.data
+        related = related_pairs(tuple(d.labels), cooccurrence_pairs(d.train_y, d.labels, r.related_threshold),
+                                r.related_threshold)
+        heads = nn.ModuleDict({kind: fusion_head(self.model, kind, off, related) for kind in FUSIONS})
         for p in heads.parameters():
             p.requires_grad_(True)
         return heads
@@ -281,15 +286,15 @@ class ProtoStages:
             self.gallery = Gallery.load(directory)
 
     def save_final(self, out: Path, facts: dict[str, Any], wall_s: float) -> Path:
-        """``<out>/model`` with the recipe's fusion head and ``<out>/model-<other>`` with the other, each
-        with the gallery; the config adds every stage's wall time and the run's summary."""
+        """``<out>/model`` with the recipe's fusion head and ``<out>/model-<other>`` with each other one,
+        each with the gallery; the config adds every stage's wall time and the run's summary."""
         config = self.config(facts)
         config["training"]["wall_s"] = {s: facts[s].get("wall_s") for s in STAGES}
         config["training"]["total_wall_s_this_call"] = wall_s
         config["training"]["summary"] = summary(facts)
         final = out / "model"
         if is_main():
-            for head, (state, cfg) in fusion_variants(self.model, config, out / "fusion" / DENSE_HEAD).items():
+            for head, (state, cfg) in fusion_variants(self.model, config, out / "fusion").items():
                 directory = final if head == self.recipe.head else out / f"model-{head}"
                 save_checkpoint(directory, state, cfg)
                 self.gallery.save(directory)
@@ -313,7 +318,8 @@ def summary(facts: dict[str, Any]) -> dict[str, Any]:
                                 "reprojection": final["post_projection"]["val_macro_auroc"],
                                 "last_layer": facts["last_layer"].get("val_macro_auroc"),
                                 "fusion_masked": fusion.get("val_macro_auroc"),
-                                "fusion_dense": fusion.get("val_dense_macro_auroc")},
+                                "fusion_dense": fusion.get("val_dense_macro_auroc"),
+                                "fusion_related": fusion.get("val_related_macro_auroc")},
             "branches": per_branch, "refined_branches": facts["refine"].get("refined"),
             "no_branch_below_pre_projection": all(
                 (v["after_last_layer"] or 0) >= v["pre_projection"] - 1e-12 for v in per_branch.values())}

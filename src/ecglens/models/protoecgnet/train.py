@@ -20,7 +20,7 @@ from ...training import StageRunner, provenance, run_training, seed_everything
 from .config import ProtoECGNetConfig
 from .model import ProtoECGNet
 from .options import parse_stage_epochs
-from .recipe import ProtoTrainConfig, branch_map_for, load_training_data
+from .recipe import ProtoTrainConfig, branch_map_for, load_training_data, whole_record
 from .stages import ProtoStages
 
 
@@ -66,8 +66,8 @@ def _train(data_root, label_set, out, recipe, folds_train, fold_val, seed, cache
         "kind": "protoecgnet",
         "model": model_config.to_dict(),
         "recipe": recipe.to_dict(),
-        "pipeline": data.pipeline.to_dict(),
-        "display_pipeline": recipe.display_pipeline(100.0).to_dict(),
+        "pipeline": whole_record(data.pipeline).to_dict(),
+        "display_pipeline": whole_record(recipe.display_pipeline(100.0)).to_dict(),
         "labels": labels,
         "label_set": label_set,
         "head": f"{recipe.head} fusion",
