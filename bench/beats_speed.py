@@ -1,4 +1,10 @@
-"""Benchmark: median beats, the per-record implementation (pinned revision) against the batch one, on PTB-XL fold 10.
+"""Benchmark: median beats, the per-record implementation (pinned revision) against the batch ones, on PTB-XL fold 10.
+
+Three paths on the same records: **old** (per record, pinned revision), **today**
+(batch, ``BeatSettings(subsample=False)``: the shipped checkpoints' setting, the
+100-Hz record interpolated to 500 Hz as a whole) and **new** (batch,
+``BeatSettings()``: cut on the record's grid, aligned to R peaks on the 500-Hz
+grid by interpolating each beat window only).
 
 The old implementation is the package's beats code as of ``OLD_REV`` (R peaks
 through neurokit2, per-beat loops, every record resampled to 500 Hz first),
@@ -6,19 +12,24 @@ read from git with ``git show`` and loaded beside the package for this run
 only. On the same records, in one run:
 
 * time per record (median of ``--repeats`` alternating runs, wall and CPU) of
-  the FactorECG beat (``ecg_factorbeat``: shipped settings, 100-Hz records
-  aligned on the 500-Hz grid) on the 370 test-fold records at 100 Hz, of the
-  same on the fold's 500-Hz records, and of ``ecg_findpeaks`` (what the record
-  quality check runs on every record); the new path with ``extract_rate=100``
-  (beats aligned on the 100-Hz grid, not the shipped setting) is timed for
-  reference;
+  the FactorECG beat (``ecg_factorbeat``) on the 370 test-fold records at
+  100 Hz (old vs today, old vs new), of the same on the fold's 500-Hz records
+  (there today and new are one path: nothing is interpolated), and of
+  ``ecg_findpeaks`` (what the record quality check runs on every record); the
+  batch path with ``extract_rate=100`` (beats aligned on the 100-Hz grid only)
+  is timed for reference;
 * how far the beats moved: records with identical beats, beat MAE and
-  largest difference (uV), R peaks (ms), kept beats, and the probabilities of
-  the shipped FactorECG and median-beat black box on the fold and on the
-  bundled samples (read at their highest rate, as the golden test does);
+  largest difference (uV), R peaks (ms), kept beats (old vs today, today vs
+  new), the probabilities of the shipped FactorECG and median-beat black box
+  on the fold and on the bundled samples (read at their highest rate, as the
+  golden test does), and, on the fold's records that exist at 500 Hz, each
+  100-Hz path's beat against the 500-Hz record's beat (the beat the 100-Hz
+  grid should carry); the tolerance the new path is held to is ``NEW_TOLERANCE``;
 * ``ecglens predict`` wall time over the fold (start-up included) for
-  ``baseline``, ``factorecg`` and ``factorecg`` with the old beats and R peaks
-  patched in.
+  ``baseline``, ``factorecg`` (its stored setting: today's path),
+  ``factorecg`` with its beat setting switched to the new path (a temporary
+  copy of the shipped checkpoint; timing only) and ``factorecg`` with the old
+  beats and R peaks patched in.
 
 Usage: ``python bench/beats_speed.py [DATA_DIR] [--repeats 3] [--predict-repeats 2] [--out bench/results]``
 (DATA_DIR defaults to ``../shared/data/ptb-xl``). Needs git and neurokit2 (for
@@ -54,6 +65,9 @@ OLD_MODULES = (  # (module name, path, (old import, replacement)...): the old co
      (("from ...beats import ecg_medianbeat", "from ...beats._bench_old_median import ecg_medianbeat"),)),
 )
 SAME_UV = 1e-3  # beats whose largest difference is under this many uV count as identical (float rounding)
+# The new path against today's on 100-Hz records (uV): median record MAE, and its MAE against the 500-Hz beat at
+# most this much above today's (pooled over the records that exist at 500 Hz).
+NEW_TOLERANCE = {"median_record_mae_uv": 10.0, "vs_500hz_excess_mae_uv": 2.0}
 MODELS = ("factorecg", "beat-blackbox")
 
 
@@ -141,7 +155,8 @@ def beat_differences(old: tuple, new: tuple) -> dict:
         "identical_beats": int((largest < SAME_UV).sum()),
         "largest_uv": {"median": float(np.median(largest)), "p99": float(np.percentile(largest, 99)),
                        "max": float(largest.max())},
-        "mae_uv": {"mean": float(mae.mean()), "p99": float(np.percentile(mae, 99)), "max": float(mae.max())},
+        "mae_uv": {"mean": float(mae.mean()), "median": float(np.median(mae)), "p99": float(np.percentile(mae, 99)),
+                   "max": float(mae.max())},
         "largest_uv_of_identical": float(largest[largest < SAME_UV].max(initial=0.0)),
         "same_r_peaks": same_peaks, "same_kept": int(sum(oi[i]["kept"] == ni[i]["kept"] for i in ok)),
         "r_peak_shift_ms": {"matched": int(len(shifts)), "moved": int((shifts > 0).sum()),
@@ -152,14 +167,30 @@ def beat_differences(old: tuple, new: tuple) -> dict:
     }
 
 
-def probability_differences(old_beats_: np.ndarray, new_beats_: np.ndarray) -> dict:
+def rhythm_of(signals: np.ndarray, rate: float, infos: list, rows: list[int]) -> np.ndarray:
+    """Rhythm features of the records ``rows`` from one path's infos (NaN where they fail): given to a model
+    that judges rhythm with both beats, so that only the beat differs."""
+    from ecglens.models.factorecg.data import beat_rhythm
+
+    out = []
+    for i in rows:
+        try:
+            out.append(beat_rhythm(signals[i], rate, infos[i]))
+        except ECGError:
+            out.append(None)
+    width = len(next(r for r in out if r is not None))
+    return np.stack([np.full(width, np.nan) if r is None else r for r in out])
+
+
+def probability_differences(old_beats_: np.ndarray, new_beats_: np.ndarray, rhythm: np.ndarray) -> dict:
     """Per shipped beat model: per-record largest |p_old - p_new| (calibrated and network)."""
     import ecglens
 
     out = {}
     for name in MODELS:
         clf = ecglens.load_model(name).loaded
-        net_old, net_new = clf.predict_beats(old_beats_), clf.predict_beats(new_beats_)
+        extra = (rhythm,) if getattr(clf, "judges_rhythm", False) else ()
+        net_old, net_new = clf.predict_beats(old_beats_, *extra), clf.predict_beats(new_beats_, *extra)
         row = {}
         for kind, (a, b) in {"network": (net_old, net_new),
                              "calibrated": (clf.calibrate(net_old), clf.calibrate(net_new))}.items():
@@ -170,17 +201,60 @@ def probability_differences(old_beats_: np.ndarray, new_beats_: np.ndarray) -> d
     return out
 
 
+def against_500hz(paths: dict, ids100: list[int], ids500: list[int], x500: np.ndarray, settings) -> dict:
+    """Each 100-Hz path's beats (``paths``: name -> (n, 12, m)) against the beat of the same record at 500 Hz
+    (``ecg_factorbeat`` of the 500-Hz record, on the same grid): pooled and median-record MAE in uV."""
+    from ecglens.models.factorecg.data import ecg_factorbeat_batch
+
+    ref, _ = ecg_factorbeat_batch(x500, 500, settings)
+    pos = {i: k for k, i in enumerate(ids100)}
+    rows = [(pos[i], k) for k, i in enumerate(ids500) if i in pos]
+    a, b = np.array([r[0] for r in rows]), np.array([r[1] for r in rows])
+    ok = np.isfinite(ref[b]).all(axis=(1, 2)) & np.all([np.isfinite(v[a]).all(axis=(1, 2)) for v in paths.values()],
+                                                       axis=0)
+    out = {"records": int(ok.sum())}
+    for name, beats in paths.items():
+        d = np.abs(beats[a[ok]].astype(np.float64) - ref[b[ok]]) * 1e3
+        out[name] = {"mae_uv": float(d.mean()), "mae_uv_median_record": float(np.median(d.mean(axis=(1, 2))))}
+    return out
+
+
+def within_tolerance(fidelity: dict) -> dict:
+    """The new path against ``NEW_TOLERANCE``."""
+    med = fidelity["fold 10, 100 Hz: today vs new"]["mae_uv"]["median"]
+    v = fidelity["fold 10, 100 Hz vs 500-Hz beat"]
+    excess = v["new"]["mae_uv"] - v["today"]["mae_uv"]
+    return {"median_record_mae_uv": med, "vs_500hz_excess_mae_uv": excess,
+            "ok": bool(med <= NEW_TOLERANCE["median_record_mae_uv"]
+                       and excess <= NEW_TOLERANCE["vs_500hz_excess_mae_uv"])}
+
+
+def new_beats_checkpoint(tmp: Path) -> Path:
+    """A copy of the shipped FactorECG checkpoint whose beat setting is the new path (weights unchanged)."""
+    import shutil
+
+    from ecglens.models.loading import resolve_checkpoint
+
+    target = tmp / "factorecg-new-beats"
+    shutil.copytree(resolve_checkpoint("factorecg"), target)
+    config = json.loads((target / "config.json").read_text())
+    config["beat"]["subsample"] = True
+    (target / "config.json").write_text(json.dumps(config))
+    return target
+
+
 def predict_times(files: list[str], repeats: int) -> dict:
     """``ecglens predict`` wall seconds over ``files`` (alternating, median of ``repeats``)."""
     patch = ("import runpy, sys; bench = runpy.run_path({bench!r}); old = bench['load_old'](); "
              "import ecglens.models.factorecg.classifier as c, ecglens.quality as q; "
              "c.ecg_factorbeat = old.factorbeat; q.ecg_findpeaks = old.findpeaks; "
              "from ecglens.cli import main; sys.exit(main(sys.argv[1:]))").format(bench=str(Path(__file__).resolve()))
-    commands = {"baseline": ["-m", "ecglens", "predict", "baseline"],
-                "factorecg": ["-m", "ecglens", "predict", "factorecg"],
-                "factorecg, old beats": ["-c", patch, "predict", "factorecg"]}
-    walls = {name: [] for name in commands}
     with tempfile.TemporaryDirectory() as tmp:
+        commands = {"baseline": ["-m", "ecglens", "predict", "baseline"],
+                    "factorecg": ["-m", "ecglens", "predict", "factorecg"],
+                    "factorecg, new beats": ["-m", "ecglens", "predict", str(new_beats_checkpoint(Path(tmp)))],
+                    "factorecg, old beats": ["-c", patch, "predict", "factorecg"]}
+        walls = {name: [] for name in commands}
         for _ in range(repeats):
             for name, cmd in commands.items():
                 t = time.perf_counter()
@@ -192,6 +266,7 @@ def predict_times(files: list[str], repeats: int) -> dict:
     med = {name: statistics.median(w) for name, w in walls.items()}
     return {"records": len(files), "repeats": repeats, "walls_s": walls, "median_s": med,
             "factorecg_over_baseline": med["factorecg"] / med["baseline"],
+            "new_factorecg_over_baseline": med["factorecg, new beats"] / med["baseline"],
             "old_factorecg_over_baseline": med["factorecg, old beats"] / med["baseline"]}
 
 
@@ -223,22 +298,35 @@ def main(argv=None) -> int:
     load_start = list(os.getloadavg())
     t0 = time.perf_counter()
     old = load_old()
-    settings = BeatSettings()
+    settings, new = BeatSettings(subsample=False), BeatSettings()
     ids100, x100, paths100 = fold_signals(Path(args.data), 100, args.limit)
     ids500, x500, _ = fold_signals(Path(args.data), 500, args.limit)
     old_beats(old.factorbeat, x100[:2], 100, settings)  # first calls: neurokit2 and scipy imports
     ecg_factorbeat_batch(x100[:2], 100, settings)
+    ecg_factorbeat_batch(x100[:2], 100, new)
 
     timing, fidelity = {}, {}
     row, o, n = compare_timing(lambda: old_beats(old.factorbeat, x100, 100, settings),
                                lambda: ecg_factorbeat_batch(x100, 100, settings), len(x100), args.repeats)
-    timing["factorbeat, 100-Hz records"], fidelity["fold 10, 100 Hz"] = row, beat_differences(o, n)
-    fidelity["fold 10, 100 Hz"]["changed_ecg_ids"] = [ids100[i] for i in fidelity["fold 10, 100 Hz"]["changed_records"]]
-    rows = fidelity["fold 10, 100 Hz"].pop("rows")
-    fidelity["fold 10, 100 Hz"]["probabilities"] = probability_differences(o[0][rows], n[0][rows])
+    key = "fold 10, 100 Hz: old vs today"
+    timing["today: factorbeat, 100-Hz records"], fidelity[key] = row, beat_differences(o, n)
+    fidelity[key]["changed_ecg_ids"] = [ids100[i] for i in fidelity[key]["changed_records"]]
+    rows = fidelity[key].pop("rows")
+    fidelity[key]["probabilities"] = probability_differences(o[0][rows], n[0][rows], rhythm_of(x100, 100, n[1], rows))
+    today100 = n
+    row, o, n = compare_timing(lambda: old_beats(old.factorbeat, x100, 100, settings),
+                               lambda: ecg_factorbeat_batch(x100, 100, new), len(x100), args.repeats)
+    timing["new: factorbeat, 100-Hz records"] = row
+    fidelity["fold 10, 100 Hz: today vs new"] = beat_differences(today100, n)
+    f = fidelity["fold 10, 100 Hz: today vs new"]
+    f["changed_ecg_ids"] = [ids100[i] for i in f["changed_records"]][:20]
+    rows = f.pop("rows")
+    f["probabilities"] = probability_differences(today100[0][rows], n[0][rows], rhythm_of(x100, 100, n[1], rows))
+    fidelity["fold 10, 100 Hz vs 500-Hz beat"] = against_500hz(
+        {"old": o[0], "today": today100[0], "new": n[0]}, ids100, ids500, x500, settings)
     row, o, n = compare_timing(lambda: old_beats(old.factorbeat, x500, 500, settings),
                                lambda: ecg_factorbeat_batch(x500, 500, settings), len(x500), args.repeats)
-    timing["factorbeat, 500-Hz records"], fidelity["fold 10, 500 Hz"] = row, beat_differences(o, n)
+    timing["today = new: factorbeat, 500-Hz records"], fidelity["fold 10, 500 Hz"] = row, beat_differences(o, n)
     fidelity["fold 10, 500 Hz"]["changed_ecg_ids"] = [ids500[i] for i in fidelity["fold 10, 500 Hz"]["changed_records"]]
     fidelity["fold 10, 500 Hz"].pop("rows")
 
@@ -256,9 +344,9 @@ def main(argv=None) -> int:
     fidelity["findpeaks, 100 Hz"] = {"records": len(x100), "same_peaks": int(sum(
         isinstance(a, ECGError) and isinstance(b, ECGError) or
         not isinstance(a, ECGError) and not isinstance(b, ECGError) and np.array_equal(a, b[0]) for a, b in zip(o, n)))}
-    native = BeatSettings(extract_rate=100.0)
+    native = BeatSettings(extract_rate=100.0, subsample=False)
     walls = [timed(lambda: ecg_factorbeat_batch(x100, 100, native))[0] for _ in range(args.repeats)]
-    timing["new only: factorbeat with extract_rate=100 (not shipped)"] = {
+    timing["batch only: factorbeat with extract_rate=100 (for reference)"] = {
         "records": len(x100), "new_wall_ms": 1e3 * statistics.median(walls) / len(x100)}
 
     samples = [load_sample(s.ecg_id, sampling_rate=max(s.rates)) for s in list_samples()]
@@ -266,12 +354,14 @@ def main(argv=None) -> int:
     o, n = old_beats(old.factorbeat, xs, 100, settings), ecg_factorbeat_batch(xs, 100, settings)
     fidelity["bundled samples"] = beat_differences(o, n)
     rows = fidelity["bundled samples"].pop("rows")
-    fidelity["bundled samples"]["probabilities"] = probability_differences(o[0][rows], n[0][rows])
+    fidelity["bundled samples"]["probabilities"] = probability_differences(o[0][rows], n[0][rows],
+                                                                           rhythm_of(xs, 100, n[1], rows))
     fidelity["bundled samples"]["changed_ecg_ids"] = [list_samples()[i].ecg_id
                                                       for i in fidelity["bundled samples"]["changed_records"]]
 
     predict = predict_times(paths100, args.predict_repeats)
     result = {"old_revision": OLD_REV, "data": str(args.data), "repeats": args.repeats, "timing": timing,
+              "tolerance": NEW_TOLERANCE, "within_tolerance": within_tolerance(fidelity),
               "fidelity": fidelity, "predict": predict, "seconds": time.perf_counter() - t0,
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "load_average_start": load_start, "load_average_end": list(os.getloadavg()),
@@ -287,9 +377,12 @@ def main(argv=None) -> int:
 
 def report(r: dict) -> str:
     m = r["machine"]
-    lines = ["# Median beats: per-record (old) vs batch (new)", "",
+    lines = ["# Median beats: per-record (old) vs batch (today) vs batch with sub-sample alignment (new)", "",
              f"Old: the beats code at `{r['old_revision'][:10]}` (neurokit2, per-beat loops, records resampled to "
-             f"500 Hz first). New: `ecg_factorbeat_batch` / `ecg_findpeaks_batch`. One run on the same records "
+             f"500 Hz first). Today: `ecg_factorbeat_batch` / `ecg_findpeaks_batch` with the shipped checkpoints' "
+             f"setting (`subsample=False`: 100-Hz records interpolated to 500 Hz as a whole). New: "
+             f"`BeatSettings()` (`subsample=True`: beats cut on the record's grid, aligned to R peaks on the 500-Hz "
+             f"grid by interpolating each beat window only; the new VAE's setting). One run on the same records "
              f"(`python bench/beats_speed.py`, {r['seconds']:.0f} s), medians of {r['repeats']} alternating runs; "
              f"load average {m['load_average_start'][0]:.2f} at the start and {m['load_average_end'][0]:.2f} at "
              f"the end on {m['cpus']} CPUs shared with other work, so absolute times are noisy: compare within a row.",
@@ -315,6 +408,16 @@ def report(r: dict) -> str:
                      f"{f['identical_beats']} | {f['same_r_peaks']} | {f['same_kept']} | {s['matched']}; {s['moved']}; {s['max']:.0f} | {f['r_peaks_unmatched']} | "
                      f"{f['mae_uv']['mean']:.3f}; {f['mae_uv']['p99']:.1f}; {f['mae_uv']['max']:.1f} | "
                      f"{f['largest_uv']['p99']:.1f}; {f['largest_uv']['max']:.1f} |")
+    v = r["fidelity"]["fold 10, 100 Hz vs 500-Hz beat"]
+    t = r["within_tolerance"]
+    lines += ["", f"Against the beat of the same record at 500 Hz ({v['records']} fold-10 records that exist at "
+              "500 Hz; the beat the 100-Hz grid should carry), MAE uV pooled / median record: "
+              + "; ".join(f"{k} {v[k]['mae_uv']:.2f} / {v[k]['mae_uv_median_record']:.2f}"
+                          for k in ("old", "today", "new")) + ".", "",
+              f"Tolerance of the new path (against today's): median record MAE at most "
+              f"{r['tolerance']['median_record_mae_uv']:g} uV (measured {t['median_record_mae_uv']:.2f}) and MAE "
+              f"against the 500-Hz beat at most {r['tolerance']['vs_500hz_excess_mae_uv']:g} uV above today's "
+              f"(measured {t['vs_500hz_excess_mae_uv']:+.2f}): {'met' if t['ok'] else 'NOT met'}."]
     fp = r["fidelity"]["findpeaks, 100 Hz"]
     lines += ["", f"Identical: largest difference under {SAME_UV:g} uV (the largest among them: "
               + "; ".join(f"{k} {f['largest_uv_of_identical']:.1e} uV" for k, f in r["fidelity"].items()
@@ -334,7 +437,8 @@ def report(r: dict) -> str:
               f"{p['repeats']})", "", "| command | median s | runs |", "|---|---:|---|"]
     for name, med in p["median_s"].items():
         lines.append(f"| {name} | {med:.1f} | {', '.join(f'{w:.1f}' for w in p['walls_s'][name])} |")
-    lines += ["", f"factorecg / baseline: {p['factorecg_over_baseline']:.2f} (target at most 1.5); with the old beats "
+    lines += ["", f"factorecg / baseline: {p['factorecg_over_baseline']:.2f} with its stored (today's) beats; "
+              f"{p['new_factorecg_over_baseline']:.2f} with the new beats (target at most 1.5); with the old beats "
               f"and R peaks: {p['old_factorecg_over_baseline']:.2f}."]
     return "\n".join(lines) + "\n"
 

@@ -227,3 +227,42 @@ def test_beat_classifier_reuses_encoder():
     assert BeatClassifierConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(ECGError):
         BeatClassifierConfig(n_classes=0)
+
+
+def test_gaussian_nll_per_sample_sigma_hand():
+    x = torch.tensor([[[1.0, 2.0]]])
+    ls = torch.log(torch.tensor([[[0.5, 2.0]]]))
+    # 0.5*(1/0.5)^2 + ln 0.5 + 0.5*(2/2)^2 + ln 2 = 2 + 0.5
+    assert float(gaussian_nll(torch.zeros_like(x), x, ls)) == pytest.approx(2.5, rel=1e-6)
+
+
+@pytest.mark.parametrize("mode", ["8+derived", "12"])
+def test_per_sample_sigma_decoder(mode):
+    torch.manual_seed(0)
+    cfg = tiny(lead_mode=mode, sigma_mode="per_sample", sigma_init=0.2, sigma_min=0.05)
+    vae = FactorVAE(cfg)
+    n = cfg.n_leads
+    assert "log_sigma" not in vae.state_dict() and vae.decoder.out.out_channels == 2 * n
+    torch.testing.assert_close(vae.decoder.out.bias[n:].detach(), torch.full((n,), math.log(0.2)))
+    x = torch.from_numpy(synthetic_beats(3, 120))
+    out = vae(x, sample=False)
+    assert out.recon.shape == (3, 12, 120) and out.log_sigma_net.shape == (3, n, 120)
+    assert torch.equal(vae.decode(out.mu), out.recon)
+    ls = vae.observation_log_sigma(out)
+    assert float(ls.min()) >= math.log(0.05) - 1e-6
+    vae.eval()
+    loss, logs = vae.loss(x, beta=2.0)
+    expected = gaussian_nll(out.recon_net, vae.adapter.to_network(x), ls) + 2.0 * kl_divergence(out.mu, out.logvar)[1]
+    assert float(loss) == pytest.approx(float(expected), rel=1e-5)
+    with pytest.raises(ECGError, match="forward pass"):
+        vae.observation_log_sigma()
+    with pytest.raises(ECGError, match="sigma_mode"):
+        tiny(sigma_mode="per_lead")
+
+
+def test_per_lead_sigma_weights_keep_their_layout():
+    """Checkpoints from before the per-sample option (sigma_mode learned) keep their keys and shapes."""
+    vae = FactorVAE(tiny())
+    state = vae.state_dict()
+    assert state["log_sigma"].shape == (8, 1) and state["decoder.out.weight"].shape[0] == 8
+    assert vae(torch.from_numpy(synthetic_beats(2, 120))).log_sigma_net is None

@@ -34,6 +34,16 @@ extremum on the fine grid; steps 2-4 then run on the fine grid. Detection at
 the record's rate can differ from detection on the resampled record, mostly
 in partial beats at the record edges (``bench/results/beats_speed.md``).
 
+With ``subsample`` the record is never interpolated as a whole: the beats are
+cut on the record's own grid and aligned to R peaks located on the
+``align_rate`` grid. QRS detection and the move to the dominant lead's
+extremum run at the record's rate; the extremum is then located to
+1/``align_rate`` s on that lead's band-passed trace interpolated around each
+peak, and each kept beat's window is interpolated to its fractional R position
+(``cut_shifted``: a Lanczos kernel of SUBSAMPLE_TAPS taps). The outlier test
+and the isoelectric levels use the whole-sample windows; the median beat is
+then taken to ``out_rate`` (``resample_beat``).
+
 ``ecg_medianbeat_batch`` runs every step on all records of a batch at once:
 beats of all records in flat arrays sorted by record, medians over each
 record's beats by one sort per distinct beat count, correlations from sums,
@@ -63,11 +73,52 @@ ECTOPIC_QRS_CORR = 0.95
 QRS_WINDOW_S = (-0.08, 0.10)
 COMPARE_BAND_HZ = (0.5, 40.0)
 MEDOID_BEATS = 100
+SUBSAMPLE_TAPS = 12  # Lanczos interpolation of the beat windows and peak traces (``subsample``)
 
 
 def _cut(x: np.ndarray, rec: np.ndarray, start: np.ndarray, m: int) -> np.ndarray:
     """(beats, leads, m) windows ``x[rec, :, start:start + m]`` of the records ``x`` (n, leads, t); every window must fit."""
     return np.lib.stride_tricks.sliding_window_view(x, m, axis=-1)[rec, :, start]
+
+
+def lanczos_weights(frac: np.ndarray, taps: int = SUBSAMPLE_TAPS) -> np.ndarray:
+    """(..., taps) weights, summing to 1, of the samples ``floor(t) - taps/2 + 1 .. floor(t) + taps/2`` for the
+    value at ``t`` with ``frac = t - floor(t)`` in [0, 1) (Lanczos kernel, a = taps / 2; frac 0 gives the sample)."""
+    a = taps // 2
+    d = np.asarray(frac, dtype=np.float64)[..., None] - np.arange(-a + 1, a + 1)
+    w = np.sinc(d) * np.sinc(d / a)
+    return w / w.sum(axis=-1, keepdims=True)
+
+
+def cut_shifted(x: np.ndarray, rec: np.ndarray, start: np.ndarray, m: int, taps: int = SUBSAMPLE_TAPS) -> np.ndarray:
+    """(beats, leads, m) windows of ``x`` (n, leads, t) starting at fractional samples ``start`` (beats,),
+    interpolated beat by beat (``lanczos_weights``; samples beyond the record repeat its edge)."""
+    a = taps // 2
+    i0 = np.floor(start).astype(np.int64)
+    w = lanczos_weights(start - i0, taps).astype(np.float32)
+    pad = a + 1 + int(max(0, -i0.min(initial=0), i0.max(initial=0) + m - x.shape[-1]))
+    xp = np.pad(np.asarray(x, dtype=np.float32), [(0, 0), (0, 0), (pad, pad)], mode="edge")
+    win = _cut(xp, rec, i0 - a + 1 + pad, m + taps - 1)  # (beats, leads, m + taps - 1)
+    out = win[..., :m] * w[:, 0, None, None]
+    for k in range(1, taps):
+        out += win[..., k:k + m] * w[:, k, None, None]
+    return out
+
+
+def subsample_peaks(trace: np.ndarray, pos: np.ndarray, rec: np.ndarray, up: int,
+                    taps: int = SUBSAMPLE_TAPS) -> np.ndarray:
+    """Peaks ``pos`` (whole samples of ``trace[rec]``, (n, t)) moved to the maximum of the interpolated trace
+    within one sample either side, on a grid of 1/``up`` sample: fractional samples, (peaks,)."""
+    if not len(pos):
+        return pos.astype(np.float64)
+    a = taps // 2
+    offsets = np.arange(-up, up + 1) / up                       # (s,)
+    t = pos[:, None] + offsets[None, :]                          # (peaks, s)
+    i0 = np.floor(t).astype(np.int64)
+    w = lanczos_weights(t - i0, taps)                            # (peaks, s, taps)
+    idx = np.clip(i0[..., None] + np.arange(-a + 1, a + 1), 0, trace.shape[-1] - 1)
+    vals = np.einsum("pst,pst->ps", trace[rec[:, None, None], idx], w)
+    return pos + offsets[np.argmax(vals, axis=1)]
 
 
 def _iso_starts(beats: np.ndarray, rec: np.ndarray, n: int, sampling_rate: float, r_index: int,
@@ -89,10 +140,15 @@ def _iso_starts(beats: np.ndarray, rec: np.ndarray, n: int, sampling_rate: float
     return lo + flattest_start(group_median(region, rec, n), w), w
 
 
+def _window_level(beats: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
+    """Per beat (B, leads, m) and lead, the median over [start, start + width) (``starts`` per beat), (B, leads, 1)."""
+    idx = (starts[:, None] + np.arange(width)[None, :])[:, None, :]
+    return np.median(np.take_along_axis(beats, idx, axis=-1), axis=-1, keepdims=True)
+
+
 def _level(beats: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
     """Each beat (B, leads, m) minus its own per-lead median over [start, start + width) (``starts`` per beat)."""
-    idx = (starts[:, None] + np.arange(width)[None, :])[:, None, :]
-    return beats - np.median(np.take_along_axis(beats, idx, axis=-1), axis=-1, keepdims=True)
+    return beats - _window_level(beats, starts, width)
 
 
 def _pair_corr(beats: np.ndarray, rec: np.ndarray, mask: np.ndarray, n: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -285,15 +341,18 @@ def _given_peaks(r_peaks, t: int, bad: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _chunk(x: np.ndarray, raw: np.ndarray, fs: float, align: float, names: list, errors: dict, *, before, after,
-           min_beats, corr_threshold, out_rate, r_peaks, keep_beats) -> tuple[np.ndarray, list]:
+           min_beats, corr_threshold, out_rate, r_peaks, keep_beats, subsample) -> tuple[np.ndarray, list]:
     """Median beats and infos of the records ``x`` (n, leads, t) at ``fs``, float64 and finite where not in
     ``errors``; ``raw`` is the same records in their own precision; ``align`` is ``fs`` or an integer multiple."""
     n, leads, t = x.shape
     up = int(round(align / fs))
-    nb, na = int(round(before * align)), int(round(after * align))  # samples on the beat grid
+    sub = subsample and up > 1
+    fine_grid = up > 1 and not sub  # the record interpolated as a whole to ``align``
+    cut_rate = fs if sub else align  # the grid the beats are cut on
+    nb, na = int(round(before * cut_rate)), int(round(after * cut_rate))  # samples on the beat grid
     m = nb + na
-    resample = out_rate is not None and float(out_rate) != align
-    m_out = int(round(m * float(out_rate) / align)) if resample else m
+    resample = out_rate is not None and float(out_rate) != cut_rate
+    m_out = int(round(m * float(out_rate) / cut_rate)) if resample else m
     medians = np.full((n, leads, m_out), np.nan, dtype=np.float32)
     infos: list = [errors.get(i) for i in range(n)]
     rows = np.array([i for i in range(n) if i not in errors], dtype=np.int64)
@@ -303,7 +362,8 @@ def _chunk(x: np.ndarray, raw: np.ndarray, fs: float, align: float, names: list,
     xs = x[rows] - np.median(x[rows], axis=-1, keepdims=True)
     # The beat grid: the records less their median or, on a finer grid, the records as given interpolated as a
     # whole (float32, as resample_signal gives them): the baseline through the beats' levels takes any offset off.
-    grid = resample_signal(raw[rows], fs, align) if up > 1 else xs
+    grid = resample_signal(raw[rows], fs, align) if fine_grid else xs
+    hp = bandpass(xs, fs, *COMPARE_BAND_HZ) if sub else None
     bad: dict[int, str] = {}  # per-record problems, numbered within ``rows``
     for k in np.flatnonzero(np.max(np.abs(xs), axis=(1, 2)) < FLAT_MV):
         bad[int(k)] = f"flat record: no lead deviates more than {FLAT_MV * 1e3:g} uV from its median"
@@ -313,7 +373,13 @@ def _chunk(x: np.ndarray, raw: np.ndarray, fs: float, align: float, names: list,
             bad.update({k: short for k in range(nr) if k not in bad})
         live = np.array([k for k in range(nr) if k not in bad], dtype=np.int64)
         pos, rec, pinfo = (np.zeros(0, np.int64), np.zeros(0, np.int64), [])
-        if len(live):
+        frac = np.zeros(0)
+        if len(live) and sub:
+            pos, rec, pinfo = detect_batch(xs[live], fs, hp=hp[live])
+            lead = np.array([info["refine_lead"] for info in pinfo], dtype=np.int64)
+            sign = np.array([info["polarity"] for info in pinfo], dtype=np.float64)
+            frac = subsample_peaks(sign[:, None] * hp[live, lead], pos, rec, up)
+        elif len(live):
             pos, rec, pinfo = detect_batch(xs[live], fs, fine_rate=align, fine=grid[live] if up > 1 else None,
                                            hp=bandpass(xs[live], fs, *COMPARE_BAND_HZ) if up > 1 else None)
         rec = live[rec]
@@ -321,23 +387,30 @@ def _chunk(x: np.ndarray, raw: np.ndarray, fs: float, align: float, names: list,
     else:
         pos, rec = _given_peaks([r_peaks[i] for i in rows], t, bad)
         keep = ~np.isin(rec, list(bad))
-        pos, rec = pos[keep] * up, rec[keep]
+        pos, rec = pos[keep] * (1 if sub else up), rec[keep]
+        frac = pos.astype(np.float64)
         methods = {k: "given" for k in range(nr)}
+    # ``pos``: the peaks on the cutting grid; ``fine``: on the align grid (what infos report).
+    if sub:
+        fine, pos = np.round(frac * up).astype(np.int64), np.round(frac).astype(np.int64)
+    else:
+        fine = pos
     counts = np.bincount(rec, minlength=nr)
     for k in np.flatnonzero(counts == 0):
         bad.setdefault(int(k), "no R peaks detected")
     index = np.arange(len(pos)) - (np.cumsum(counts) - counts)[rec]
     later = index[1:] > 0
-    rr = np.diff(pos) / align
+    rr = np.diff(fine) / align
     rr_med = group_median(rr[later], rec[1:][later], nr)
     premature = np.r_[False, later & (rr < PREMATURE_FRACTION * rr_med[rec[1:]])]
     valid = (pos - nb >= 0) & (pos + na <= grid.shape[-1])
     vrec, vindex, vstart = rec[valid], index[valid], pos[valid] - nb
     # The provisional median's isoelectric window levels the band-passed beats of the outlier test.
-    iso, w = _iso_starts(_cut(grid if up > 1 else raw[rows], vrec, vstart, m), vrec, nr, align, nb, centre=True)
-    compare = _level(_cut(bandpass(np.asarray(grid, dtype=np.float64), align, *COMPARE_BAND_HZ), vrec, vstart, m),
-                     iso[vrec], w)
-    reasons = _select(compare, vrec, vindex, pos, counts, premature[valid], rr_med, nb, align, corr_threshold) \
+    iso, w = _iso_starts(_cut(grid if fine_grid else raw[rows], vrec, vstart, m), vrec, nr, cut_rate, nb,
+                         centre=True)
+    band = hp if sub else bandpass(np.asarray(grid, dtype=np.float64), align, *COMPARE_BAND_HZ)
+    compare = _level(_cut(band, vrec, vstart, m), iso[vrec], w)
+    reasons = _select(compare, vrec, vindex, pos, counts, premature[valid], rr_med, nb, cut_rate, corr_threshold) \
         if len(vrec) else np.zeros(0, dtype=object)
     kept = np.zeros(len(pos), dtype=bool)
     kept[np.flatnonzero(valid)[np.equal(reasons, None)]] = True
@@ -355,32 +428,38 @@ def _chunk(x: np.ndarray, raw: np.ndarray, fs: float, align: float, names: list,
     if len(krec):
         levels = np.median(_cut(grid, krec, kstart + iso[krec], w), axis=-1)
         knots = kstart + (2 * iso[krec] + w - 1) / 2.0
-        at = (kstart[:, None] + np.arange(m)[None, :]).astype(np.float64)
+        shift = frac[good] - pos[good] if sub else np.zeros(len(krec))  # sub-sample R positions
+        at = kstart[:, None] + shift[:, None] + np.arange(m)[None, :]
         base = _baseline(knots, levels, krec, nr, at, np.broadcast_to(krec[:, None], at.shape))
-        beats = _cut(grid, krec, kstart, m) - base.transpose(0, 2, 1)
+        cut = cut_shifted(grid, krec, kstart + shift, m) if sub else _cut(grid, krec, kstart, m)
+        beats = cut - base.transpose(0, 2, 1)
         median = np.nan_to_num(group_median(beats, krec, nr))
-    lo, hi, w2 = isoelectric_search(m, align, nb)
+    # The median's isoelectric level, found on the align grid (with ``subsample``: the median alone interpolated).
+    level_up = up if sub else 1
+    ref = resample_beat(median, cut_rate, align) if sub else median
+    lo, hi, w2 = isoelectric_search(m * level_up, cut_rate * level_up, nb * level_up)
     if hi - lo >= w2:
-        iso2 = lo + flattest_start(median[:, :, lo:hi], w2)
+        iso2 = lo + flattest_start(ref[:, :, lo:hi], w2)
     else:
-        iso2, w2 = np.zeros(nr, dtype=np.int64), min(w2, m)
-    median = _level(median, iso2, w2)
-    r_index, rate = nb, align
+        iso2, w2 = np.zeros(nr, dtype=np.int64), min(w2, m * level_up)
+    median = median - _window_level(ref, iso2, w2)
+    r_index, rate = nb, cut_rate
     if keep_beats:
-        beats = _level(beats, iso2[krec], w2)
+        beats = beats - _window_level(resample_beat(beats, cut_rate, align) if sub else beats, iso2[krec], w2)
     if resample:
-        median = resample_beat(median, align, float(out_rate))
-        beats = resample_beat(beats, align, float(out_rate)) if keep_beats else beats
-        r_index, rate = int(round(nb * float(out_rate) / align)), float(out_rate)
+        median = resample_beat(median, cut_rate, float(out_rate))
+        beats = resample_beat(beats, cut_rate, float(out_rate)) if keep_beats else beats
+        r_index, rate = int(round(nb * float(out_rate) / cut_rate)), float(out_rate)
     per_record = split_by_record(beats, krec, nr) if keep_beats else None
-    peaks = split_by_record(pos, rec, nr)
+    peaks, cut_peaks = split_by_record(fine, rec, nr), split_by_record(pos, rec, nr)
     for k, i in enumerate(rows):
         if k in bad:
             infos[i] = ECGError(names[i], bad[k])
             continue
         p, mine = peaks[k], rec == k
         rejected = [{"index": int(j), "sample": int(p[j]), "reason": "window starts before the record"
-                     if p[j] - nb < 0 else "window ends after the record"} for j in np.flatnonzero(~valid[mine])]
+                     if cut_peaks[k][j] - nb < 0 else "window ends after the record"}
+                    for j in np.flatnonzero(~valid[mine])]
         rejected += [{"index": int(vindex[j]), "sample": int(p[vindex[j]]), "reason": reasons[j]}
                      for j in np.flatnonzero((vrec == k) & np.not_equal(reasons, None))]
         rejected.sort(key=lambda d: d["index"])
@@ -397,7 +476,8 @@ def _chunk(x: np.ndarray, raw: np.ndarray, fs: float, align: float, names: list,
             "sampling_rate": rate,
             "record_sampling_rate": align,
             "method": methods[k],
-            "isoelectric_ms": [(iso2[k] - nb) / align * 1e3, (iso2[k] + w2 - nb) / align * 1e3],
+            "isoelectric_ms": [(iso2[k] - nb * level_up) / (cut_rate * level_up) * 1e3,
+                               (iso2[k] + w2 - nb * level_up) / (cut_rate * level_up) * 1e3],
             "source": names[i],
         }
         if keep_beats:
@@ -418,6 +498,7 @@ def ecg_medianbeat_batch(
     r_peaks=None,
     sources=None,
     keep_beats: bool = False,
+    subsample: bool = False,
 ) -> tuple[np.ndarray, list]:
     """``ecg_medianbeat`` of every record of a (records, leads, samples) batch, vectorised over records and beats.
 
@@ -428,7 +509,9 @@ def ecg_medianbeat_batch(
     cut and aligned on, see the module docstring; one that is not an integer
     multiple of the rate has the records resampled to it first. ``r_peaks`` is
     one array of sample indices per record; ``keep_beats`` adds each record's
-    kept beats to its info (``"beats"``).
+    kept beats to its info (``"beats"``). ``subsample`` cuts the beats on the
+    records' grid, aligned to R peaks on the ``align_rate`` grid by interpolating
+    each beat window only (module docstring).
     """
     if before <= 0 or after <= 0 or min_beats < 1:
         raise ECGError(None, f"before, after and min_beats must be positive, got {before}, {after}, {min_beats}")
@@ -450,7 +533,8 @@ def ecg_medianbeat_batch(
         parts.append(_chunk(x[a:b], raw[a:b], fs, align, names[a:b],
                             {i - a: e for i, e in errors.items() if a <= i < b}, before=before, after=after,
                             min_beats=min_beats, corr_threshold=corr_threshold, out_rate=out_rate,
-                            r_peaks=None if r_peaks is None else r_peaks[a:b], keep_beats=keep_beats))
+                            r_peaks=None if r_peaks is None else r_peaks[a:b], keep_beats=keep_beats,
+                            subsample=subsample))
     return np.concatenate([p[0] for p in parts]), [info for p in parts for info in p[1]]
 
 
@@ -466,13 +550,14 @@ def ecg_medianbeat(
     out_rate: float | None = None,
     r_peaks: np.ndarray | None = None,
     source: str | None = None,
+    subsample: bool = False,
 ) -> tuple[np.ndarray, dict]:
     """Median beat (leads, m) of a (leads, n) ECG in mV, baseline at the PR isoelectric point.
 
     ``m = round(before * fs) + round(after * fs)`` (fs: ``align_rate``, by
     default the record's rate, see ``ecg_medianbeat_batch``) and the R peak is
     sample ``info["r_index"]``; ``out_rate`` resamples the beat (anti-aliased).
-    ``r_peaks`` skips detection. ``info``: ``beats_found``, ``beats_kept``,
+    ``r_peaks`` skips detection; ``subsample`` see ``ecg_medianbeat_batch``. ``info``: ``beats_found``, ``beats_kept``,
     ``rejected`` (dicts with ``index`` into ``r_peaks``, ``sample``,
     ``reason``), ``r_peaks``, ``rr`` (s), ``heart_rate`` (bpm from the median
     RR), ``r_index``, ``sampling_rate`` (of the beat), ``beats`` (kept beats,
@@ -486,7 +571,7 @@ def ecg_medianbeat(
     medians, infos = ecg_medianbeat_batch(
         x[None], sampling_rate, before=before, after=after, min_beats=min_beats, corr_threshold=corr_threshold,
         align_rate=align_rate, out_rate=out_rate, r_peaks=None if r_peaks is None else [r_peaks], sources=[source],
-        keep_beats=True)
+        keep_beats=True, subsample=subsample)
     if isinstance(infos[0], ECGError):
         raise infos[0]
     return medians[0], infos[0]

@@ -1,9 +1,13 @@
 """Median beats for FactorECG: one 12-lead median beat per record, cached per beat setting.
 
 Beats follow the resolution study (``bench/results/beat_resolution.md``): the
-beats are cut and aligned on the ``extract_rate`` grid (500 Hz: R peaks to
+beats are aligned to R peaks on the ``extract_rate`` grid (500 Hz: R peaks to
 2 ms), and the median beat is then taken to the VAE grid (``beat_rate``,
-100 Hz: 120 samples per 1.2-s beat; 500 Hz is an option). Records are
+100 Hz: 120 samples per 1.2-s beat; 500 Hz is an option). With ``subsample``
+(the default since the fast beats, ``bench/results/beats_speed.md``) the beats
+are cut on the record's own grid and only each beat window is interpolated to
+its R position; without it (checkpoints trained before) the whole record is
+interpolated to ``extract_rate`` first and the beats are cut there. Records are
 processed in batches (``ecg_factorbeat_batch``), vectorised over records. Every record of the
 requested folds goes through ``SignalCache``; records whose beat cannot be
 extracted (``ECGError``: flat, too few beats, ...) are counted and listed in
@@ -22,6 +26,7 @@ from typing import Sequence
 import numpy as np
 
 from ...beats import ecg_medianbeat_batch
+from ...beats.rhythm import RHYTHM_FEATURES, ecg_rhythm, rhythm_vector
 from ...datasets.cache import SignalCache
 from ...errors import ECGError
 from ...io import read_ecg
@@ -41,6 +46,7 @@ class BeatSettings:
     after: float = 0.8
     corr_threshold: float = 0.8
     min_beats: int = 3
+    subsample: bool = True
 
     def __post_init__(self):
         if not (self.beat_rate > 0 and self.extract_rate > 0 and self.before > 0 and self.after > 0):
@@ -61,30 +67,33 @@ class BeatSettings:
 
     @classmethod
     def from_dict(cls, d: dict) -> "BeatSettings":
+        """Settings from their dict; one stored before ``subsample`` existed cut on the extract_rate grid."""
         names = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - names)
         if unknown:
             raise ECGError(None, f"unknown beat setting(s) {unknown}")
-        return cls(**d)
+        return cls(**{"subsample": False, **d})
 
 
 def ecg_factorbeat_batch(signals: np.ndarray, sampling_rate: float, settings: BeatSettings = BeatSettings(),
-                         sources=None) -> tuple[np.ndarray, list]:
+                         sources=None, keep_beats: bool = False) -> tuple[np.ndarray, list]:
     """FactorECG median beats (n, 12, beat_samples) in mV of a (n, 12, t) batch at any rate, vectorised over records.
 
-    The beats are cut and aligned on the ``settings.extract_rate`` grid and
-    the median beats taken to ``beat_rate`` (``ecg_medianbeat_batch`` with
-    ``align_rate``: QRS detection stays at the record's rate when
-    extract_rate is a multiple of it). Returns ``(beats, infos)``: rows
+    The beats are aligned on the ``settings.extract_rate`` grid (cut on the
+    record's grid with ``settings.subsample``) and the median beats taken to
+    ``beat_rate`` (``ecg_medianbeat_batch`` with ``align_rate``: QRS detection
+    stays at the record's rate when extract_rate is a multiple of it). Returns ``(beats, infos)``: rows
     of records without a beat are NaN and their info is the ``ECGError``
-    naming ``sources[i]``.
+    naming ``sources[i]``; ``keep_beats`` adds each record's kept beats
+    (``info["beats"]``, on the beat grid).
     """
     x = np.asarray(signals, dtype=np.float32)
     if x.ndim != 3 or x.shape[1] != len(STANDARD_LEADS):
         raise ECGError(None, f"expected signals shaped (records, 12, samples) in standard lead order, got {x.shape}")
     beats, infos = ecg_medianbeat_batch(x, sampling_rate, before=settings.before, after=settings.after,
                                         min_beats=settings.min_beats, corr_threshold=settings.corr_threshold,
-                                        align_rate=settings.extract_rate, out_rate=settings.beat_rate, sources=sources)
+                                        align_rate=settings.extract_rate, out_rate=settings.beat_rate, sources=sources,
+                                        subsample=settings.subsample, keep_beats=keep_beats)
     if beats.shape[-1] != settings.beat_samples:
         raise ECGError(None, f"median beats have {beats.shape[-1]} samples, expected {settings.beat_samples}")
     return beats, infos
@@ -100,6 +109,13 @@ def ecg_factorbeat(signal: np.ndarray, sampling_rate: float, settings: BeatSetti
     if isinstance(infos[0], ECGError):
         raise infos[0]
     return beats[0], infos[0]
+
+
+def beat_rhythm(signal: np.ndarray, sampling_rate: float, info: dict, source: str | None = None) -> np.ndarray:
+    """Rhythm features (``RHYTHM_FEATURES`` order) of a (12, n) record from its median-beat ``info``: the R peaks
+    the beat was built on (all detected, ectopic ones too), taken from the extraction grid to the record's."""
+    peaks = np.asarray(info["r_peaks"], dtype=np.float64) * float(sampling_rate) / float(info["record_sampling_rate"])
+    return rhythm_vector(ecg_rhythm(signal, sampling_rate, peaks, source=source))
 
 
 def record_beat(ecg: ECG, settings: BeatSettings = BeatSettings()) -> tuple[np.ndarray, dict]:
@@ -180,3 +196,79 @@ def load_beats(ds, folds: Sequence[int], settings: BeatSettings = BeatSettings()
     y = table.y[[pos[int(i)] for i in kept_ids[keep]]] if keep.any() else np.zeros((0, len(table.names)), np.float32)
     dropped = [int(i) for i in kept_ids[~keep]]
     return BeatSplit(kept_ids[keep], beats[keep], facts[keep], y, list(table.names), skipped, dropped)
+
+
+def load_rhythm(ds, folds: Sequence[int], ecg_ids, settings: BeatSettings = BeatSettings(),
+                cache_dir: str | os.PathLike | None = None, max_records: int | None = None,
+                progress: bool = True) -> np.ndarray:
+    """Rhythm features (n, len(RHYTHM_FEATURES)) of the records ``ecg_ids`` (e.g. a ``BeatSplit``'s) of ``folds``.
+
+    Cached like ``load_beats`` (every record of the folds, the same
+    ``max_records`` cut); each record goes through ``ecg_factorbeat`` for its R
+    peaks, then ``beat_rhythm``. A requested record without a beat raises ``ECGError``.
+    """
+    folds = tuple(int(f) for f in folds)
+    ids = [int(i) for i in ds.records[ds.records["fold"].isin(folds)].index]
+    if max_records is not None:
+        ids = ids[:int(max_records)]
+    key_parts = {"dataset": "ptb-xl", "what": "factorecg-rhythm", "features": list(RHYTHM_FEATURES),
+                 "identity": ds.identity(), "source_rate": ds.sampling_rate, "beat": settings.to_dict()}
+
+    def load_fn(ecg_id: int) -> np.ndarray:
+        path = ds.header_path(ecg_id)
+        ecg = read_ecg(path, sampling_rate=ds.sampling_rate)
+        _, info = ecg_factorbeat(ecg.signal, ecg.sampling_rate, settings, source=str(path))
+        return beat_rhythm(ecg.signal, ecg.sampling_rate, info, source=str(path))[None].astype(np.float32)
+
+    cached, kept_ids, _ = SignalCache(cache_dir).get_or_build(
+        key_parts, ids, load_fn, progress=progress, describe=lambda i: str(ds.header_path(i)),
+        sources=ds.record_files)
+    row = {int(i): k for k, i in enumerate(kept_ids)}
+    missing = [int(i) for i in ecg_ids if int(i) not in row]
+    if missing:
+        raise ECGError(ds.root, f"no rhythm features for record(s) {missing[:5]} (no usable median beat)")
+    return np.asarray(cached, dtype=np.float64)[[row[int(i)] for i in ecg_ids], 0]
+
+
+def pick_beats(beats: np.ndarray, k: int) -> np.ndarray:
+    """``k`` of a record's individual beats (n, leads, m), evenly spread over the record (cycling when n < k)."""
+    if not len(beats):
+        raise ECGError(None, "a record without individual beats")
+    return beats[np.round(np.linspace(0, len(beats) - 1, k)).astype(np.int64) if len(beats) >= k
+                 else np.arange(k) % len(beats)]
+
+
+def load_individual_beats(ds, folds: Sequence[int], settings: BeatSettings, per_record: int,
+                          cache_dir: str | os.PathLike | None = None, max_records: int | None = None,
+                          progress: bool = True, ecg_ids=None) -> np.ndarray:
+    """``per_record`` individual beats (``pick_beats`` of the kept ones, levelled like the median) of each record
+    of ``folds`` (or of ``ecg_ids`` among them, in that order), flat: (records * per_record, 12, m) mV.
+
+    Cached like ``load_beats``; a requested record without a beat raises ``ECGError``.
+    """
+    folds = tuple(int(f) for f in folds)
+    ids = [int(i) for i in ds.records[ds.records["fold"].isin(folds)].index]
+    if max_records is not None:
+        ids = ids[:int(max_records)]
+    key_parts = {"dataset": "ptb-xl", "what": "factorecg-individual-beats", "per_record": int(per_record),
+                 "identity": ds.identity(), "source_rate": ds.sampling_rate, "beat": settings.to_dict()}
+
+    def load_fn(ecg_id: int) -> np.ndarray:
+        path = ds.header_path(ecg_id)
+        ecg = read_ecg(path, sampling_rate=ds.sampling_rate)
+        _, infos = ecg_factorbeat_batch(ecg.signal[None], ecg.sampling_rate, settings, sources=[str(path)],
+                                        keep_beats=True)
+        if isinstance(infos[0], ECGError):
+            raise infos[0]
+        return pick_beats(infos[0]["beats"], per_record).reshape(-1, settings.beat_samples)
+
+    cached, kept_ids, _ = SignalCache(cache_dir).get_or_build(
+        key_parts, ids, load_fn, progress=progress, describe=lambda i: str(ds.header_path(i)),
+        sources=ds.record_files)
+    row = {int(i): k for k, i in enumerate(kept_ids)}
+    want = kept_ids if ecg_ids is None else [int(i) for i in ecg_ids]
+    missing = [int(i) for i in want if int(i) not in row]
+    if missing:
+        raise ECGError(ds.root, f"no individual beats for record(s) {missing[:5]} (no usable median beat)")
+    out = np.asarray(cached, dtype=np.float32)[[row[int(i)] for i in want]]
+    return out.reshape(-1, len(STANDARD_LEADS), settings.beat_samples)

@@ -8,18 +8,24 @@ skipped on resume once its ``stage.json`` exists:
    (folds 1-8), the KL weight ramped up over ``kl_warmup_epochs``; early
    stopping on the validation fold's negative beta-ELBO (the training
    objective at full beta), best epoch kept. Runs under torchrun via Trainer.
-   Only median beats are used, not individual beats: the model sees median
-   beats at inference, and single beats carry noise the factors should not learn.
+   With ``individual_beats`` k > 0 the training set adds k individual beats
+   (kept beats, levelled like the median) of every training record to the
+   median beats (augmentation: more shapes of the same morphology); validation
+   stays on median beats, which is what the model sees at inference.
    With ``vae_from`` a trained VAE is copied in instead.
 2. ``factors`` -> ``<out>/factors/factors.json``: the active-factor rule on the
    training posteriors, the standardiser, population statistics (quantiles of
    each standardised factor, the NORM records' mean), reconstruction error on
-   the validation and test folds, and a data-driven description of each factor
+   the training and validation folds (test-fold figures belong in the benchmark,
+   ``bench/factorecg_recon.py``), and a data-driven description of each factor
    (Spearman correlation with ``ecg_measure`` properties of training beats).
-3. ``factor_models`` -> ``<out>/model``: one logistic regression per statement of
-   the label set on the standardised factors; the final checkpoint (kind
-   ``factorecg``): VAE weights and factor-model arrays in safetensors, the rest
-   in config.json. Loading it needs no training data.
+3. ``factor_models`` -> ``<out>/model``: one model per statement of the label
+   set (``factor_kind``: logistic regression or gradient-boosted trees) on the
+   standardised factors and, with ``factor_rhythm``, the records' rhythm
+   features (``beats.rhythm``); the final checkpoint (kind ``factorecg``): VAE
+   weights in ``model.safetensors``, factor-model arrays in
+   ``factor_models.safetensors``, the rest in config.json. Loading it needs no
+   training data.
 
 Stages 2-3 are cheap and run on rank 0 only.
 
@@ -46,7 +52,8 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from ...atomic import write_json_atomic
+from ...atomic import write_bytes_atomic, write_json_atomic
+from ...beats.rhythm import RHYTHM_FEATURES
 from ...beats import ecg_measure
 from ...configs import config_from_dict, config_to_dict
 from ...datasets import LABEL_SETS, PTBXL, TRAIN_FOLDS, jaccard_cooccurrence
@@ -72,8 +79,8 @@ from ...training import (
 from ..loading import config_section, fit_weights
 from .blackbox import BeatClassifier, BeatClassifierConfig
 from .config import FactorVAEConfig
-from .data import BeatSettings, BeatSplit, load_beats
-from .factors import FactorModelConfig, FactorModels, FactorStandardizer, active_factors
+from .data import BeatSettings, BeatSplit, load_beats, load_individual_beats, load_rhythm
+from .factors import FactorModelConfig, FactorModels, FactorStandardizer, RhythmScaler, active_factors
 from .losses import kl_elementwise, kl_warmup
 from .traverse import associate_factors, describe_factor
 from .vae import FactorVAE, decode_latents, ecg_lead_scale, encode_beats
@@ -91,12 +98,20 @@ BLACKBOX_STAGE = "blackbox"
 class FactorTrainConfig:
     """Training settings of the FactorECG stages (the VAE architecture is ``FactorVAEConfig``).
 
+    ``individual_beats``: individual beats per training record added to the
+    VAE's training set (augmentation; module docstring, stage 1); 0: medians only.
+
     ``active_rule``/``active_threshold``: a latent dimension is a factor when its
     mean KL to the prior over the training beats exceeds the threshold (nats).
     A collapsed dimension sits at ~0 nats. On the local PTB-XL subset (2,767 training
     beats, beta=4, 35 epochs) no dimension collapsed: the 32 ranged from 0.9 to
     2.8 nats, so all are kept (FactorECG kept 21 of 32 with far more data). The
     rule, threshold and both per-dimension statistics are stored with the model.
+
+    ``factor_kind`` (``"logistic"`` or ``"gbt"``) and ``factor_C`` set the
+    factor models (``FactorModelConfig``); ``factor_rhythm`` adds the records'
+    rhythm features beside the factors. Defaults: chosen on fold 9 by
+    ``bench/factor_models.py``.
     """
 
     epochs: int = 100
@@ -104,9 +119,12 @@ class FactorTrainConfig:
     lr: float = 2e-3
     weight_decay: float = 1e-4
     patience: int | None = 10
+    individual_beats: int = 0
     active_rule: str = "kl"
     active_threshold: float = 0.1
-    factor_C: float = 1.0
+    factor_C: float = 0.3
+    factor_kind: str = "logistic"
+    factor_rhythm: bool = True
     property_records: int = 2000
     blackbox_epochs: int = 60
     blackbox_patience: int | None = 10
@@ -116,6 +134,8 @@ class FactorTrainConfig:
         src = "<FactorTrainConfig>"
         if min(self.epochs, self.blackbox_epochs, self.batch_size, self.property_records) < 1:
             raise ConfigError(src, "epochs, blackbox_epochs, batch_size and property_records must be at least 1")
+        if self.individual_beats < 0:
+            raise ConfigError(src, f"individual_beats must be >= 0, got {self.individual_beats}")
         if min(self.lr, self.blackbox_lr, self.factor_C) <= 0 or self.weight_decay < 0:
             raise ConfigError(src, "learning rates and factor_C must be positive, weight_decay not negative")
 
@@ -255,7 +275,7 @@ def compute_factors(vae: FactorVAE, ds: PTBXL, splits: dict, settings: BeatSetti
                        "norm_mean": norm_mean.tolist(), "n": int(len(z)), "n_norm": int(norm.sum())},
         "descriptions": descriptions, "associations": associations,
         "properties": {"names": names, "records": int(len(pick))},
-        "reconstruction": {name: vae_errors(vae, splits[name].beats) for name in ("train", "val", "test")},
+        "reconstruction": {name: vae_errors(vae, splits[name].beats) for name in ("train", "val")},
     }
 
 
@@ -265,8 +285,9 @@ class _FactorStages:
 
     def __init__(self, out: Path, ds: PTBXL | None, splits: dict[str, BeatSplit], settings: BeatSettings | None,
                  vae_config: FactorVAEConfig, tcfg: FactorTrainConfig, seed: int, base: dict[str, Any],
-                 vae_from: Path | None):
+                 vae_from: Path | None, individual: np.ndarray | None = None):
         self.out, self.ds, self.splits, self.settings = out, ds, splits, settings
+        self.individual = individual  # (n, 12, m) individual training beats added to the VAE's (augmentation)
         self.vae_config, self.tcfg, self.seed, self.base, self.vae_from = vae_config, tcfg, seed, base, vae_from
         self.vae: FactorVAE | None = None
         self.factors: dict[str, Any] | None = None
@@ -285,13 +306,20 @@ class _FactorStages:
                 Stage("factor_models", self._factor_models, save=self._save_model, main_only=True)]
 
     # ---------------------------------------------------------------- vae
+    def _vae_train_beats(self) -> np.ndarray:
+        """The VAE's training beats: the training medians plus any individual beats."""
+        beats = self.splits["train"].beats
+        return beats if self.individual is None or not len(self.individual) else \
+            np.concatenate([beats, self.individual])
+
     def _new_vae(self, run: StageRun) -> nn.Module:
         """A fresh VAE (every parameter trains) with a step counter for the KL warm-up."""
         train = self.splits["train"]
         seed_everything(self.seed)
         vae = FactorVAE(replace(self.vae_config, lead_scale=ecg_lead_scale(train.beats)))
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        return VAEObjective(vae, math.ceil(math.ceil(len(train.beats) / world) / self.tcfg.batch_size))
+        n = len(self._vae_train_beats())
+        return VAEObjective(vae, math.ceil(math.ceil(n / world) / self.tcfg.batch_size))
 
     def _vae_checkpoint_config(self, vae: FactorVAE) -> dict[str, Any]:
         return {**self.base, "kind": "factorecg-vae", "vae": vae.config.to_dict()}
@@ -307,7 +335,7 @@ class _FactorStages:
             x = batch[0]
             v = net.vae
             out = v(x, sample=False)
-            xn, ls = v.adapter.to_network(x), v.observation_log_sigma()
+            xn, ls = v.adapter.to_network(x), v.observation_log_sigma(out)
             nll = (0.5 * ((xn - out.recon_net) * torch.exp(-ls)) ** 2 + ls).flatten(1).sum(1)
             kl = kl_elementwise(out.mu, out.logvar).sum(1)
             err = (out.recon - x) * 1e3
@@ -319,7 +347,7 @@ class _FactorStages:
                     "val_rmse_uv": float(np.sqrt(np.mean(a["sq_uv"])))}
 
         config = run.train_config(batch_size=self.tcfg.batch_size, weight_decay=self.tcfg.weight_decay, grad_clip=10.0)
-        result = run.fit(loss_fn, BeatDataset(self.splits["train"].beats), config,
+        result = run.fit(loss_fn, BeatDataset(self._vae_train_beats()), config,
                          validation=Validation(BeatDataset(val.beats), outputs, metric, name="val_loss", mode="min"),
                          checkpoint_config=self._vae_checkpoint_config(objective.vae))
         self.vae = result.model.vae.cpu().eval()
@@ -349,8 +377,8 @@ class _FactorStages:
     # ------------------------------------------------------------ factors
     def _factors(self, run: StageRun) -> dict[str, Any]:
         self.factors = compute_factors(self.vae, self.ds, self.splits, self.settings, self.tcfg, self.seed)
-        log.info("factorecg: %d active factors of %d; test reconstruction %s", len(self.factors["active"]["indices"]),
-                 self.vae.config.latent_dim, self.factors["reconstruction"]["test"])
+        log.info("factorecg: %d active factors of %d; validation reconstruction %s",
+                 len(self.factors["active"]["indices"]), self.vae.config.latent_dim, self.factors["reconstruction"]["val"])
         return {"n_active": len(self.factors["active"]["indices"]), "reconstruction": self.factors["reconstruction"]}
 
     def _save_factors(self, run: StageRun) -> None:
@@ -361,23 +389,26 @@ class _FactorStages:
 
     # ----------------------------------------------------- factor models
     def _factor_models(self, run: StageRun) -> dict[str, Any]:
-        """One logistic regression per statement on the standardised factors, and the final checkpoint."""
-        vae, factors = self.vae, self.factors
+        """One model per statement on the standardised factors (and rhythm features), and the final checkpoint."""
+        vae, factors, t = self.vae, self.factors, self.tcfg
         std = FactorStandardizer.from_dict(factors["standardizer"])
         train, val = self.splits["train"], self.splits["val"]
-        z_train = std.transform(encode_beats(vae, train.beats)[0])
-        models = FactorModels(list(train.label_names), list(std.indices),
-                              FactorModelConfig(C=self.tcfg.factor_C)).fit(z_train, train.y)
-        val_auroc, n_scored = macro_auroc(val.y, models.predict_proba(std.transform(encode_beats(vae, val.beats)[0])))
-        arrays, meta = models.to_state()
+        rhythm = {name: self.rhythm(name) for name in ("train", "val")} if t.factor_rhythm else None
+        models, scaler = fit_factor_models(std.transform(encode_beats(vae, train.beats)[0]),
+                                           None if rhythm is None else rhythm["train"], train.y, train.label_names,
+                                           std.indices, FactorModelConfig(kind=t.factor_kind, C=t.factor_C,
+                                                                          random_state=self.seed))
+        x_val = std.transform(encode_beats(vae, val.beats)[0])
+        if scaler is not None:
+            x_val = np.hstack([x_val, scaler.transform(rhythm["val"])])
+        val_auroc, n_scored = macro_auroc(val.y, models.predict_proba(x_val))
         state = {f"vae.{k}": v for k, v in vae.state_dict().items()}
-        state.update({f"factor_models.{k}": torch.from_numpy(v) for k, v in arrays.items()})
         labels = list(train.label_names)
         vae_facts = {k: v for k, v in load_config(self.out / "vae" / "model").get("training", {}).items()
                      if k in ("epochs_run", "stopped_early", "best_metric", "best_epoch", "metric", "world_size")}
         config = {
             **self.base, "kind": "factorecg", "labels": labels, "vae": vae.config.to_dict(),
-            "active": factors["active"], "standardizer": factors["standardizer"], "factor_models": meta,
+            "active": factors["active"], "standardizer": factors["standardizer"],
             "population": factors["population"], "descriptions": factors["descriptions"],
             "associations": factors["associations"], "properties": factors["properties"],
         }
@@ -388,22 +419,56 @@ class _FactorStages:
             "factor_models": models.report(), "val_macro_auroc": val_auroc, "val_labels_scored": n_scored,
             "reconstruction": factors["reconstruction"], "n_active": len(std.indices), "vae": vae_facts,
         }
-        self.final = (state, config)
+        self.final = (state, config, models, scaler)
         log.info("factorecg: val macro AUROC %.3f over %d labels", val_auroc, n_scored)
         return {"val_macro_auroc": val_auroc, "val_labels_scored": n_scored}
 
     def _save_model(self, run: StageRun) -> None:
-        state, config = self.final
+        state, config, models, scaler = self.final
         config["training"]["stages"] = run.facts
         save_checkpoint(self.out / "model", state, config)
+        write_factor_models(self.out / "model", load_config(self.out / "model"), models, scaler)
+
+
+FACTOR_WEIGHTS = "factor_models.safetensors"
+
+
+def fit_factor_models(z_train: np.ndarray, rhythm_train: np.ndarray | None, y: np.ndarray, labels: Sequence[str],
+                      factor_indices: Sequence[int], config: FactorModelConfig
+                      ) -> tuple[FactorModels, RhythmScaler | None]:
+    """Factor models on standardised factors (n, n_active) and, unless ``rhythm_train`` is None, the raw
+    rhythm features (n, len(RHYTHM_FEATURES)) scaled by a ``RhythmScaler`` fitted on them."""
+    scaler = None if rhythm_train is None else RhythmScaler.fit(rhythm_train, RHYTHM_FEATURES)
+    x = z_train if scaler is None else np.hstack([z_train, scaler.transform(rhythm_train)])
+    models = FactorModels(list(labels), [int(i) for i in factor_indices], config,
+                          features=[] if scaler is None else list(scaler.names)).fit(x, y)
+    return models, scaler
+
+
+def write_factor_models(directory: str | os.PathLike, config: dict[str, Any], models: FactorModels,
+                        scaler: RhythmScaler | None) -> None:
+    """Put factor models into a FactorECG checkpoint: arrays in ``factor_models.safetensors`` (the VAE's
+    ``model.safetensors`` and its digest stay as they are), their description and the rhythm scaler in
+    ``config.json``."""
+    from safetensors.numpy import save
+
+    arrays, meta = models.to_state()
+    config = {**config, "factor_models": {**meta, "weights": FACTOR_WEIGHTS}}
+    config.pop("rhythm", None)
+    if scaler is not None:
+        config["rhythm"] = scaler.to_dict()
+    write_bytes_atomic(Path(directory) / FACTOR_WEIGHTS, save(arrays))
+    write_json_atomic(Path(directory) / "config.json", config, indent=2)
 
 
 def train_vae(splits: dict[str, Any], vae_config: FactorVAEConfig, train_config: FactorTrainConfig,
               out_dir: str | os.PathLike, seed: int = 0, resume: bool = False, progress: bool = True,
-              base_config: dict[str, Any] | None = None) -> FactorVAE:
-    """Only the ``vae`` stage, in ``<out_dir>/vae``, on ``splits["train"]`` and ``splits["val"]`` (anything
-    with ``beats``, e.g. real beats plus synthetic ones); ``base_config`` goes into its checkpoint."""
-    stages = _FactorStages(Path(out_dir), None, splits, None, vae_config, train_config, seed, base_config or {}, None)
+              base_config: dict[str, Any] | None = None, individual: np.ndarray | None = None) -> FactorVAE:
+    """Only the ``vae`` stage, in ``<out_dir>/vae``, on ``splits["train"]`` (plus ``individual`` beats) and
+    ``splits["val"]`` (anything with ``beats``, e.g. real beats plus synthetic ones); ``base_config`` goes into
+    its checkpoint."""
+    stages = _FactorStages(Path(out_dir), None, splits, None, vae_config, train_config, seed, base_config or {}, None,
+                           individual)
     StageRunner(out_dir, stages.declare()[:1], resume=resume, seed=seed, progress=progress).run()
     return stages.vae
 
@@ -459,8 +524,15 @@ def train_factorecg(
                                max_records=max_records, train_config=tcfg.to_dict(),
                                splits={name: _split_facts(s) for name, s in splits.items()}),
     }
+    individual = None
+    if tcfg.individual_beats and vae_from is None:
+        individual = load_individual_beats(ds, tuple(folds_train), settings, tcfg.individual_beats, cache_dir,
+                                           max_records, progress and main, ecg_ids=splits["train"].ecg_ids)
     stages = _FactorStages(out_dir, ds, splits, settings, vae_cfg, tcfg, seed, base,
-                           None if vae_from is None else Path(vae_from))
+                           None if vae_from is None else Path(vae_from), individual)
+    folds = {"train": tuple(folds_train), "val": (fold_val,)}
+    stages.rhythm = lambda name: load_rhythm(ds, folds[name], splits[name].ecg_ids, settings, cache_dir, max_records,
+                                             progress and main)
     StageRunner(out_dir, stages.declare(), resume=resume, seed=seed, progress=progress).run()
     if main:
         log.info("factorecg saved to %s", out_dir / "model")

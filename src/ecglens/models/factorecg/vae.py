@@ -147,6 +147,7 @@ class VAEOutput:
     logvar: torch.Tensor
     z: torch.Tensor
     recon_net: torch.Tensor
+    log_sigma_net: torch.Tensor | None = None  # (B, n_leads, T) with sigma_mode "per_sample"
 
 
 class FactorVAE(nn.Module):
@@ -160,11 +161,15 @@ class FactorVAE(nn.Module):
         self.encoder = BeatEncoder(cfg.n_leads, cfg.beat_samples, cfg.channels, cfg.kernel_sizes, cfg.hidden_dim)
         self.mu_head = nn.Linear(self.encoder.feature_dim, cfg.latent_dim)
         self.logvar_head = nn.Linear(self.encoder.feature_dim, cfg.latent_dim)
-        self.decoder = BeatDecoder(cfg.n_leads, cfg.beat_samples, cfg.channels, cfg.kernel_sizes,
-                                   cfg.latent_dim, cfg.hidden_dim)
+        self.per_sample = cfg.sigma_mode == "per_sample"
+        self.decoder = BeatDecoder(cfg.n_leads * (2 if self.per_sample else 1), cfg.beat_samples, cfg.channels,
+                                   cfg.kernel_sizes, cfg.latent_dim, cfg.hidden_dim)
         init = torch.full((cfg.n_leads, 1), math.log(cfg.sigma_init))
         if cfg.sigma_mode == "learned":
             self.log_sigma = nn.Parameter(init)
+        elif self.per_sample:  # the log-sigma channels start at sigma_init
+            with torch.no_grad():
+                self.decoder.out.bias[cfg.n_leads:] = math.log(cfg.sigma_init)
         else:
             self.register_buffer("log_sigma", init, persistent=False)
 
@@ -178,30 +183,43 @@ class FactorVAE(nn.Module):
         """z = mu + sigma * eps, eps ~ N(0, I) (differentiable sample)."""
         return mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
 
+    def _decode_both(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(B, latent_dim) -> mean (B, n_leads, T) in network units and, per sample, log sigma (or None)."""
+        y = self.decoder(z)
+        if not self.per_sample:
+            return y, None
+        n = self.config.n_leads
+        return y[:, :n], y[:, n:]
+
     def decode_network(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, latent_dim) -> (B, n_leads, T) in network units."""
-        return self.decoder(z)
+        """(B, latent_dim) -> (B, n_leads, T) in network units (the likelihood's mean)."""
+        return self._decode_both(z)[0]
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """(B, latent_dim) -> (B, 12, T) beats in mV."""
-        return self.adapter.to_mv(self.decoder(z))
+        return self.adapter.to_mv(self.decode_network(z))
 
     def forward(self, x: torch.Tensor, sample: bool | None = None) -> VAEOutput:
         """Encode, draw z (in training; the mean in eval unless ``sample``), decode."""
         mu, logvar = self.encode(x)
         sample = self.training if sample is None else sample
         z = self.reparameterize(mu, logvar) if sample else mu
-        recon_net = self.decoder(z)
-        return VAEOutput(self.adapter.to_mv(recon_net), mu, logvar, z, recon_net)
+        recon_net, log_sigma = self._decode_both(z)
+        return VAEOutput(self.adapter.to_mv(recon_net), mu, logvar, z, recon_net, log_sigma)
 
-    def observation_log_sigma(self) -> torch.Tensor:
-        """log sigma of the Gaussian likelihood per modelled lead, (n_leads, 1), floored at sigma_min."""
+    def observation_log_sigma(self, out: VAEOutput | None = None) -> torch.Tensor:
+        """log sigma of the Gaussian likelihood, floored at sigma_min: per modelled lead, (n_leads, 1), or with
+        sigma_mode "per_sample" the decoder's (B, n_leads, T) of the forward pass ``out``."""
+        if self.per_sample:
+            if out is None:
+                raise ECGError(None, "per-sample sigma needs the forward pass it belongs to")
+            return out.log_sigma_net.clamp_min(math.log(self.config.sigma_min))
         return self.log_sigma.clamp_min(math.log(self.config.sigma_min))
 
     def loss(self, x: torch.Tensor, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
         """The negative ELBO (beta-weighted KL) of a batch of mV beats, with logs."""
         out = self(x)
-        return vae_loss(out, self.adapter.to_network(x), beta, self.observation_log_sigma())
+        return vae_loss(out, self.adapter.to_network(x), beta, self.observation_log_sigma(out))
 
 
 def _device(module: nn.Module) -> torch.device:
