@@ -25,10 +25,15 @@ from ecglens.models.qlst import (
     QueryDataset,
     TraversalNetwork,
     evaluate_queries,
+    learnable_statements,
+    line_search,
     load_classifier_adapter,
     load_qlst,
     load_vae_checkpoint,
+    nearest_real_uv,
+    nn_two_sample_accuracy,
     optimize_latent,
+    realism_to_real,
     sample_targets,
     success_rate,
     train_qlst,
@@ -102,6 +107,7 @@ def test_each_move_reads_the_score_of_the_beat_reached_so_far():
     assert torch.allclose(s0, seen[0][1])
 
 
+@pytest.mark.slow
 def test_step_calibration_lands_closer_to_the_target_along_the_same_direction(toy):
     vae, clf, trained, _ = toy
     z, s, q = held_out(200, seed=3)
@@ -119,6 +125,7 @@ def test_step_calibration_lands_closer_to_the_target_along_the_same_direction(to
     assert float(scale.min()) >= 0 and float(scale.max()) <= trained.config.max_step_scale + 1e-5
 
 
+@pytest.mark.slow
 def test_traversal_network_answers_held_out_queries(toy):
     _, _, qlst, result = toy
     z, s, q = held_out()
@@ -132,6 +139,7 @@ def test_traversal_network_answers_held_out_queries(toy):
     assert result.history[-1]["val_success"] > result.history[0]["val_success"]
 
 
+@pytest.mark.slow
 def test_optimizer_baseline_hits_targets(toy):
     vae, clf, qlst, _ = toy
     z, s, _ = held_out(60, seed=3)
@@ -141,18 +149,78 @@ def test_optimizer_baseline_hits_targets(toy):
     assert torch.allclose(ex.z, z + ex.dz)
 
 
-def test_evaluate_queries_compares_methods(toy):
+@pytest.mark.slow
+def test_evaluate_queries_compares_methods_under_the_same_line_search(toy):
     vae, _, qlst, _ = toy
     z, s, q = held_out(100)
     with torch.no_grad():
-        real = vae.decode(torch.randn(50, 4))
-    res = evaluate_queries(qlst, z, s, q, real_beats=real, baseline_steps=50)
+        real = vae.decode(torch.randn(100, 4))
+    records = np.arange(100)
+    res = evaluate_queries(qlst, z, s, q, inputs=real, records=records, real=real.numpy(), baseline_steps=50,
+                           line_search_steps={"none": 0, "bisection": 6})
     for name in ("qlst", "optimize"):
-        r = res[name]
-        assert 0 <= r["success_rate"] <= 1 and r["proximity_uv"] > 0 and np.isfinite(r["prior_log_density"])
-        assert r["consistency_uv"] > 0 and r["queries"] == 100
-    assert res["speedup"] > 5
-    assert res["real_consistency_uv"] > 0
+        for policy, steps in (("none", 0), ("bisection", 6)):
+            r = res[name][policy]
+            assert 0 <= r["success_rate"] <= 1 and r["proximity_uv"] > 0 and np.isfinite(r["prior_log_density"])
+            assert r["consistency_uv"] > 0 and r["queries"] == 100 and r["line_search_steps"] == steps
+            assert r["proximity_input_uv"] > 0 and 0 <= r["nn_accuracy"] <= 1 and r["nn_real_uv"] > 0
+        # the line search never lands farther from the target than the method's own step
+        assert res[name]["bisection"]["mean_abs_error"] <= res[name]["none"]["mean_abs_error"] + 1e-6
+    # qLST without the line search is its network alone
+    raw = qlst.explain(z, s, q, calibration_steps=0)
+    assert res["qlst"]["none"]["success_rate"] == success_rate(raw.score_after.numpy(), q.numpy())
+    assert res["speedup"]["none"] > 5
+
+
+def test_line_search_by_hand():
+    # score(a) = 0.2 + 0.3 a (a = 0 is the start): q = 0.35 lies between a = 0 and 1 -> bisection finds a = 0.5;
+    # q = 0.65 lies between a = 1 and 2 -> a = 1.5; q = 0.95 is beyond a = 2 -> the top scale; q = 0.5 -> a = 1
+    q = torch.tensor([0.35, 0.65, 0.95, 0.5])
+    a = line_search(lambda a: 0.2 + 0.3 * a, q, torch.full((4,), 0.2), steps=10, max_scale=2.0)
+    assert torch.allclose(a, torch.tensor([0.5, 1.5, 2.0, 1.0]), atol=2e-3)
+    # no steps: only a = 1 and a = 2 are tried
+    a0 = line_search(lambda a: 0.2 + 0.3 * a, q, torch.full((4,), 0.2), steps=0, max_scale=2.0)
+    assert torch.equal(a0, torch.tensor([1.0, 1.0, 2.0, 1.0]))
+
+
+def test_realism_to_real_by_hand():
+    real = np.zeros((4, 1, 2), dtype=np.float32)
+    real[:, 0, 0] = [0.0, 1.0, 2.0, 3.0]  # beats on a line: RMSE between rows i and j = |i - j| / sqrt(2) mV
+    # a beat made from record 0 that equals record 0's real beat: its nearest *other* real beat is record 1
+    got = nearest_real_uv(real[:1], np.array([0]), real)
+    assert got[0] == pytest.approx(1e3 / np.sqrt(2), rel=1e-6)
+    # beats equal to real ones (each made from another record) cannot be told apart: every nearest neighbour
+    # is its twin from the other sample, so the 1-NN accuracy is 0
+    shifted = real[[1, 2, 3, 0]]
+    assert nn_two_sample_accuracy(shifted, np.arange(4), real) == pytest.approx(0.0)
+    # beats far from every real beat are always told apart
+    far = real + 100.0
+    assert nn_two_sample_accuracy(far, np.arange(4), real) == 1.0
+    r = realism_to_real(far, np.arange(4), real)
+    assert r["nn_accuracy"] == 1.0 and r["nn_real_ratio"] > 10
+    assert r["real_nn_real_uv"] == pytest.approx(1e3 / np.sqrt(2), rel=1e-6)
+
+
+@pytest.mark.slow
+def test_paper_variant_trains_on_input_beats_and_needs_them(toy):
+    vae, clf, _, _ = toy
+    z = torch.randn(300, 4, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        beats = vae.decode(z) + 0.05 * torch.randn(300, 12, SETTINGS.beat_samples)  # "real" beats: decoded + noise
+    cfg = QLSTConfig(statements=("QRSII",), latent_dim=4, hidden=(16,), epochs=1, batch_size=32,
+                     queries_per_epoch=64, val_queries=32, patience=None, proximity="paper",
+                     proximity_reference="input", w_proximity=30.0, moves=1, calibration_steps=0)
+    with pytest.raises(ECGError, match="real beats"):
+        train_qlst(vae, clf, z[:200], z[200:], cfg, progress=False)
+    _, result = train_qlst(vae, clf, z[:200], z[200:], cfg, beats_train=beats[:200], beats_val=beats[200:],
+                           progress=False)
+    assert np.isfinite(result.history[-1]["train_loss"])
+    # the baseline optimises the same objective: it needs the input beats too
+    zq, sq, qq = z[:5], torch.zeros(5, dtype=torch.long), torch.rand(5)
+    with pytest.raises(ValueError, match="real beats"):
+        optimize_latent(vae, clf, zq, sq, qq, cfg, steps=2)
+    ex = optimize_latent(vae, clf, zq, sq, qq, cfg, steps=2, beats=beats[:5])
+    assert ex.beats.shape == beats[:5].shape
 
 
 def test_query_dataset_and_targets():
@@ -160,13 +228,22 @@ def test_query_dataset_and_targets():
     a = QueryDataset(z, 2, 50, 0.3, seed=5)
     b = QueryDataset(z, 2, 50, 0.3, seed=5)
     for i in (0, 17, 49):
-        assert all(torch.equal(x, y) for x, y in zip(a[i], b[i]))
-    item = QueryDataset(z, 2, 5, 0.3, r_peaks=torch.zeros(10, 4, dtype=torch.long))[0]
-    assert len(item) == 4 and item[3].shape == (4,)
+        assert a[i].keys() == {"z", "statement", "q"} and all(torch.equal(a[i][k], b[i][k]) for k in a[i])
+    item = QueryDataset(z, 2, 5, 0.3, r_peaks=torch.zeros(10, 4, dtype=torch.long), beats=torch.ones(10, 12, 7))[0]
+    assert item["r_peaks"].shape == (4,) and item["beat"].shape == (12, 7)
+    with pytest.raises(ECGError, match="beat rows"):
+        QueryDataset(z, 2, 5, 0.3, beats=torch.ones(9, 12, 7))
     q = sample_targets(20000, 1.0, torch.Generator().manual_seed(0))
     assert ((q <= 0.1) | (q >= 0.9)).all()
     q = sample_targets(20000, 0.0, torch.Generator().manual_seed(0))
     assert abs(float(q.mean()) - 0.5) < 0.02
+
+
+def test_statements_one_beat_cannot_carry_are_left_out_or_refused():
+    assert learnable_statements((), ("NORM", "AFIB", "LVH", "PVC", "SR")) == (("NORM", "LVH"), ("AFIB", "PVC", "SR"))
+    assert learnable_statements(("LVH",), ("NORM", "LVH")) == (("LVH",), ())
+    with pytest.raises(ECGError, match=r"AFIB \(atrial fibrillation\)"):
+        learnable_statements(("LVH", "AFIB"), ("NORM", "AFIB", "LVH"))
 
 
 def _checkpoints(tmp_path):
@@ -182,6 +259,7 @@ def _checkpoints(tmp_path):
     return vae_dir, clf_dir
 
 
+@pytest.mark.slow
 def test_checkpoint_round_trip_and_explanation(tmp_path):
     vae_dir, clf_dir = _checkpoints(tmp_path)
     vae, vae_id, beat = load_vae_checkpoint(vae_dir)
@@ -214,6 +292,14 @@ def test_checkpoint_round_trip_and_explanation(tmp_path):
     assert (tmp_path / "run" / "model" / written["classifier"]["path"]).resolve() == clf_dir.resolve()
     assert "achieved" in explanation.text
 
+    assert written["refused"] == [] and written["warnings"] == [] and written["statements"][0]["refused"] is False
+
+    # a statement one median beat cannot carry is refused with a reason, not drawn
+    refused = model.explain(ecg, statements=["AFIB", "B"], qlst_steps=3)
+    assert [r["statement"] for r in refused.data["refused"]] == ["AFIB"] and refused.data["refused"][0]["refused"]
+    assert "atrial fibrillation" in refused.data["warnings"][0] and "REFUSED" in refused.text
+    assert [e["statement"] for e in refused.data["statements"]] == ["B"] and len(refused.figures) == 1
+
     s = model.explain(ecg, qlst_target=0.9, qlst_steps=3).data["statements"][0]
     assert s["sweep"][0]["q"] == pytest.approx(s["score_decoded"], abs=1e-6) and s["sweep"][-1]["q"] == pytest.approx(0.9)
 
@@ -230,6 +316,7 @@ def test_registered_in_cli():
     assert "qlst" in train_commands() and get_kind("qlst").explainer == "ecglens.explain.qlst"
 
 
+@pytest.mark.slow
 def test_explanation_through_a_record_classifier(tmp_path):
     """A 10-s baseline classifier is explained via re-synthesis at the record's own R peaks."""
     from ecglens.models.baseline.config import BaselineConfig
@@ -259,6 +346,7 @@ def test_explanation_through_a_record_classifier(tmp_path):
     assert 0 <= s["score_record"] <= 1 and 0 <= s["score_beat"] <= 1 and len(s["sweep"]) == 3
 
 
+@pytest.mark.slow
 def test_references_resolve_relative_to_the_checkpoint_not_the_working_directory(tmp_path, monkeypatch):
     """A moved run still loads, and a same-named folder in the working directory cannot stand in."""
     import json

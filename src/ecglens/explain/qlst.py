@@ -7,8 +7,13 @@ into a sequence of beats; the score the classifier actually gives each decoded
 beat (so a query the network misses is visible, not hidden); and the ECG
 segments (P, QRS, ST, T, located on the original beat with ``ecg_measure``)
 ranked by how much they change over the sweep. Writes ``explanation.json`` and
-one overlay figure per statement (beats coloured by q, the most-changed
-segments shaded).
+one overlay figure per statement (beats coloured by q, the patient's own median
+beat in black on top, the most-changed segments shaded).
+
+Statements one median beat cannot carry (``statements.beyond_one_beat()``:
+rhythm, ectopy, higher AV block) are refused, not explained by reshaping a
+beat: each gets an entry in ``refused`` (``"refused": true`` and the reason), a
+line in ``warnings``, and no figure.
 """
 from __future__ import annotations
 
@@ -19,12 +24,56 @@ import numpy as np
 from ..errors import ECGError
 from ..io.leads import STANDARD_LEADS
 from ..io.record import ECG
-from . import Explanation, ExplainOptions, overlay_figure, safe_name
+from . import Explanation, ExplainOptions, safe_name
 
 DEFAULT_STEPS = 11
 # Fallback segment bounds (s from R) when ecg_measure cannot find a fiducial.
 DEFAULT_SEGMENTS = {"P": (-0.20, -0.05), "QRS": (-0.05, 0.06), "ST": (0.06, 0.18), "T": (0.18, 0.45)}
 MARK_FRACTION = 0.5
+OWN_BEAT_COLOR = "black"
+
+
+def refusal(statement: str) -> str:
+    """Why qLST does not explain ``statement`` (one of ``statements.beyond_one_beat()``)."""
+    from ..statements import describe
+
+    name = describe(statement)
+    return (f"{statement}{f' ({name})' if name else ''} is defined by the rhythm or the sequence of beats, which one "
+            "median beat cannot show; qLST does not reshape a beat to explain it (look at the record's rhythm)")
+
+
+def sweep_figure(beats, own_beat, rate: float, values, label: str, title: str, r_index: int,
+                 segments=None):
+    """A figure drawer: the sweep's beats coloured by ``values`` and the patient's own beat in black on top."""
+    def draw(path) -> None:
+        import matplotlib.pyplot as plt
+        from matplotlib.colors import to_rgba
+        from matplotlib.lines import Line2D
+
+        from ..viz import plot_overlay
+        from ..viz.paper import save_figure
+
+        seq = np.concatenate([np.asarray(beats), np.asarray(own_beat)[None]])
+        vals = np.concatenate([np.asarray(values, dtype=np.float64), np.asarray(values[:1], dtype=np.float64)])
+        fig = plot_overlay(seq, rate, STANDARD_LEADS, vals, cmap="coolwarm", colorbar_label=label, title=title,
+                           segments=segments, start_s=-r_index / rate)
+        for ax in fig.axes:
+            for coll in ax.collections:
+                if str(coll.get_gid() or "").startswith("overlay:"):  # the last line is the patient's beat
+                    colors = coll.get_colors().copy()
+                    colors[-1] = to_rgba(OWN_BEAT_COLOR)
+                    widths = np.full(len(seq), 0.9)
+                    widths[-1] = 1.4
+                    coll.set_colors(colors)
+                    coll.set_linewidths(widths)
+                    coll.set_linestyles(["solid"] * (len(seq) - 1) + [(0, (3, 1.5))])
+        fig.legend(handles=[Line2D([], [], color=OWN_BEAT_COLOR, lw=1.4, ls=(0, (3, 1.5)),
+                                   label="patient's own median beat")], loc="upper right", fontsize=7,
+                   frameon=False)
+        save_figure(fig, path)
+        plt.close(fig)
+
+    return draw
 
 
 def add_arguments(group) -> None:
@@ -120,10 +169,15 @@ def explain(qlst, model_dir, ecg: ECG, options: ExplainOptions | None = None) ->
         raise ECGError(None, f"--steps must be at least 2, got {steps}")
     if target is not None and not 0 <= float(target) <= 1:
         raise ECGError(None, f"--target must be a score in [0, 1], got {target}")
-    unknown = [s for s in options.statements if s not in qlst.config.statements]
+    from ..statements import beyond_one_beat
+
+    beyond = beyond_one_beat()
+    unknown = [s for s in options.statements if s not in qlst.config.statements and s not in beyond]
     if unknown:
         raise ECGError(model_dir, f"qLST was trained for {list(qlst.config.statements)}, not {unknown}")
     chosen = list(options.statements) or list(qlst.config.statements)
+    refused = [{"statement": s, "refused": True, "reason": refusal(s)} for s in chosen if s in beyond]
+    chosen = [s for s in chosen if s not in beyond]
 
     beat, info, settings, context = _record_beat(qlst, ecg)
     rate, r_index = settings.beat_rate, settings.r_index
@@ -136,6 +190,9 @@ def explain(qlst, model_dir, ecg: ECG, options: ExplainOptions | None = None) ->
         with qlst.record_classifier.raw():  # the traversal works on the classifier's uncalibrated scores
             probs = qlst.record_classifier.predict_ecgs([ecg])[0]
         record_scores = {s: float(probs[qlst.record_classifier.labels.index(s)]) for s in qlst.config.statements}
+    if not options.statements and options.limit is not None:  # at most ``limit``, the highest-scoring ones
+        score = record_scores or {s: float(beat_scores[qlst.statement_index(s)]) for s in chosen}
+        chosen = sorted(chosen, key=lambda s: -score[s])[:options.limit]
     rr = 60.0 / info["heart_rate"] if info.get("heart_rate") else None
     segments = beat_segments(beat, rate, r_index, rr)
     tol = qlst.config.tolerance
@@ -155,7 +212,8 @@ def explain(qlst, model_dir, ecg: ECG, options: ExplainOptions | None = None) ->
         achieved = ex.score_after.numpy()
         prox = np.sqrt(((seq - reference[None]) ** 2).mean(axis=(1, 2))) * 1e3
         changes = segment_changes(seq, reference, segments, rate, r_index)
-        entry = {"statement": s, "score_record": None if record_scores is None else record_scores[s],
+        entry = {"statement": s, "refused": False,
+                 "score_record": None if record_scores is None else record_scores[s],
                  "score_beat": float(beat_scores[j]), "score_decoded": current,
                  "sweep": [{"q": float(a), "achieved": float(b), "abs_error": float(abs(a - b)),
                             "proximity_uv": float(c), "latent_step_norm": float(d)}
@@ -167,11 +225,11 @@ def explain(qlst, model_dir, ecg: ECG, options: ExplainOptions | None = None) ->
                   if top > 0 and c["change_uv"] >= MARK_FRACTION * top]
         entry["figure"] = f"qlst_{safe_name(s)}.png"
         entry["marked_segments"] = [m[0] for m in marked]
-        drawers[entry["figure"]] = overlay_figure(
-            seq, rate, q.numpy(), f"target P({s})",
+        drawers[entry["figure"]] = sweep_figure(
+            seq, beat, rate, q.numpy(), f"target P({s})",
             f"{s}: beat decoded for target scores {start:.2f} to {stop:.2f} (achieved {achieved[0]:.2f} to "
-            f"{achieved[-1]:.2f}); most changed: {', '.join(m[0] for m in marked) or 'none'}", r_index,
-            cmap="coolwarm", segments=marked)
+            f"{achieved[-1]:.2f}); most changed: {', '.join(m[0] for m in marked) or 'none'}; black dashed: the "
+            "patient's own beat", r_index, segments=marked)
         statements.append(entry)
 
     recon = qlst.vae.decode(mu).detach().numpy()[0]
@@ -183,7 +241,8 @@ def explain(qlst, model_dir, ecg: ECG, options: ExplainOptions | None = None) ->
                  "reconstruction_rmse_uv": float(np.sqrt(((recon - beat) ** 2).mean()) * 1e3)},
         "scored_on": "re-synthesised record at the patient's R peaks" if context is not None else "median beat",
         "tolerance": tol, "segments": [{"segment": n, "start_s": a, "end_s": b} for n, a, b in segments],
-        "statements": statements,
+        "statements": statements, "refused": refused,
+        "warnings": [r["reason"] for r in refused],
     }
     return Explanation("qlst", str(ecg.source), result, drawers, format_text(result))
 
@@ -193,6 +252,8 @@ def format_text(result: dict) -> str:
     clf = result.get("classifier") or {}
     lines = [f"{result['record']}: qLST explanation of the {clf.get('kind')} classifier at {clf.get('path')} "
              f"(scored on the {result['scored_on']})"]
+    for r in result.get("refused", []):
+        lines.append(f"{r['statement']}: REFUSED, not drawn: {r['reason']}")
     for s in result["statements"]:
         first, last = s["sweep"][0], s["sweep"][-1]
         rec = "" if s["score_record"] is None else f"record P={s['score_record']:.2f}, "

@@ -15,7 +15,19 @@ Defaults (our choices; every one is a setting):
   query far away cannot be met without a visible change, so proximity is
   relaxed (at ``|q - p0| = 0.5`` the weight is ``e^-2.5 = 0.08``) and does not
   stop the traversal from reaching ``q``. The weight is computed from ``p0``
-  (a constant of the query), not from the moving score.
+  (a constant of the query), not from the moving score. These are
+  ``proximity="relaxed"`` and ``proximity_reference="decoded"``.
+* ``proximity="paper"`` with ``proximity_reference="input"`` is the paper's
+  term instead: ``w_proximity * (1 - |q - p_x|) * MSE(x, x1)`` (mV^2), where
+  ``x`` is the record's real median beat and ``p_x`` the classifier's score of
+  it. It relaxes proximity linearly (weight 0.5 at ``|q - p_x| = 0.5``,
+  against ``e^-2.5`` above) and, measured from the input rather than from
+  its decoding, it also charges the VAE's reconstruction error, so the
+  traversal is pulled toward latents that decode close to the patient's own
+  beat. Either form works with either reference. ``PAPER`` holds the paper
+  variant's settings (also one move and no step calibration, as the paper's
+  network); its ``w_proximity=30`` per mV^2 makes the term equal to ours
+  (2 per mV, full weight) at a 67 uV change; it was set so, not tuned.
 * ``prior="radius"`` with ``w_prior=1.0``: ``relu(||z + dz|| - radius)^2``,
   free inside the typical set of the N(0, I) prior (radius ``sqrt(latent_dim)``
   by default, where nearly all its mass lies) and quadratic beyond it, so the
@@ -57,6 +69,12 @@ from ...errors import ECGError
 
 TARGET_LOSSES = ("kl", "mse")
 PRIORS = ("radius", "nll")
+PROXIMITIES = ("relaxed", "paper")
+REFERENCES = ("decoded", "input")
+# The settings of the paper's variant (``ecglens train qlst --variant paper``); see the module docstring.
+PAPER = {"proximity": "paper", "proximity_reference": "input", "w_proximity": 30.0, "moves": 1,
+         "calibration_steps": 0}
+VARIANTS = {"ours": {}, "paper": PAPER}
 
 
 @dataclass(frozen=True)
@@ -71,6 +89,8 @@ class QLSTConfig:
     w_target: float = 1.0
     w_proximity: float = 2.0
     proximity_tau: float = 0.2
+    proximity: str = "relaxed"
+    proximity_reference: str = "decoded"
     prior: str = "radius"
     w_prior: float = 1.0
     prior_radius: float | None = None
@@ -97,6 +117,10 @@ class QLSTConfig:
             raise ECGError(None, "latent_dim, embed_dim and hidden sizes must be positive")
         if self.target_loss not in TARGET_LOSSES:
             raise ECGError(None, f"target_loss must be one of {TARGET_LOSSES}, got {self.target_loss!r}")
+        if self.proximity not in PROXIMITIES:
+            raise ECGError(None, f"proximity must be one of {PROXIMITIES}, got {self.proximity!r}")
+        if self.proximity_reference not in REFERENCES:
+            raise ECGError(None, f"proximity_reference must be one of {REFERENCES}, got {self.proximity_reference!r}")
         if self.prior not in PRIORS:
             raise ECGError(None, f"prior must be one of {PRIORS}, got {self.prior!r}")
         if min(self.w_target, self.w_proximity, self.w_prior) < 0 or not self.proximity_tau > 0:

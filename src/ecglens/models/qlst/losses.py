@@ -3,10 +3,14 @@
 ``qlst_loss`` combines them with the weights of a ``QLSTConfig``:
 
     w_target * target(p1, q)
-  + w_proximity * exp(-|q - p0| / tau) * RMSE(x0, x1)
+  + w_proximity * proximity(q, p_ref, x_ref, x1)
   + w_prior * prior(z + dz)
 
-(see ``config.py`` for why each term has its form and default).
+with ``proximity`` ``exp(-|q - p_ref| / tau) * RMSE(x_ref, x1)`` (``"relaxed"``,
+ours) or ``(1 - |q - p_ref|) * MSE(x_ref, x1)`` (``"paper"``); ``x_ref`` is the
+decoded original or the real input beat and ``p_ref`` its score
+(``proximity_reference``; the caller passes them). See ``config.py`` for why
+each term has its form and default.
 """
 from __future__ import annotations
 
@@ -39,9 +43,29 @@ def proximity_weight(q: torch.Tensor, p0: torch.Tensor, tau: float) -> torch.Ten
     return torch.exp(-(q - p0).abs() / float(tau)).detach()
 
 
+def linear_proximity_weight(q: torch.Tensor, p0: torch.Tensor) -> torch.Tensor:
+    """1 - |q - p0|: the paper's relaxation, linear in the distance of the query (no gradient)."""
+    return (1.0 - (q - p0).abs()).detach()
+
+
+def beat_mse(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
+    """Mean square difference per beat (B, leads, T) -> (B,), in the beats' unit squared (mV^2)."""
+    return ((x1 - x0) ** 2).flatten(1).mean(dim=1)
+
+
 def beat_rmse(x0: torch.Tensor, x1: torch.Tensor) -> torch.Tensor:
     """Root mean square difference per beat (B, leads, T) -> (B,), in the beats' unit (mV)."""
-    return torch.sqrt(((x1 - x0) ** 2).flatten(1).mean(dim=1) + 1e-12)
+    return torch.sqrt(beat_mse(x0, x1) + 1e-12)
+
+
+def proximity_loss(q: torch.Tensor, p_ref: torch.Tensor, x_ref: torch.Tensor, x1: torch.Tensor, kind: str,
+                   tau: float) -> torch.Tensor:
+    """The unweighted proximity term: ``"relaxed"`` or ``"paper"`` (module docstring)."""
+    if kind == "relaxed":
+        return proximity_weight(q, p_ref, tau) * beat_rmse(x_ref, x1)
+    if kind == "paper":
+        return linear_proximity_weight(q, p_ref) * beat_mse(x_ref, x1)
+    raise ValueError(f"unknown proximity term {kind!r}")
 
 
 def prior_nll(z: torch.Tensor) -> torch.Tensor:
@@ -64,14 +88,26 @@ def prior_loss(z: torch.Tensor, kind: str, radius: float) -> torch.Tensor:
     raise ValueError(f"unknown prior term {kind!r}")
 
 
-def qlst_loss(p1: torch.Tensor, q: torch.Tensor, p0: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor,
+def qlst_loss(p1: torch.Tensor, q: torch.Tensor, p_ref: torch.Tensor, x_ref: torch.Tensor, x1: torch.Tensor,
               z1: torch.Tensor, config) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-    """Per-query total loss (B,) and its mean terms (for logs) under a ``QLSTConfig``."""
+    """Per-query total loss (B,) and its mean terms (for logs) under a ``QLSTConfig``.
+
+    ``x_ref``/``p_ref``: the proximity reference beat and its score (``config.proximity_reference``).
+    """
     t = target_loss(p1, q, config.target_loss)
-    w = proximity_weight(q, p0, config.proximity_tau)
-    prox = beat_rmse(x0, x1)
+    prox = proximity_loss(q, p_ref, x_ref, x1, config.proximity, config.proximity_tau)
     prior = prior_loss(z1, config.prior, config.radius)
-    total = config.w_target * t + config.w_proximity * w * prox + config.w_prior * prior
-    logs = {"target": t.detach().mean(), "proximity_mv": prox.detach().mean(), "prior": prior.detach().mean(),
-            "success": ((p1 - q).abs() <= config.tolerance).float().mean()}
+    total = config.w_target * t + config.w_proximity * prox + config.w_prior * prior
+    logs = {"target": t.detach().mean(), "proximity_mv": beat_rmse(x_ref, x1).detach().mean(),
+            "prior": prior.detach().mean(), "success": ((p1 - q).abs() <= config.tolerance).float().mean()}
     return total, logs
+
+
+def proximity_reference(config, x0: torch.Tensor, p0: torch.Tensor, x: torch.Tensor | None,
+                        p_x: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The proximity reference (beat, score): the decoded original ``(x0, p0)`` or the input ``(x, p_x)``."""
+    if config.proximity_reference == "decoded":
+        return x0, p0
+    if x is None or p_x is None:
+        raise ValueError("proximity_reference 'input' needs the records' real beats and their scores")
+    return x, p_x

@@ -12,6 +12,8 @@ time to the latent reached so far and the classifier's score of its decoded
 beat, then calibrates the length of the resulting step along its direction by
 a short bisection on the classifier's score (``config.calibration_steps``; no
 gradients, no per-record optimisation: a dozen forward passes in all).
+``line_search`` is that calibration on its own, shared with the per-record
+baseline so both can be compared with it or without it.
 """
 from __future__ import annotations
 
@@ -111,8 +113,9 @@ class QLST(nn.Module):
         return x0, s0, zt
 
     def explain(self, z: torch.Tensor, statement: str | torch.Tensor, q: torch.Tensor | float,
-                context: Any = None) -> Explanation:
-        """Answer queries "what would this beat look like with score q for the statement?" (no per-record optimisation)."""
+                context: Any = None, calibration_steps: int | None = None) -> Explanation:
+        """Answer queries "what would this beat look like with score q for the statement?" (no per-record
+        optimisation); ``calibration_steps`` overrides the config's line search (0: none)."""
         z = torch.as_tensor(z, dtype=torch.float32).reshape(-1, self.config.latent_dim)
         b = len(z)
         if isinstance(statement, str):
@@ -127,8 +130,10 @@ class QLST(nn.Module):
                 x0, s0, z1 = self.traverse(z, statement, q, context)
                 dz = z1 - z
                 pick = statement.view(-1, 1)
-                if self.config.calibration_steps:
-                    dz = self.calibrate_step(z, dz, pick, q, s0.gather(1, pick).squeeze(1), context)[:, None] * dz
+                steps = self.config.calibration_steps if calibration_steps is None else int(calibration_steps)
+                if steps:
+                    dz = self.calibrate_step(z, dz, pick, q, s0.gather(1, pick).squeeze(1), context,
+                                             steps)[:, None] * dz
                 x1 = self.vae.decode(z + dz)
                 s1 = self.scores(x1, context)
         finally:
@@ -137,35 +142,44 @@ class QLST(nn.Module):
 
     @torch.no_grad()
     def calibrate_step(self, z: torch.Tensor, dz: torch.Tensor, pick: torch.Tensor, q: torch.Tensor,
-                       p0: torch.Tensor, context: Any = None) -> torch.Tensor:
-        """Scale ``a`` per query so the score of ``decode(z + a * dz)`` comes closest to ``q``.
-
-        The network's step (a = 1) is kept unless a better landing is found: when the target
-        lies between the scores at a = 0 and a = 1 (overshoot) or between a = 1 and
-        ``max_step_scale`` (undershoot), bisection narrows that bracket for
-        ``calibration_steps`` steps, and the evaluated scale closest to ``q`` wins.
-        """
+                       p0: torch.Tensor, context: Any = None, steps: int | None = None) -> torch.Tensor:
+        """Per-query scale of ``dz`` by ``line_search`` on this classifier (``steps``: default the config's)."""
         def score(a: torch.Tensor) -> torch.Tensor:
             return self.scores(self.vae.decode(z + a[:, None] * dz), context).gather(1, pick).squeeze(1)
 
-        one = torch.ones_like(q)
-        top = torch.full_like(q, float(self.config.max_step_scale))
-        s1, s_top = score(one), score(top)
-        below = p0 < q
-        over = (s1 < q) != below  # the target lies between a = 0 and a = 1
-        under = ~over & ((s_top < q) != below)  # ... between a = 1 and a = top
-        bracketed = over | under
-        lo, hi = torch.where(over, torch.zeros_like(q), one), torch.where(over, one, top)
-        s_lo = torch.where(over, p0, s1)
-        best, err = one, (s1 - q).abs()
-        take = (s_top - q).abs() < err
-        best, err = torch.where(take, top, best), torch.where(take, (s_top - q).abs(), err)
-        for _ in range(self.config.calibration_steps):
-            mid = (lo + hi) / 2
-            s_mid = score(mid)
-            take = bracketed & ((s_mid - q).abs() < err)
-            best, err = torch.where(take, mid, best), torch.where(take, (s_mid - q).abs(), err)
-            same_side = (s_mid < q) == (s_lo < q)
-            lo, s_lo = torch.where(same_side, mid, lo), torch.where(same_side, s_mid, s_lo)
-            hi = torch.where(same_side, hi, mid)
-        return best
+        n = self.config.calibration_steps if steps is None else int(steps)
+        return line_search(score, q, p0, n, self.config.max_step_scale)
+
+
+@torch.no_grad()
+def line_search(score, q: torch.Tensor, p0: torch.Tensor, steps: int, max_scale: float) -> torch.Tensor:
+    """Scale ``a`` per query so that ``score(a)`` (the score at ``z + a * dz``) comes closest to ``q``.
+
+    The step as given (a = 1) is kept unless a better landing is found: ``score(1)`` and
+    ``score(max_scale)`` are evaluated; when the target lies between the scores at a = 0
+    (``p0``) and a = 1 (overshoot) or between a = 1 and ``max_scale`` (undershoot), bisection
+    narrows that bracket for ``steps`` steps, and the evaluated scale closest to ``q`` wins.
+    It costs ``steps + 2`` classifier passes and no gradients; only the length of the step
+    changes, never its direction. qLST and the per-record baseline share it (``evaluate``).
+    """
+    one = torch.ones_like(q)
+    top = torch.full_like(q, float(max_scale))
+    s1, s_top = score(one), score(top)
+    below = p0 < q
+    over = (s1 < q) != below  # the target lies between a = 0 and a = 1
+    under = ~over & ((s_top < q) != below)  # ... between a = 1 and a = top
+    bracketed = over | under
+    lo, hi = torch.where(over, torch.zeros_like(q), one), torch.where(over, one, top)
+    s_lo = torch.where(over, p0, s1)
+    best, err = one, (s1 - q).abs()
+    take = (s_top - q).abs() < err
+    best, err = torch.where(take, top, best), torch.where(take, (s_top - q).abs(), err)
+    for _ in range(int(steps)):
+        mid = (lo + hi) / 2
+        s_mid = score(mid)
+        take = bracketed & ((s_mid - q).abs() < err)
+        best, err = torch.where(take, mid, best), torch.where(take, (s_mid - q).abs(), err)
+        same_side = (s_mid < q) == (s_lo < q)
+        lo, s_lo = torch.where(same_side, mid, lo), torch.where(same_side, s_mid, s_lo)
+        hi = torch.where(same_side, hi, mid)
+    return best
