@@ -14,6 +14,10 @@ import pytest
 
 GOLDEN_DIR = Path(__file__).parent / "golden"
 UV_ATOL = 1e-2  # qLST beat changes are in microvolts
+# ProtoECGNet's morphology similarities lie within ~1e-3 of each other and their normalisation amplifies float32
+# rounding ~700x: summation order alone (float64, onnxruntime, other layouts) moves its probabilities by 1e-5 to
+# 5e-5, so it is pinned at the ONNX runtime's acceptance tolerance; the other models stay at ``ATOL``
+PROTO_ATOL = 1e-4
 
 
 def _regenerate_module():
@@ -51,8 +55,9 @@ def test_shipped_classifier_probabilities_unchanged(golden_pair, name):
     module, stored, fresh = golden_pair
     want, got = stored["models"][name], fresh["models"][name]
     assert got["labels"] == want["labels"]
-    np.testing.assert_allclose(got["network_probabilities"], want["network_probabilities"], rtol=0, atol=module.ATOL)
-    np.testing.assert_allclose(got["probabilities"], want["probabilities"], rtol=0, atol=module.ATOL)
+    atol = PROTO_ATOL if name == "protoecgnet" else module.ATOL
+    np.testing.assert_allclose(got["network_probabilities"], want["network_probabilities"], rtol=0, atol=atol)
+    np.testing.assert_allclose(got["probabilities"], want["probabilities"], rtol=0, atol=atol)
 
 
 @pytest.mark.slow

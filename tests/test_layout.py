@@ -58,7 +58,8 @@ def test_inference_runs_channels_last_and_matches_the_plain_layout(model):
     assert list(model.state_dict()) == list(plain.state_dict())
     x = torch.randn(6, 12, 400)
     with torch.inference_mode():
-        got, want = model(x), _plain_forward(plain, x)
+        got = model(x)
+    want = _plain_forward(plain, x).detach()  # autograd on: plain layout, batch norms not folded
     torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
 
 
@@ -97,3 +98,23 @@ def test_layout_modules_take_both_shapes():
     assert layout.channels_last_1d(x) is x  # autograd on: plain layout
     with pytest.raises(ValueError, match="input"):
         layout.BatchNorm1d(6)(torch.randn(2, 6, 1, 1, 5))
+
+
+@pytest.mark.parametrize("kind", ["conv1d", "conv1d-on-1xW", "conv2d"])
+def test_conv_bn_folds_the_batch_norm_at_inference_only(kind):
+    torch.manual_seed(0)
+    if kind == "conv2d":
+        conv, bn, x = nn.Conv2d(4, 6, (3, 5), (2, 1), (1, 2), bias=True), nn.BatchNorm2d(6), torch.randn(3, 4, 12, 40)
+    else:
+        conv, bn, x = layout.Conv1d(4, 6, 5, 2, 2, bias=True), layout.BatchNorm1d(6), torch.randn(3, 4, 40)
+    _warmed_up(bn)
+    with torch.inference_mode():
+        got = layout.conv_bn(conv, bn, layout.channels_last_1d(x) if kind == "conv1d-on-1xW" else x)
+        want = bn(conv(x))
+    torch.testing.assert_close(layout.as_1d(got), want, atol=1e-5, rtol=1e-5)
+    bn.train()
+    before = bn.running_mean.clone()
+    with torch.no_grad():
+        torch.testing.assert_close(layout.conv_bn(conv, bn, x), nn.functional.batch_norm(conv(x), None, None, bn.weight,
+                                                                                         bn.bias, True, 0.0, bn.eps))
+    assert not torch.equal(bn.running_mean, before)  # a training-mode batch norm keeps its batch statistics

@@ -14,6 +14,8 @@ from ecglens.models.protoecgnet import (BranchConfig, ClassConnectedLinear, Prot
                                         SimilarityNorm, branch_indices, load_branch_table, window_input_span)
 from ecglens.models.protoecgnet.backbones import Backbone1d, Backbone2d
 from ecglens.models.protoecgnet.branches import parse_branch_table
+from ecglens.models.protoecgnet.model import ChannelStandardize
+from ecglens.models.protoecgnet.prototypes import cosine_similarity_map
 
 SUPER = {"NORM": "global", "MI": "morphology", "STTC": "morphology", "CD": "morphology", "HYP": "morphology"}
 
@@ -322,3 +324,31 @@ def test_inference_layout_gives_the_plain_layouts_similarities(tiny_model, x2):
         torch.testing.assert_close(fast.similarity_maps[name], plain.similarity_maps[name].detach(),
                                    atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(fast.logits, plain.logits.detach(), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("length", [1, 6, 63])
+def test_cosine_similarity_map_and_its_gradients_match_a_straightforward_reference(length):
+    torch.manual_seed(0)
+    latent = torch.randn(3, 48, 63, dtype=torch.float64, requires_grad=True)
+    protos = torch.randn(5, 48, length, dtype=torch.float64, requires_grad=True)
+    windows = latent.unfold(2, length, 1).permute(0, 2, 1, 3).flatten(2)  # (B, W', D*L)
+    want = torch.nn.functional.cosine_similarity(windows[:, None], protos.flatten(1)[None, :, None], dim=-1)
+    got = cosine_similarity_map(latent.float(), protos.float())
+    torch.testing.assert_close(got.double(), want, rtol=1e-5, atol=1e-6)
+    weights = torch.randn(want.shape, dtype=torch.float64)
+    grads_want = torch.autograd.grad((want * weights).sum(), (latent, protos))
+    grads_got = torch.autograd.grad((got.double() * weights).sum(), (latent, protos))
+    for g, w in zip(grads_got, grads_want):
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-6)
+
+
+def test_channel_standardize_matches_mean_and_variance_and_their_gradients():
+    torch.manual_seed(0)
+    for shape in ((4, 16, 63), (4, 16, 3, 63)):
+        x = torch.randn(shape, requires_grad=True)
+        want = (x - x.mean(1, keepdim=True)) / (x.var(1, unbiased=False, keepdim=True) + 1e-5).sqrt()
+        got = ChannelStandardize(16)(x)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+        weights = torch.randn(shape)
+        torch.testing.assert_close(torch.autograd.grad((got * weights).sum(), x)[0],
+                                   torch.autograd.grad((want * weights).sum(), x)[0], rtol=1e-5, atol=1e-5)

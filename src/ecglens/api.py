@@ -67,20 +67,28 @@ class Model:
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         import numpy as np
 
+        from .scoring import preprocess_each
+
         records = [ecgs] if isinstance(ecgs, ECG) else list(ecgs)
         clf = self.loaded
-        inputs, rows, skipped, reports = [], [], [], []
+        failed, reports = {}, []
         for i, ecg in enumerate(records):
-            report = None
             try:
-                report = _quality(ecg) if quality else None
-                inputs.append(clf.preprocess(ecg))
-                rows.append(i)
+                reports.append(_quality(ecg) if quality else None)
             except ECGError as exc:
-                if on_error == "raise":
-                    raise
-                skipped.append((i, exc.problem))
-            reports.append(report)
+                failed[i] = exc
+                reports.append(None)
+        judged = [i for i in range(len(records)) if i not in failed]
+        rows, inputs = [], []
+        for i, x in zip(judged, preprocess_each(clf, [records[i] for i in judged])):
+            if isinstance(x, ECGError):
+                failed[i] = x
+            else:
+                rows.append(i)
+                inputs.append(x)
+        if failed and on_error == "raise":
+            raise failed[min(failed)]
+        skipped = [(i, failed[i].problem) for i in sorted(failed)]
         probs = np.full((len(records), len(clf.labels)), np.nan)
         if inputs:
             probs[rows] = clf.predict_inputs(inputs)

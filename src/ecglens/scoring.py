@@ -111,7 +111,7 @@ def evaluate_records(model, records: str | os.PathLike, *, labels: str | os.Path
     ids, truth, scores, unmapped = [], [], [], Counter()
     unreadable, unlabelled, unscored = list(found.unreadable), list(found.unlabelled), []
     for start in tqdm(range(0, len(found.ids), batch_size), desc="evaluate", unit="batch", disable=not progress):
-        inputs = []
+        batch = []
         for rid in found.ids[start:start + batch_size]:
             try:
                 ecg = found.read(rid)
@@ -123,11 +123,13 @@ def evaluate_records(model, records: str | os.PathLike, *, labels: str | os.Path
                 unlabelled.append((rid, "the record carries no labels (no challenge #Dx line)"))
                 continue
             unmapped.update(set(ecg.metadata.get("snomed_unmapped", ())))
-            try:
-                inputs.append(clf.preprocess(ecg))
-            except ECGError as exc:
-                unscored.append((rid, exc.problem))
+            batch.append((rid, ecg, statements))
+        inputs = []
+        for (rid, _, statements), x in zip(batch, preprocess_each(clf, [ecg for _, ecg, _ in batch])):
+            if isinstance(x, ECGError):
+                unscored.append((rid, x.problem))
                 continue
+            inputs.append(x)
             ids.append(rid)
             row = np.zeros(len(shared))
             row[[column[s] for s in statements if s in column]] = 1.0
@@ -202,6 +204,24 @@ def _labelled_source(directory: Path, labels, rate: int, folds, label_set: str) 
                    unreadable=[(r, f"labelled in {labels} but no record file in {directory}")
                                for r in table.records if r not in paths],
                    unlabelled=[(r, f"no row in {labels}") for r in sorted(paths) if r not in known])
+
+
+def preprocess_each(clf, ecgs: list) -> list:
+    """Every record's model input, or the ``ECGError`` it raised: batched (``preprocess_many``) where the
+    classifier has it; a batch with a failing record is redone record by record to find which."""
+    many = getattr(clf, "preprocess_many", None)
+    if many is not None:
+        try:
+            return many(ecgs)
+        except ECGError:
+            pass
+    out = []
+    for ecg in ecgs:
+        try:
+            out.append(clf.preprocess(ecg))
+        except ECGError as exc:
+            out.append(exc)
+    return out
 
 
 def fold_scores(clf, split, batch_size: int = 256) -> tuple[np.ndarray, list[list]]:

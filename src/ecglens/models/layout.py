@@ -47,11 +47,23 @@ def as_1d(x: torch.Tensor) -> torch.Tensor:
 class Conv1d(nn.Conv1d):
     """``nn.Conv1d`` that also runs (N, C, 1, W) input, as the equivalent 2D convolution."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _conv_forward(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         if x.dim() != 4:
-            return super().forward(x)
-        return F.conv2d(x, self.weight.unsqueeze(2), self.bias, (1, self.stride[0]), (0, self.padding[0]),
+            return super()._conv_forward(x, weight, bias)
+        return F.conv2d(x, weight.unsqueeze(2), bias, (1, self.stride[0]), (0, self.padding[0]),
                         (1, self.dilation[0]), self.groups)
+
+
+def conv_bn(conv: nn.Module, bn: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``bn(conv(x))`` for a zero-padded ``Conv1d``/``Conv2d`` and an affine batch norm; at inference with
+    running statistics, one convolution with the batch norm folded into its weights and bias."""
+    if _plain() or bn.training:
+        return bn(conv(x))
+    scale = bn.weight * (bn.running_var + bn.eps).rsqrt()
+    shift = bn.bias - bn.running_mean * scale
+    if conv.bias is not None:
+        shift = shift + conv.bias * scale
+    return conv._conv_forward(x, conv.weight * scale.reshape(-1, *[1] * (conv.weight.dim() - 1)), shift)
 
 
 class BatchNorm1d(nn.BatchNorm1d):

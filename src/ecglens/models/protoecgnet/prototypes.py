@@ -31,12 +31,12 @@ def cosine_similarity_map(latent: torch.Tensor, prototypes: torch.Tensor) -> tor
     latent: (B, D, W); prototypes: (P, D, L) with L <= W. Returns (B, P, W - L + 1):
     entry [b, p, w] is cos(prototypes[p], latent[b, :, w:w+L]) over the D*L values.
     """
-    # the ones kernel takes its shape from the prototypes (D = latent channels), so an ONNX
-    # export with a dynamic batch axis sees a constant kernel shape
-    dots = F.conv1d(latent, prototypes)
-    window_sq = F.conv1d(latent * latent, torch.ones_like(prototypes[:1]))
-    proto_norm = prototypes.flatten(1).norm(dim=1)
-    return dots / (window_sq.clamp_min(_EPS).sqrt() * proto_norm.clamp_min(_EPS)[None, :, None])
+    unit = prototypes / prototypes.flatten(1).norm(dim=1).clamp_min(_EPS)[:, None, None]
+    dots = F.conv1d(latent, unit)
+    # window norms: squares summed over channels first, then over the L steps by a (1, 1, L) ones kernel,
+    # whose shape comes from the prototypes, so an ONNX export with a dynamic batch axis sees a constant one
+    window_sq = F.conv1d(latent.square().sum(dim=1, keepdim=True), torch.ones_like(prototypes[:1, :1]))
+    return dots / window_sq.clamp_min(_EPS).sqrt()
 
 
 class PrototypeLayer(nn.Module):
