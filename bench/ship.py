@@ -18,7 +18,8 @@ re-fits that step on the models already shipped.
     python bench/ship.py --evaluation-only     # store the benchmark's numbers in the shipped configs
 
 Each shipped config.json gets an ``evaluation`` section (test-fold and external macro AUROC from
-``bench/results/benchmark.json`` and ``external.json``; qLST's query success from ``qlst.json``),
+``bench/results/shipped.json``, written by ``bench/shipped.py`` from the models as shipped, and
+``external.json``; qLST's query success from ``qlst.json``),
 which ``ecglens report`` shows as the model's provenance.
 """
 from __future__ import annotations
@@ -50,7 +51,7 @@ SOURCES = {
 }
 MAX_BYTES = 30_000_000
 RESULTS = REPO / "bench" / "results"
-BENCHMARK, EXTERNAL, QLST_RESULTS = RESULTS / "benchmark.json", RESULTS / "external.json", RESULTS / "qlst.json"
+SHIPPED, EXTERNAL, QLST_RESULTS = RESULTS / "shipped.json", RESULTS / "external.json", RESULTS / "qlst.json"
 KEEP = ("ATTRIBUTION.md",)  # files of the shipped directory that are not part of a checkpoint
 
 
@@ -95,17 +96,15 @@ def calibrate_shipped(name: str, data: Path) -> None:
 
 
 def evaluation_section(name: str, config: dict) -> dict:
-    """The shipped model's measured numbers, from the benchmark's results: test-fold macro AUROC (seed 0, the
-    shipped run, with its 90% bootstrap interval), external macro AUROC (challenge records) and, for qLST,
+    """The shipped model's measured numbers, from the benchmark's results: test-fold macro AUROC (of the
+    model as shipped, with its 90% bootstrap interval), external macro AUROC (challenge records) and, for qLST,
     the share of queries reached on the test fold. Empty where a result file does not list the model."""
     out: dict = {}
-    label_set = config.get("label_set")
-    if BENCHMARK.is_file():
-        row = next((r for r in json.loads(BENCHMARK.read_text()) if r["model"] == name
-                    and r["label_set"] == label_set and 0 in r["seeds"]), None)
+    if SHIPPED.is_file():
+        row = next((r for r in json.loads(SHIPPED.read_text())["models"] if r["model"] == name), None)
         if row is not None:
-            out["test"] = {"macro_auroc": row["macro_auroc"][row["seeds"].index(0)], "ci": row["ci_seed0"],
-                           "fold": 10, "labels_scored": row["n_scored"], "source": str(BENCHMARK.relative_to(REPO))}
+            out["test"] = {"macro_auroc": row["macro_auroc"], "ci": row["ci"], "fold": row["fold"],
+                           "labels_scored": row["labels_scored"], "source": str(SHIPPED.relative_to(REPO))}
     if EXTERNAL.is_file():
         ext = json.loads(EXTERNAL.read_text())
         row = next((m for m in ext["models"] if m["model"] == name), None)
