@@ -207,27 +207,35 @@ def load_rhythm(ds, folds: Sequence[int], ecg_ids, settings: BeatSettings = Beat
     ``max_records`` cut); each record goes through ``ecg_factorbeat`` for its R
     peaks, then ``beat_rhythm``. A requested record without a beat raises ``ECGError``.
     """
-    folds = tuple(int(f) for f in folds)
-    ids = [int(i) for i in ds.records[ds.records["fold"].isin(folds)].index]
-    if max_records is not None:
-        ids = ids[:int(max_records)]
-    key_parts = {"dataset": "ptb-xl", "what": "factorecg-rhythm", "features": list(RHYTHM_FEATURES),
-                 "identity": ds.identity(), "source_rate": ds.sampling_rate, "beat": settings.to_dict()}
-
     def load_fn(ecg_id: int) -> np.ndarray:
         path = ds.header_path(ecg_id)
         ecg = read_ecg(path, sampling_rate=ds.sampling_rate)
         _, info = ecg_factorbeat(ecg.signal, ecg.sampling_rate, settings, source=str(path))
         return beat_rhythm(ecg.signal, ecg.sampling_rate, info, source=str(path))[None].astype(np.float32)
 
+    key = {"what": "factorecg-rhythm", "features": list(RHYTHM_FEATURES), "beat": settings.to_dict()}
+    rows = _cached_rows(ds, folds, key, load_fn, "rhythm features", ecg_ids, cache_dir, max_records, progress)
+    return np.asarray(rows, dtype=np.float64)[:, 0]
+
+
+def _cached_rows(ds, folds: Sequence[int], key: dict, load_fn, what: str, ecg_ids, cache_dir, max_records,
+                 progress: bool) -> np.ndarray:
+    """``load_fn``'s array for every record of ``folds`` (the first ``max_records``) through ``SignalCache``,
+    returned for ``ecg_ids`` in that order (every kept record when None); a requested record the cache could
+    not build raises ``ECGError`` naming it."""
+    ids = [int(i) for i in ds.records[ds.records["fold"].isin(tuple(int(f) for f in folds))].index]
+    if max_records is not None:
+        ids = ids[:int(max_records)]
+    key_parts = {"dataset": "ptb-xl", "identity": ds.identity(), "source_rate": ds.sampling_rate, **key}
     cached, kept_ids, _ = SignalCache(cache_dir).get_or_build(
         key_parts, ids, load_fn, progress=progress, describe=lambda i: str(ds.header_path(i)),
         sources=ds.record_files)
     row = {int(i): k for k, i in enumerate(kept_ids)}
-    missing = [int(i) for i in ecg_ids if int(i) not in row]
+    want = kept_ids if ecg_ids is None else [int(i) for i in ecg_ids]
+    missing = [int(i) for i in want if int(i) not in row]
     if missing:
-        raise ECGError(ds.root, f"no rhythm features for record(s) {missing[:5]} (no usable median beat)")
-    return np.asarray(cached, dtype=np.float64)[[row[int(i)] for i in ecg_ids], 0]
+        raise ECGError(ds.root, f"no {what} for record(s) {missing[:5]} (no usable median beat)")
+    return np.asarray(cached)[[row[int(i)] for i in want]]
 
 
 def pick_beats(beats: np.ndarray, k: int) -> np.ndarray:
@@ -246,13 +254,6 @@ def load_individual_beats(ds, folds: Sequence[int], settings: BeatSettings, per_
 
     Cached like ``load_beats``; a requested record without a beat raises ``ECGError``.
     """
-    folds = tuple(int(f) for f in folds)
-    ids = [int(i) for i in ds.records[ds.records["fold"].isin(folds)].index]
-    if max_records is not None:
-        ids = ids[:int(max_records)]
-    key_parts = {"dataset": "ptb-xl", "what": "factorecg-individual-beats", "per_record": int(per_record),
-                 "identity": ds.identity(), "source_rate": ds.sampling_rate, "beat": settings.to_dict()}
-
     def load_fn(ecg_id: int) -> np.ndarray:
         path = ds.header_path(ecg_id)
         ecg = read_ecg(path, sampling_rate=ds.sampling_rate)
@@ -262,13 +263,6 @@ def load_individual_beats(ds, folds: Sequence[int], settings: BeatSettings, per_
             raise infos[0]
         return pick_beats(infos[0]["beats"], per_record).reshape(-1, settings.beat_samples)
 
-    cached, kept_ids, _ = SignalCache(cache_dir).get_or_build(
-        key_parts, ids, load_fn, progress=progress, describe=lambda i: str(ds.header_path(i)),
-        sources=ds.record_files)
-    row = {int(i): k for k, i in enumerate(kept_ids)}
-    want = kept_ids if ecg_ids is None else [int(i) for i in ecg_ids]
-    missing = [int(i) for i in want if int(i) not in row]
-    if missing:
-        raise ECGError(ds.root, f"no individual beats for record(s) {missing[:5]} (no usable median beat)")
-    out = np.asarray(cached, dtype=np.float32)[[row[int(i)] for i in want]]
-    return out.reshape(-1, len(STANDARD_LEADS), settings.beat_samples)
+    key = {"what": "factorecg-individual-beats", "per_record": int(per_record), "beat": settings.to_dict()}
+    out = _cached_rows(ds, folds, key, load_fn, "individual beats", ecg_ids, cache_dir, max_records, progress)
+    return out.astype(np.float32).reshape(-1, len(STANDARD_LEADS), settings.beat_samples)
