@@ -14,7 +14,7 @@ rounds (other jobs on shared cores only ever slow a pass down):
 - end to end: ``predict_ecgs`` (preprocessing, windows or beats, network,
   calibration), records/s: the benchmark table's "infer rec/s";
 
-plus the peak: the best float32 2048x2048 matrix product of all rounds (5 per round),
+plus the peak: the best float32 4096x4096 matrix product of all rounds (5 per round),
 GFLOP/s, on the same threads. FLOPs per record are counted with ``torch.utils.flop_counter`` (matrix
 products and convolutions, including ProtoECGNet's prototype-similarity convolutions;
 element-wise work such as batch norm, activations and the cosine's norms and
@@ -46,7 +46,7 @@ DATA = REPO.parent / "shared" / "data" / "ptb-xl"
 MODELS = ("baseline", "protoecgnet", "factorecg", "beat-blackbox")
 BATCH = 64
 TEST_FOLD = 10
-PEAK_N = 2048
+PEAK_N = 4096
 TARGET_PROTO_RATE, TARGET_PROTO_SPEEDUP = 1200.0, 2.0
 MARK = "@@ "  # worker answers are the stdout lines starting with this
 
