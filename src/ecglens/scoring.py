@@ -208,11 +208,11 @@ def _labelled_source(directory: Path, labels, rate: int, folds, label_set: str) 
 
 def preprocess_each(clf, ecgs: list) -> list:
     """Every record's model input, or the ``ECGError`` it raised: batched (``preprocess_many``) where the
-    classifier has it; a batch with a failing record is redone record by record to find which."""
-    many = getattr(clf, "preprocess_many", None)
-    if many is not None:
+    classifier batches its pipeline; a batch with a failing record is redone record by record to find which
+    (a classifier that preprocesses record by record is asked once per record)."""
+    if getattr(clf, "batches_preprocessing", False):
         try:
-            return many(ecgs)
+            return clf.preprocess_many(ecgs)
         except ECGError:
             pass
     out = []

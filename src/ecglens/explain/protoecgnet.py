@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,9 @@ OCCLUSION_NOTE = ("lead ranking by occlusion: the lead set to zero (its training
                   "window")
 
 
+_RESOURCES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # loaded network -> model_resources
+
+
 def similarity_fingerprint(net) -> str:
     """SHA-256 of every weight and buffer a prototype similarity depends on (backbones, add-ons, prototypes;
     not the normalisation or any head), so a reference distribution is used only with the weights it was computed for."""
@@ -71,7 +75,7 @@ def similarity_fingerprint(net) -> str:
 
 def load_similarity_reference(model_dir, net) -> tuple[np.ndarray | None, dict[str, Any]]:
     """The gallery's per-prototype similarity quantiles (P, Q) and a description, or ``(None, why not)``."""
-    from safetensors.numpy import load_file
+    from safetensors import safe_open
 
     from ..models.protoecgnet.projection import GALLERY_TABLE, GALLERY_WEIGHTS
 
@@ -86,13 +90,28 @@ def load_similarity_reference(model_dir, net) -> tuple[np.ndarray | None, dict[s
     if meta.get("fingerprint") != similarity_fingerprint(net):
         return None, {"available": False, "reason": "not available: the gallery's reference distribution was "
                                                     "computed for other prototype or backbone weights"}
-    quantiles = load_file(str(Path(model_dir) / GALLERY_WEIGHTS)).get(REFERENCE_ARRAY)
+    with safe_open(str(Path(model_dir) / GALLERY_WEIGHTS), framework="numpy") as arrays:
+        names = arrays.keys()
+        quantiles = arrays.get_tensor(REFERENCE_ARRAY) if REFERENCE_ARRAY in names else None
     n_prototypes = sum(b.n_prototypes for b in net.branches.values())
     if quantiles is None or quantiles.ndim != 2 or quantiles.shape[0] != n_prototypes or quantiles.shape[1] < 2:
         raise ECGError(Path(model_dir) / GALLERY_WEIGHTS, f"{REFERENCE_ARRAY} must be ({n_prototypes}, Q >= 2), got "
                                                           f"{None if quantiles is None else quantiles.shape}")
     info = {k: v for k, v in meta.items() if k not in ("fingerprint", "levels_percent")}
     return np.asarray(quantiles, dtype=np.float64), {"available": True, "levels": quantiles.shape[1], **info}
+
+
+def model_resources(net, model_dir) -> tuple[Any, np.ndarray | None, dict[str, Any]]:
+    """``(gallery, similarity quantiles, reference info)`` of a loaded network, read from ``model_dir`` once per
+    network object (explaining many records reads the gallery once; the report draws from the same copy)."""
+    from ..models.protoecgnet.projection import Gallery
+
+    key = str(Path(model_dir).resolve())
+    cached = _RESOURCES.get(net)
+    if cached is None or cached[0] != key:
+        cached = (key, Gallery.load(model_dir), *load_similarity_reference(model_dir, net))
+        _RESOURCES[net] = cached
+    return cached[1:]
 
 
 def similarity_percentile(similarity, quantiles) -> np.ndarray:
@@ -126,10 +145,9 @@ def explain(clf, model_dir, ecg: ECG, options: ExplainOptions | None = None) -> 
     """Explain a loaded ProtoECGNet classifier's output for one record (the gallery is read from ``model_dir``)."""
     import torch
 
-    from ..models.protoecgnet.projection import Gallery
-
     options = options or ExplainOptions()
-    net, config, gallery = clf.model.net, clf.config, Gallery.load(model_dir)
+    net, config = clf.model.net, clf.config
+    gallery, reference, reference_info = model_resources(net, model_dir)
     rate = net.config.sampling_rate
     x = torch.from_numpy(np.array(clf.preprocess(ecg), dtype=np.float32))
     contrib = net.contributions(x, head="fusion")
@@ -146,7 +164,6 @@ def explain(clf, model_dir, ecg: ECG, options: ExplainOptions | None = None) -> 
         raise ECGError(model_dir, f"faithfulness invariant broken: logit differs from its contributions by {max_error:g}")
     weight = net.fusion.effective_weight.detach().numpy()
     table = net.prototype_table()
-    reference, reference_info = load_similarity_reference(model_dir, net)
 
     labels = net.labels
     chosen, note, calibrated = choose_statements(clf, probs, options, model_dir)
@@ -154,7 +171,7 @@ def explain(clf, model_dir, ecg: ECG, options: ExplainOptions | None = None) -> 
     contexts: dict[int, _Context] = {}
 
     statements, drawers = [], {}
-    display = _display_ecg(ecg, config, rate)
+    display = display_ecg(ecg, config, rate)
     for s in chosen:
         j = labels.index(s)
         order = [int(p) for p in np.argsort(-values[j], kind="stable") if weight[j, p] != 0][:options.top]
@@ -314,7 +331,9 @@ def _statement_words(entry: dict) -> str:
     return text
 
 
-def _display_ecg(ecg: ECG, config: dict, rate: float) -> ECG:
+def display_ecg(ecg: ECG, config: dict, rate: float) -> ECG:
+    """The record as the explanation's figures draw it: the checkpoint's display pipeline (in the record's
+    units; else its model pipeline), over the whole record when the model scores the whole record."""
     from ..preprocess import Pipeline
 
     steps = (config.get("display_pipeline") or config["pipeline"]).get("steps", [])

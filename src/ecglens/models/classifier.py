@@ -166,10 +166,16 @@ class Classifier:
         """
         return self._checked_input(ecg, *self.pipeline.apply_signal(ecg.standard12().signal, ecg.sampling_rate))
 
+    @property
+    def batches_preprocessing(self) -> bool:
+        """Whether ``preprocess_many`` runs records through the pipeline together; a subclass with a
+        ``preprocess`` of its own (e.g. median beats) is served record by record."""
+        return type(self).preprocess is Classifier.preprocess
+
     def preprocess_many(self, ecgs: list[ECG]) -> list[np.ndarray]:
         """``preprocess`` of every record; records of one rate and length go through the pipeline together
-        (a subclass with a ``preprocess`` of its own, e.g. median beats, is served record by record)."""
-        if type(self).preprocess is not Classifier.preprocess:
+        (``batches_preprocessing``)."""
+        if not self.batches_preprocessing:
             return [self.preprocess(ecg) for ecg in ecgs]
         ecgs = [ecg.standard12() for ecg in ecgs]
         outs = self.pipeline.apply_many([e.signal for e in ecgs], [e.sampling_rate for e in ecgs])

@@ -77,7 +77,6 @@ class Reporter:
         self.workdir = Path(workdir)
         self.models = [load_model(n) for n in tqdm(names, desc="models", unit="model", disable=not progress)]
         self.provenance = [model_provenance(m) for m in self.models]
-        self._galleries: dict[str, Any] = {}
 
     @property
     def classifiers(self):
@@ -209,19 +208,15 @@ class Reporter:
         """The explainer's own words for each shown prototype (receptive-field window, percentile among training
         matches, leads, contribution and share), its one-line summary per statement and deciding window; the
         page only adds the matched windows and the prototypes' sources on paper."""
-        from ..explain.protoecgnet import _display_ecg
-        from ..models.protoecgnet.projection import Gallery
+        from ..explain.protoecgnet import display_ecg, model_resources
 
         explanation = model.explain(ecg, top=self.options.prototypes)
         data = explanation.data
         _collect_warnings(data, section)
-        key = str(model.directory)
-        if key not in self._galleries:
-            self._galleries[key] = Gallery.load(model.directory)
-        gallery = self._galleries[key]
+        gallery = model_resources(model.loaded.model.net, model.directory)[0]
         std = ecg.standard12()
         # as the explainer's figures show it: the display pipeline over the whole record the model scored
-        shown = _display_ecg(std, model.config, std.sampling_rate)
+        shown = display_ecg(std, model.config, std.sampling_rate)
         display, rate, leads = shown.signal, shown.sampling_rate, list(shown.leads)
         record_s = data.get("record_s", display.shape[-1] / rate)
         reference = data.get("similarity_reference") or {}
