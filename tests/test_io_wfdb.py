@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -51,6 +52,63 @@ def test_matches_wfdb_rdrecord_everywhere():
     rec = wfdb.rdrecord(str(base))
     ecg = read_ecg(base)
     np.testing.assert_allclose(ecg.signal, rec.p_signal.T.astype(np.float32))
+
+
+def _headers():
+    """Headers to check the plain-header parser on: the bundled samples, a written record with comments and
+    no lead names, and wfdb-python's sample data when ``../shared`` is beside the repository."""
+    from ecglens.samples import list_samples
+
+    out = [info.paths[r] for info in list_samples() for r in info.rates]
+    zoo = Path(__file__).resolve().parents[2] / "shared" / "data" / "external" / "wfdb-sample-data"
+    return out + sorted(p.with_suffix("") for p in zoo.glob("*.hea"))
+
+
+def test_plain_headers_parse_as_wfdb_parses_them(tmp_path):
+    from ecglens.io.wfdb_format import _plain_header
+
+    wfdb.wrsamp("plain", fs=250, units=["mV"] * 2, sig_name=["I", "V1 lead"], p_signal=np.ones((20, 2)) * 0.5,
+                fmt=["16", "16"], write_dir=str(tmp_path), comments=["age: 61", " sex: F"])
+    headers = _headers() + [tmp_path / "plain"]
+    parsed = 0
+    for base in headers:
+        text = base.with_name(base.name + ".hea").read_text(errors="replace")
+        plain = _plain_header(text)
+        if plain is None:
+            continue
+        parsed += 1
+        want = wfdb.rdheader(str(base))
+        assert isinstance(want, wfdb.Record), base
+        for field in ("record_name", "n_sig", "fs", "sig_len", "file_name", "fmt", "samps_per_frame", "skew",
+                      "byte_offset", "adc_gain", "baseline", "units", "adc_res", "adc_zero", "init_value", "checksum",
+                      "block_size", "sig_name", "comments"):
+            assert getattr(plain, field) == getattr(want, field), (base, field)
+    assert parsed >= 13  # the bundled samples and the written record at least
+    assert _plain_header("rec 2 100 10\nrec.dat 212 200/mV 12 0 0 0 0 I\nrec.dat 212 200/mV 12 0 0 0 0 II") is None
+    assert _plain_header("rec 2 100 10\nrec.dat 16 200(0)/mV 16 0 0 0 0 I") is None  # one signal line short
+    assert _plain_header("rec/2 2 100 10\na 10\nb 10") is None  # multi-segment
+
+
+def test_plain_records_read_exactly_as_through_wfdb(tmp_path, monkeypatch):
+    from ecglens.io import wfdb_format
+
+    signal = np.round(np.sin(np.linspace(0, 9, 600)).reshape(300, 2) * 1000) / 1000
+    wfdb.wrsamp("edges", fs=100, units=["mV", "mV"], sig_name=["I", "II"], p_signal=signal, fmt=["16", "16"],
+                write_dir=str(tmp_path))
+    raw = np.fromfile(tmp_path / "edges.dat", dtype="<i2").reshape(300, 2)
+    raw[:3, 0] = raw[-2:, 1] = -32768  # WFDB's invalid value at both edges
+    raw[100, 1] += 7  # and a checksum mismatch
+    raw.tofile(tmp_path / "edges.dat")
+    bases = [b for b in _headers() if wfdb_format._plain_header(b.with_name(b.name + ".hea").read_text(
+        errors="replace")) is not None] + [tmp_path / "edges"]
+    fast = {b: read_wfdb(b) for b in bases}
+    monkeypatch.setattr(wfdb_format, "_plain_header", lambda text: None)
+    for base, ecg in fast.items():
+        slow = read_wfdb(base)
+        np.testing.assert_array_equal(ecg.signal, slow.signal, err_msg=str(base))
+        assert ecg.metadata == slow.metadata and ecg.leads == slow.leads, base
+    m = fast[tmp_path / "edges"].metadata
+    assert m["trimmed_invalid_samples"] == {"start": 3, "end": 2} and "checksum_mismatch" in m["reader_flags"]
 
 
 @pytest.mark.parametrize("fmt", ["212", "16"])

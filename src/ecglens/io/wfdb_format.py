@@ -36,17 +36,60 @@ def _header_path(base: Path) -> Path:
     return base.with_name(base.name + ".hea")
 
 
+# A record line "name nsig fs nsamp" and signal lines written in full in format 16 with one sample per frame,
+# no skew and no byte offset: "file 16 gain(baseline)/units adcres adczero initval checksum blocksize [description]"
+# (PTB-XL and most PhysioNet 16-bit records). Such headers are parsed here; wfdb parses every other header.
+_PLAIN_RECORD = re.compile(r"(?P<name>[^\s/]+)\s+(?P<n_sig>\d+)\s+(?P<fs>\d+(?:\.\d+)?)\s+(?P<sig_len>\d+)")
+_PLAIN_SIGNAL = re.compile(
+    r"(?P<file>[^\s/]+)\s+16\s+(?P<gain>\d+(?:\.\d+)?)\((?P<baseline>-?\d+)\)/(?P<units>\S+)\s+(?P<res>\d+)"
+    r"\s+(?P<zero>-?\d+)\s+(?P<init>-?\d+)\s+(?P<checksum>-?\d+)\s+(?P<block>\d+)(?:\s+(?P<name>.*))?")
+
+
+def _plain_header(text: str) -> wfdb.Record | None:
+    """The header of a plain one-segment format-16 record (``_PLAIN_SIGNAL``), as ``wfdb.rdheader`` reads it;
+    None for any other header. wfdb's own parser costs about 15 ms a header (it looks fields up in pandas
+    tables), which was most of the time of reading a PTB-XL record."""
+    lines, comments = [], []
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("#"):
+            comments.append(line.strip(" \t#"))
+        elif line:
+            lines.append(line)
+    head = _PLAIN_RECORD.fullmatch(lines[0]) if lines else None
+    if head is None or int(head["n_sig"]) != len(lines) - 1 or not int(head["n_sig"]):
+        return None
+    signals = [_PLAIN_SIGNAL.fullmatch(line) for line in lines[1:]]
+    if any(m is None or float(m["gain"]) == 0 for m in signals):
+        return None
+    n = len(signals)
+    fs = float(head["fs"])
+    return wfdb.Record(
+        record_name=head["name"], n_sig=n, fs=int(fs) if fs.is_integer() else fs, sig_len=int(head["sig_len"]),
+        file_name=[m["file"] for m in signals], fmt=["16"] * n, samps_per_frame=[1] * n, skew=[None] * n,
+        byte_offset=[None] * n, adc_gain=[float(m["gain"]) for m in signals],
+        baseline=[int(m["baseline"]) for m in signals], units=[m["units"] for m in signals],
+        adc_res=[int(m["res"]) for m in signals], adc_zero=[int(m["zero"]) for m in signals],
+        init_value=[int(m["init"]) for m in signals], checksum=[int(m["checksum"]) for m in signals],
+        block_size=[int(m["block"]) for m in signals], sig_name=[m["name"] or None for m in signals],
+        comments=comments)
+
+
 def read_wfdb_header(path: str | os.PathLike) -> wfdb.Record | wfdb.MultiRecord:
     """Parse a WFDB header; a missing, special or oversized file or any parse failure is an ECGError naming it.
 
     The sampling frequency wfdb reads must be the number the record line states
-    (wfdb reads ``1e12`` as 1 Hz).
+    (wfdb reads ``1e12`` as 1 Hz). Plain format-16 headers are parsed here (``_plain_header``), the
+    others by ``wfdb.rdheader``.
     """
     base = wfdb_record_base(path)
     header = _header_path(base)
     if not os.path.lexists(header):
         raise ECGError(header, "missing WFDB header file")
     text = read_limited(header, HEADER_SIZE_LIMIT).decode("utf-8", errors="replace")
+    plain = _plain_header(text)
+    if plain is not None:
+        return plain
     try:
         rec = wfdb.rdheader(str(base))
     except Exception as exc:  # wfdb raises assorted types for garbled headers
@@ -108,6 +151,8 @@ def _read_single(base: Path, header: wfdb.Record, src: str) -> tuple[list[np.nda
     Read as digital samples without skew so the checksums cover the file as written;
     each skewed channel is then shifted and every row cut to the frames all channels have.
     """
+    if _plain_layout(header):
+        return _read_plain(base, header, src)
     spf = [int(s or 1) for s in (header.samps_per_frame or [1] * header.n_sig)]
     expanded = any(s > 1 for s in spf)
     try:
@@ -125,6 +170,26 @@ def _read_single(base: Path, header: wfdb.Record, src: str) -> tuple[list[np.nda
         raise ECGError(src, "empty signal: no sample left after aligning skewed channels")
     rows = [row[s * k:(s + frames) * k] for row, k, s in zip(rows, spf, skew)]
     return rows, [float(rec.fs) * k for k in spf], rec, (list(sums), list(rec.checksum or [None] * rec.n_sig))
+
+
+def _plain_layout(header: wfdb.Record) -> bool:
+    """Every signal in one file in format 16, interleaved frame by frame from its first byte."""
+    n = header.n_sig or 0
+    return (n > 0 and header.sig_len is not None and len(set(header.file_name or [])) == 1
+            and all(str(f) == "16" for f in header.fmt or [])
+            and all(int(k or 1) == 1 for k in header.samps_per_frame or [1] * n)
+            and not any(header.skew or []) and not any(header.byte_offset or []))
+
+
+def _read_plain(base: Path, header: wfdb.Record, src: str) -> tuple[list[np.ndarray], list[float], wfdb.Record, tuple]:
+    """``_read_single`` of a ``_plain_layout`` record with numpy: the same physical values as wfdb gives
+    (``(digital - baseline) / gain``, WFDB's invalid value -32768 as NaN) and the same sample sums."""
+    path = file_beside(_header_path(base), header.file_name[0], "signal file")
+    digital = np.fromfile(path, dtype="<i2", count=header.sig_len * header.n_sig).reshape(header.sig_len, header.n_sig)
+    sums = [int(v) % 65536 for v in digital.sum(axis=0, dtype=np.int64)]
+    physical = (digital - np.asarray(header.baseline, dtype=np.float64)) / np.asarray(header.adc_gain, dtype=np.float64)
+    physical[digital == -32768] = np.nan
+    return list(physical.T), [float(header.fs)] * header.n_sig, header, (sums, list(header.checksum))
 
 
 def _read_multi(base: Path, src: str) -> tuple[list[np.ndarray], list[float], wfdb.Record, None]:
