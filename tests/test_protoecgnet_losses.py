@@ -11,8 +11,9 @@ from ecglens.datasets import jaccard_cooccurrence
 from ecglens.errors import ECGError
 from ecglens.models.protoecgnet import (BranchConfig, LossWeights, ProtoECGNet, ProtoECGNetConfig,
                                         classification_loss, cluster_loss, contrastive_loss,
-                                        diversity_loss, l1_offclass_loss, pos_weight_from_labels,
-                                        prototype_contrastive_loss, separation_loss, total_loss)
+                                        diversity_loss, jaccard_contrastive_loss, l1_offclass_loss,
+                                        paper_loss_weights, pos_weight_from_labels, prototype_contrastive_loss,
+                                        separation_loss, total_loss)
 
 # prototypes 0,1 -> class 0; 2,3 -> class 1; 4 -> class 2
 PROTO_CLASS = torch.tensor([0, 0, 1, 1, 2])
@@ -69,6 +70,43 @@ def test_diversity_loss_by_hand():
     # class 0: cos(p0, p1) = 1/sqrt(2) -> 0.5 squared; class 1: p2 || p3 -> 1; class 2 alone
     # ordered pairs (0,1), (1,0), (2,3), (3,2): mean(0.5, 0.5, 1, 1)
     assert diversity_loss(PROTOS, PROTO_CLASS).item() == pytest.approx(0.75)
+
+
+def test_diversity_loss_over_all_pairs_by_hand():
+    # cosines: p0.p1 = 1/sqrt2, p0.p2 = p0.p3 = 0, p0.p4 = 0.6, p1.p2 = p1.p3 = 1/sqrt2, p1.p4 = 7/(5 sqrt2),
+    # p2.p3 = 1, p2.p4 = p3.p4 = 0.8; squared, each unordered pair twice -> mean of the 10 unordered pairs
+    squares = [0.5, 0, 0, 0.36, 0.5, 0.5, 49 / 50, 1, 0.64, 0.64]
+    assert diversity_loss(PROTOS, PROTO_CLASS, pairs="all").item() == pytest.approx(sum(squares) / 10, rel=1e-6)
+    with pytest.raises(ECGError, match="pairs"):
+        diversity_loss(PROTOS, PROTO_CLASS, pairs="some")
+
+
+def test_jaccard_contrastive_loss_by_hand():
+    # pairs of different classes (unordered, each counted twice): classes (0,1) J=0, (0,2) J=0.1, (1,2) J=0.5
+    # (0,1): p0-p2, p0-p3 cos 0; p1-p2, p1-p3 cos 1/sqrt2 -> push relu(cos - 0) each, weight 1
+    # (0,2): p0-p4 cos 0.6, p1-p4 cos 7/(5 sqrt2) -> 0.1 (1 - cos) + 0.9 cos
+    # (1,2): p2-p4, p3-p4 cos 0.8 -> 0.5 (1 - 0.8) + 0.5 * 0.8 = 0.5
+    r2 = 1 / math.sqrt(2)
+    c14 = 7 / (5 * math.sqrt(2))
+    terms = [0, 0, r2, r2, 0.1 * 0.4 + 0.9 * 0.6, 0.1 * (1 - c14) + 0.9 * c14, 0.5, 0.5]
+    assert jaccard_contrastive_loss(PROTOS, PROTO_CLASS, COOC).item() == pytest.approx(sum(terms) / 8, rel=1e-6)
+    # a margin only changes the push: relu(cos - 0.75) keeps (1,2)'s 0.8 and (0,2)'s 0.99, drops the 1/sqrt2 ones
+    terms = [0, 0, 0, 0, 0.1 * 0.4 + 0.9 * 0, 0.1 * (1 - c14) + 0.9 * (c14 - 0.75), 0.1 + 0.5 * 0.05, 0.1 + 0.5 * 0.05]
+    assert jaccard_contrastive_loss(PROTOS, PROTO_CLASS, COOC, margin=0.75).item() == \
+        pytest.approx(sum(terms) / 8, rel=1e-6)
+    # identical prototypes of always co-occurring classes cost nothing
+    same = torch.ones(2, 3, 1)
+    assert jaccard_contrastive_loss(same, torch.tensor([0, 1]), torch.ones(2, 2)).item() == pytest.approx(0.0, abs=1e-6)
+
+
+def test_paper_loss_weights_swap_only_the_forms():
+    ours = LossWeights(proximity=1.6, contrastive=0.3)
+    paper = paper_loss_weights(ours)
+    assert (paper.jaccard_contrastive, paper.contrastive, paper.prototype_contrastive) == (0.3, 0.0, 0.0)
+    assert paper.diversity_pairs == "all"
+    assert (paper.cluster, paper.separation, paper.proximity, paper.l1) == (ours.cluster, ours.separation, 1.6, ours.l1)
+    with pytest.raises(ECGError, match="diversity_pairs"):
+        LossWeights(diversity_pairs="none")
 
 
 def test_contrastive_loss_by_hand():
@@ -150,6 +188,27 @@ def test_total_loss_combines_terms_and_reaches_prototypes():
         grad = branch.prototype_layer.prototypes.grad
         assert grad is not None and grad.abs().sum() > 0, name
         assert branch.backbone.stem[0].weight.grad.abs().sum() > 0
+
+
+def test_total_loss_with_the_paper_forms():
+    model = _tiny_model()
+    out = model(torch.randn(3, 12, 1000))
+    y = torch.tensor([[1, 0, 1, 0, 0], [0, 1, 0, 1, 0], [1, 0, 0, 0, 1]], dtype=torch.float32)
+    cooc = torch.as_tensor(jaccard_cooccurrence(y.numpy()), dtype=torch.float32)
+    weights = paper_loss_weights()
+    terms = total_loss(out, y, weights, cooccurrence=cooc)
+    assert "jaccard_contrastive" in terms and "contrastive" not in terms and "prototype_contrastive" not in terms
+    pooled_pairs = []
+    for name in model.branch_names:
+        idx = out.class_index[name]
+        protos, cls = out.prototypes[name], out.prototype_class[name]
+        n = len(cls)
+        if n > 1:
+            pooled_pairs.append((diversity_loss(protos, cls, pairs="all"), n * (n - 1)))
+    expected = sum(v * k for v, k in pooled_pairs) / sum(k for _, k in pooled_pairs)
+    assert terms["diversity"].item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(ECGError, match="co-occurrence"):
+        total_loss(out, y, weights)
 
 
 def test_total_loss_skips_zero_weights_and_needs_cooccurrence():

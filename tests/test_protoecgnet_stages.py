@@ -20,7 +20,7 @@ from ecglens.models.protoecgnet.projection import (
     sync_prototypes,
 )
 from ecglens.models.protoecgnet.options import parse_stage_epochs
-from ecglens.models.protoecgnet.recipe import ProtoTrainConfig
+from ecglens.models.protoecgnet.recipe import ProtoTrainConfig, recipe_with_losses
 from ecglens.models.protoecgnet.stages import STAGES, branches_to_refine
 from ecglens.models.protoecgnet.train import train_protoecgnet
 from ecglens.training import load_checkpoint
@@ -267,6 +267,33 @@ def test_recipe_round_trip_and_invalid_values():
         ProtoTrainConfig.from_dict({"warmup_epoch": 2})
 
 
+@pytest.mark.slow
+def test_paper_losses_keep_branch_last_layers_at_their_start_until_their_stage(ptbxl_dir, tmp_path, trained):
+    _, _, cache = trained
+    recipe = recipe_with_losses(tiny_recipe(max_records=32), "paper")
+    assert recipe.freeze_last_layers and recipe.loss.diversity_pairs == "all" and recipe.loss.contrastive == 0
+    train_protoecgnet(ptbxl_dir, "superdiagnostic", tmp_path / "run", recipe, folds_train=(1, 2), fold_val=9,
+                      cache_dir=cache, progress=False)
+    def load(stage):
+        return model_from_checkpoint(*load_checkpoint(tmp_path / "run" / stage / "model"))
+
+    start = load("joint")
+    for name, branch in start.branches.items():
+        fresh = type(branch.last_layer)(branch.last_layer.class_identity.argmax(1), branch.last_layer.weight.shape[0],
+                                        start.config.off_class_weight)
+        assert torch.equal(branch.last_layer.weight, fresh.weight), name
+        assert torch.equal(branch.last_layer.bias, fresh.bias), name
+    fitted = load("last_layer")
+    assert any(not torch.equal(b.last_layer.weight, start.branches[n].last_layer.weight)
+               for n, b in fitted.branches.items())
+    # the backbone did train in joint
+    warm = load("warmup")
+    assert any(not torch.equal(b.backbone.stem[0].weight, start.branches[n].backbone.stem[0].weight)
+               for n, b in warm.branches.items())
+    with pytest.raises(ConfigError, match="losses"):
+        recipe_with_losses(recipe, "theirs")
+
+
 def test_parse_stage_epochs():
     assert parse_stage_epochs("warmup=2, joint=10") == {"warmup_epochs": 2, "joint_epochs": 10}
     with pytest.raises(ECGError):
@@ -298,6 +325,7 @@ def test_cli_registers_the_trainer():
     assert (args.head, args.normalize) == ("dense", "scale")
     args = parse("train", "protoecgnet", "--data", "D", "--out", "R", "--head", "masked", "--normalize", "standardize")
     assert (args.head, args.normalize) == ("masked", "standardize")
+    assert parse("train", "protoecgnet", "--data", "D", "--out", "R", "--losses", "paper").losses == "paper"
 
 
 def test_branches_to_refine_are_those_that_lost_at_projection():

@@ -6,7 +6,7 @@ windows for partial prototypes), ``targets`` (B, k) 0/1, ``proto_class`` (P,) th
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
@@ -106,19 +106,28 @@ def _flat_cosine(prototypes: torch.Tensor) -> torch.Tensor:
     return flat @ flat.T
 
 
-def _diversity_terms(prototypes, proto_class):
-    same = proto_class[:, None] == proto_class[None, :]
-    same.fill_diagonal_(False)
-    return _flat_cosine(prototypes) ** 2, same
+DIVERSITY_PAIRS = ("class", "all")
 
 
-def diversity_loss(prototypes: torch.Tensor, proto_class: torch.Tensor) -> torch.Tensor:
-    """Mean squared cosine between distinct prototypes of the same class.
+def _diversity_terms(prototypes, proto_class, pairs="class"):
+    if pairs == "class":
+        mask = proto_class[:, None] == proto_class[None, :]
+    elif pairs == "all":
+        mask = torch.ones(len(proto_class), len(proto_class), dtype=torch.bool, device=proto_class.device)
+    else:
+        raise ECGError(None, f"diversity pairs must be one of {DIVERSITY_PAIRS}, got {pairs!r}")
+    mask.fill_diagonal_(False)
+    return _flat_cosine(prototypes) ** 2, mask
 
-    Pushes a class's prototypes toward orthogonality, so several prototypes per class cover
-    different patterns instead of collapsing onto one. Over ordered pairs (i != j).
+
+def diversity_loss(prototypes: torch.Tensor, proto_class: torch.Tensor, pairs: str = "class") -> torch.Tensor:
+    """Mean squared cosine between distinct prototypes, over ordered pairs (i != j).
+
+    Pushes prototypes toward orthogonality, so several prototypes cover different patterns
+    instead of collapsing onto one. ``pairs="class"``: pairs of the same class only (ours);
+    ``"all"``: every pair in the branch (the paper's orthogonality term).
     """
-    return _masked_mean(*_diversity_terms(prototypes, proto_class))
+    return _masked_mean(*_diversity_terms(prototypes, proto_class, pairs))
 
 
 def _related(cooccurrence: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -177,6 +186,31 @@ def prototype_contrastive_loss(prototypes: torch.Tensor, proto_class: torch.Tens
     return _masked_mean(*_prototype_contrastive_terms(prototypes, proto_class, cooccurrence, threshold, margin))
 
 
+def _jaccard_contrastive_terms(prototypes, proto_class, cooccurrence, margin):
+    cos = _flat_cosine(prototypes)
+    jaccard = cooccurrence[proto_class][:, proto_class].clamp(0.0, 1.0)
+    terms = jaccard * (1.0 - cos) + (1.0 - jaccard) * torch.relu(cos - margin)
+    return terms, proto_class[:, None] != proto_class[None, :]
+
+
+def jaccard_contrastive_loss(prototypes: torch.Tensor, proto_class: torch.Tensor, cooccurrence: torch.Tensor,
+                             margin: float = 0.0) -> torch.Tensor:
+    """The paper's co-occurrence contrast: pull and push between prototypes, weighted by the Jaccard index.
+
+    For prototypes i, j of different classes with Jaccard index ``J`` of their classes
+    (training labels; clamped to [0, 1]):
+
+        term(i, j) = J * (1 - cos(p_i, p_j)) + (1 - J) * relu(cos(p_i, p_j) - margin)
+
+    so prototypes of often co-occurring diagnoses are drawn together in proportion to how
+    often they co-occur, and those of diagnoses that never co-occur are pushed apart until
+    their cosine is at most ``margin`` (0: orthogonal). Mean over ordered pairs of
+    different classes. Ours (``contrastive_loss`` and ``prototype_contrastive_loss``) uses
+    the co-occurrence only as a yes/no exemption from pushing.
+    """
+    return _masked_mean(*_jaccard_contrastive_terms(prototypes, proto_class, cooccurrence, margin))
+
+
 def l1_offclass_loss(last_layer_weight: torch.Tensor, class_identity: torch.Tensor) -> torch.Tensor:
     """Sum of |w| over off-class connections: weight (k, P), class_identity (P, k) one-hot.
 
@@ -197,6 +231,10 @@ class LossWeights:
     diversity 0.1: mean squared cosine is in [0, 1]; a light pressure against duplicates.
     contrastive 0.1, prototype_contrastive 0.05: the co-occurrence terms, kept below cluster
         so they shape rather than dominate the latent space.
+    jaccard_contrastive 0.0, jaccard_margin 0.0: the paper's Jaccard-weighted pull/push between
+        prototypes (``jaccard_contrastive_loss``); ``paper_loss_weights`` turns it on in place of
+        the two terms above.
+    diversity_pairs "class": which prototype pairs diversity penalises ("all": the paper's).
     l1 1e-4, fusion_l1 1e-4: ProtoPNet's last-layer sparsity coefficient (the loss is a sum
         over many weights).
     proximity 0.0: every prototype near a patch of its class (``proximity_loss``); the
@@ -219,6 +257,22 @@ class LossWeights:
     contrastive_margin: float = 0.2
     prototype_margin: float = 0.5
     proximity: float = 0.0
+    jaccard_contrastive: float = 0.0
+    jaccard_margin: float = 0.0
+    diversity_pairs: str = "class"
+
+    def __post_init__(self):
+        if self.diversity_pairs not in DIVERSITY_PAIRS:
+            raise ECGError(None, f"diversity_pairs must be one of {DIVERSITY_PAIRS}, got {self.diversity_pairs!r}")
+
+
+def paper_loss_weights(weights: LossWeights | None = None) -> LossWeights:
+    """``weights`` with the paper's prototype terms in place of ours: the Jaccard-weighted pull/push
+    (at the weight of our record-level contrast) instead of the two exemption terms, and diversity over
+    every prototype pair. Every other coefficient is kept, so a comparison changes only the forms."""
+    w = weights or LossWeights()
+    return replace(w, jaccard_contrastive=w.contrastive, contrastive=0.0, prototype_contrastive=0.0,
+                   diversity_pairs="all")
 
 
 def _pooled(pairs: list[tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
@@ -242,7 +296,7 @@ def total_loss(outputs, targets: torch.Tensor, weights: LossWeights | None = Non
     w = weights or LossWeights()
     targets = targets.to(outputs.logits.dtype)
     names = list(outputs.similarities)
-    needs_cooc = w.contrastive != 0 or w.prototype_contrastive != 0
+    needs_cooc = w.contrastive != 0 or w.prototype_contrastive != 0 or w.jaccard_contrastive != 0
     if needs_cooc:
         if cooccurrence is None:
             raise ECGError(None, "contrastive losses need the label co-occurrence matrix (datasets.jaccard_cooccurrence)")
@@ -262,8 +316,8 @@ def total_loss(outputs, targets: torch.Tensor, weights: LossWeights | None = Non
         terms["separation"] = _pooled([_separation_terms(outputs.similarities[n], sub[n], outputs.prototype_class[n])
                                        for n in names])
     if w.diversity:
-        terms["diversity"] = _pooled([_diversity_terms(outputs.prototypes[n], outputs.prototype_class[n])
-                                      for n in names])
+        terms["diversity"] = _pooled([_diversity_terms(outputs.prototypes[n], outputs.prototype_class[n],
+                                                       w.diversity_pairs) for n in names])
     if w.contrastive:
         terms["contrastive"] = _pooled([
             _contrastive_terms(outputs.similarities[n], sub[n], outputs.prototype_class[n], cooc[n],
@@ -272,6 +326,10 @@ def total_loss(outputs, targets: torch.Tensor, weights: LossWeights | None = Non
         terms["prototype_contrastive"] = _pooled([
             _prototype_contrastive_terms(outputs.prototypes[n], outputs.prototype_class[n], cooc[n],
                                          w.cooccurrence_threshold, w.prototype_margin) for n in names])
+    if w.jaccard_contrastive:
+        terms["jaccard_contrastive"] = _pooled([
+            _jaccard_contrastive_terms(outputs.prototypes[n], outputs.prototype_class[n], cooc[n], w.jaccard_margin)
+            for n in names])
     if w.proximity:
         terms["proximity"] = _pooled([_proximity_terms(outputs.similarities[n], sub[n], outputs.prototype_class[n])
                                       for n in names])

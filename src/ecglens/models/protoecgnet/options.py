@@ -8,6 +8,7 @@ from ..options import add_training_options
 from .config import FUSIONS
 
 NORMALIZE = ("standardize", "scale")
+LOSS_FORMS = ("ours", "paper")
 EPOCH_STAGES = ("warmup", "joint", "refine", "last_layer", "fusion")  # the stages that train for a number of epochs
 
 
@@ -36,5 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "RUN_DIR/model-<other>")
     parser.add_argument("--normalize", default="scale", choices=NORMALIZE,
                         help="amplitude normalisation: training-set per-lead scale (default) or per-record standardize")
+    parser.add_argument("--losses", default="ours", choices=LOSS_FORMS,
+                        help="prototype loss forms: ours (co-occurrence as an exemption from pushing, diversity "
+                             "within a class) or paper (Jaccard-weighted pull/push, diversity over every pair, branch "
+                             "last layers frozen until their own stage)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per process (default 1: faster than 2 for these small convolutions)")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -15,8 +15,8 @@ from ...training import skipped_facts
 from ..splits import load_train_val
 from .branches import load_branch_table
 from .config import FUSIONS, BranchConfig, default_branches
-from .losses import LossWeights
-from .options import EPOCH_STAGES, NORMALIZE
+from .losses import LossWeights, paper_loss_weights
+from .options import EPOCH_STAGES, LOSS_FORMS, NORMALIZE
 
 # Statements outside the bundled 71-statement table (superclasses, subclasses) route here.
 OTHER_BRANCH = {"NORM": "global"}
@@ -57,6 +57,10 @@ class ProtoTrainConfig:
     the patch it was projected onto was 0.18 without the term, 0.34 at weight 0.8 and 0.49
     at 1.6; validation macro AUROC lost at projection 0.078, 0.081 and 0.060. With the
     term, the rhythm and global branches lose nothing at projection; morphology still does.
+    ``freeze_last_layers``: the branch last layers keep their class-connection start (1 own
+    class, ``off_class_weight`` otherwise) through warm-up and joint training and are fitted
+    only in ``last_layer``, as in the paper (ours trains them throughout); ``recipe_with_losses``
+    sets it with the paper's loss forms.
     """
 
     warmup_epochs: int = 2
@@ -83,6 +87,7 @@ class ProtoTrainConfig:
     normalize: str = "scale"
     head: str = "dense"
     loss: LossWeights = field(default_factory=lambda: LossWeights(proximity=1.6, l1=1e-4))
+    freeze_last_layers: bool = False
     branches: dict[str, BranchConfig] = field(default_factory=default_branches)
     max_records: int | None = None
 
@@ -123,6 +128,17 @@ class ProtoTrainConfig:
     @classmethod
     def from_dict(cls, d: dict) -> ProtoTrainConfig:
         return config_from_dict(cls, d)
+
+
+def recipe_with_losses(recipe: ProtoTrainConfig, form: str) -> ProtoTrainConfig:
+    """``recipe`` with ``form``'s prototype losses: "ours" as given, "paper" the paper's forms
+    (``paper_loss_weights``: Jaccard-weighted pull/push, diversity over every pair) and the branch
+    last layers frozen until their own stage."""
+    if form not in LOSS_FORMS:
+        raise ConfigError("<ProtoTrainConfig>", f"losses must be one of {LOSS_FORMS}, got {form!r}")
+    if form == "ours":
+        return recipe
+    return replace(recipe, loss=paper_loss_weights(recipe.loss), freeze_last_layers=True)
 
 
 def whole_record(pipeline: Pipeline) -> Pipeline:

@@ -144,10 +144,14 @@ class ProtoStages:
 
     # -------------------------------------------------------- what trains
     def _network_without_fusion(self, run: StageRun) -> nn.Module:
+        """warmup and joint: everything but the fusion (and, with ``freeze_last_layers``, the branch last layers)."""
         for p in self.model.parameters():
             p.requires_grad_(True)
-        for p in self.model.fusion.parameters():
-            p.requires_grad_(False)
+        frozen = [self.model.fusion] + ([b.last_layer for b in self.model.branches.values()]
+                                        if self.recipe.freeze_last_layers else [])
+        for module in frozen:
+            for p in module.parameters():
+                p.requires_grad_(False)
         return self.model
 
     def _refined_branches(self, run: StageRun) -> nn.Module:

@@ -20,7 +20,7 @@ from ...training import StageRunner, provenance, run_training, seed_everything
 from .config import ProtoECGNetConfig
 from .model import ProtoECGNet
 from .options import parse_stage_epochs
-from .recipe import ProtoTrainConfig, branch_map_for, load_training_data, whole_record
+from .recipe import ProtoTrainConfig, branch_map_for, load_training_data, recipe_with_losses, whole_record
 from .stages import ProtoStages
 
 
@@ -85,8 +85,9 @@ def _train(data_root, label_set, out, recipe, folds_train, fold_val, seed, cache
 
 def run(args: argparse.Namespace) -> int:
     """``ecglens train protoecgnet`` (options: ``protoecgnet.options``)."""
-    recipe = ProtoTrainConfig(max_records=args.max_records, head=args.head, normalize=args.normalize,
-                              **parse_stage_epochs(args.epochs_per_stage))
+    recipe = recipe_with_losses(ProtoTrainConfig(max_records=args.max_records, head=args.head,
+                                                 normalize=args.normalize, **parse_stage_epochs(args.epochs_per_stage)),
+                                args.losses)
     folds = tuple(f for f in TRAIN_FOLDS if f != args.val_fold)
     return run_training(lambda: train_protoecgnet(
         args.data, label_set=args.labels, out_dir=args.out, recipe=recipe, folds_train=folds, fold_val=args.val_fold,
