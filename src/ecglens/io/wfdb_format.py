@@ -1,4 +1,4 @@
-"""WFDB records (PhysioNet ``.hea`` + signal files, e.g. PTB-XL) via the ``wfdb`` package.
+"""WFDB records (PhysioNet ``.hea`` + signal files, e.g. PTB-XL); plain format-16 records read here, others via ``wfdb``.
 
 Every file is checked before wfdb opens it: the header is a regular file of
 reasonable size, each signal file a plain name beside it, a regular file holding
@@ -10,16 +10,20 @@ from __future__ import annotations
 import math
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import wfdb
 
 from ..errors import ECGError
 from ._common import (HEADER_SIZE_LIMIT, build_ecg, check_rate, checksum_metadata, compare_checksums, file_beside,
                       parse_age_sex, scale_channels_to_mv, select_channels)
 from ._hospital import read_limited
 from .record import ECG
+
+if TYPE_CHECKING:
+    import wfdb
 
 # Bytes one sample of one signal occupies on disk, for the uncompressed formats.
 _BYTES_PER_SAMPLE = {"8": 1, "16": 2, "61": 2, "80": 1, "160": 2, "212": 1.5, "24": 3, "32": 4, "310": 4 / 3, "311": 4 / 3}
@@ -45,10 +49,36 @@ _PLAIN_SIGNAL = re.compile(
     r"\s+(?P<zero>-?\d+)\s+(?P<init>-?\d+)\s+(?P<checksum>-?\d+)\s+(?P<block>\d+)(?:\s+(?P<name>.*))?")
 
 
-def _plain_header(text: str) -> wfdb.Record | None:
-    """The header of a plain one-segment format-16 record (``_PLAIN_SIGNAL``), as ``wfdb.rdheader`` reads it;
-    None for any other header. wfdb's own parser costs about 15 ms a header (it looks fields up in pandas
-    tables), which was most of the time of reading a PTB-XL record."""
+@dataclass
+class PlainHeader:
+    """A plain record's header fields, named as on ``wfdb.Record`` (wfdb, and pandas with it, is imported only
+    for other records)."""
+
+    record_name: str
+    n_sig: int
+    fs: float
+    sig_len: int
+    file_name: list[str]
+    fmt: list[str]
+    samps_per_frame: list[int]
+    skew: list[None]
+    byte_offset: list[None]
+    adc_gain: list[float]
+    baseline: list[int]
+    units: list[str]
+    adc_res: list[int]
+    adc_zero: list[int]
+    init_value: list[int]
+    checksum: list[int]
+    block_size: list[int]
+    sig_name: list[str | None]
+    comments: list[str]
+
+
+def _plain_header(text: str) -> PlainHeader | None:
+    """The header of a plain one-segment format-16 record (``_PLAIN_SIGNAL``), with the values
+    ``wfdb.rdheader`` reads; None for any other header. wfdb's own parser costs about 15 ms a header (it looks
+    fields up in pandas tables), which was most of the time of reading a PTB-XL record."""
     lines, comments = [], []
     for line in text.splitlines():
         line = line.strip()
@@ -64,7 +94,7 @@ def _plain_header(text: str) -> wfdb.Record | None:
         return None
     n = len(signals)
     fs = float(head["fs"])
-    return wfdb.Record(
+    return PlainHeader(
         record_name=head["name"], n_sig=n, fs=int(fs) if fs.is_integer() else fs, sig_len=int(head["sig_len"]),
         file_name=[m["file"] for m in signals], fmt=["16"] * n, samps_per_frame=[1] * n, skew=[None] * n,
         byte_offset=[None] * n, adc_gain=[float(m["gain"]) for m in signals],
@@ -75,7 +105,15 @@ def _plain_header(text: str) -> wfdb.Record | None:
         comments=comments)
 
 
-def read_wfdb_header(path: str | os.PathLike) -> wfdb.Record | wfdb.MultiRecord:
+def _is_multi(rec) -> bool:
+    if isinstance(rec, PlainHeader):
+        return False
+    import wfdb
+
+    return isinstance(rec, wfdb.MultiRecord)
+
+
+def read_wfdb_header(path: str | os.PathLike) -> PlainHeader | wfdb.Record | wfdb.MultiRecord:
     """Parse a WFDB header; a missing, special or oversized file or any parse failure is an ECGError naming it.
 
     The sampling frequency wfdb reads must be the number the record line states
@@ -90,6 +128,8 @@ def read_wfdb_header(path: str | os.PathLike) -> wfdb.Record | wfdb.MultiRecord:
     plain = _plain_header(text)
     if plain is not None:
         return plain
+    import wfdb
+
     try:
         rec = wfdb.rdheader(str(base))
     except Exception as exc:  # wfdb raises assorted types for garbled headers
@@ -106,9 +146,9 @@ def read_wfdb_header(path: str | os.PathLike) -> wfdb.Record | wfdb.MultiRecord:
     return rec
 
 
-def _check_signal_files(rec: wfdb.Record | wfdb.MultiRecord, base: Path, src: str) -> None:
+def _check_signal_files(rec: PlainHeader | wfdb.Record | wfdb.MultiRecord, base: Path, src: str) -> None:
     """Each signal file (of each segment) must be a regular file holding the bytes the header promises."""
-    if isinstance(rec, wfdb.MultiRecord):
+    if _is_multi(rec):
         for seg, length in zip(rec.seg_name or [], rec.seg_len or []):
             if seg != "~" and length:  # "~" is a gap; a 0-length segment is the layout header
                 segment = file_beside(_header_path(base), f"{seg}.hea", "segment header").with_suffix("")
@@ -145,7 +185,8 @@ def _check_signal_files(rec: wfdb.Record | wfdb.MultiRecord, base: Path, src: st
                                   f"({rec.n_sig} signals x {rec.sig_len} samples) but the file holds {size}")
 
 
-def _read_single(base: Path, header: wfdb.Record, src: str) -> tuple[list[np.ndarray], list[float], wfdb.Record, tuple]:
+def _read_single(base: Path, header: PlainHeader | wfdb.Record, src: str
+                 ) -> tuple[list[np.ndarray], list[float], PlainHeader | wfdb.Record, tuple]:
     """(physical rows, per-channel rates, record, (sample sums, header checksums)) of a one-segment record.
 
     Read as digital samples without skew so the checksums cover the file as written;
@@ -153,6 +194,8 @@ def _read_single(base: Path, header: wfdb.Record, src: str) -> tuple[list[np.nda
     """
     if _plain_layout(header):
         return _read_plain(base, header, src)
+    import wfdb
+
     spf = [int(s or 1) for s in (header.samps_per_frame or [1] * header.n_sig)]
     expanded = any(s > 1 for s in spf)
     try:
@@ -172,7 +215,7 @@ def _read_single(base: Path, header: wfdb.Record, src: str) -> tuple[list[np.nda
     return rows, [float(rec.fs) * k for k in spf], rec, (list(sums), list(rec.checksum or [None] * rec.n_sig))
 
 
-def _plain_layout(header: wfdb.Record) -> bool:
+def _plain_layout(header: PlainHeader | wfdb.Record) -> bool:
     """Every signal in one file in format 16, interleaved frame by frame from its first byte."""
     n = header.n_sig or 0
     return (n > 0 and header.sig_len is not None and len(set(header.file_name or [])) == 1
@@ -181,7 +224,7 @@ def _plain_layout(header: wfdb.Record) -> bool:
             and not any(header.skew or []) and not any(header.byte_offset or []))
 
 
-def _read_plain(base: Path, header: wfdb.Record, src: str) -> tuple[list[np.ndarray], list[float], wfdb.Record, tuple]:
+def _read_plain(base: Path, header: PlainHeader, src: str) -> tuple[list[np.ndarray], list[float], PlainHeader, tuple]:
     """``_read_single`` of a ``_plain_layout`` record with numpy: the same physical values as wfdb gives
     (``(digital - baseline) / gain``, WFDB's invalid value -32768 as NaN) and the same sample sums."""
     path = file_beside(_header_path(base), header.file_name[0], "signal file")
@@ -194,6 +237,8 @@ def _read_plain(base: Path, header: wfdb.Record, src: str) -> tuple[list[np.ndar
 
 def _read_multi(base: Path, src: str) -> tuple[list[np.ndarray], list[float], wfdb.Record, None]:
     """(physical rows, rates, record, None: no checksums) of a multi-segment record, joined by wfdb."""
+    import wfdb
+
     try:
         rec = wfdb.rdrecord(str(base), physical=True, return_res=64)
     except Exception as exc:
@@ -227,7 +272,7 @@ def read_wfdb(path: str | os.PathLike, sampling_rate: float | None = None, leads
     src = str(path)
     header = read_wfdb_header(base)
     _check_signal_files(header, base, src)
-    multi = isinstance(header, wfdb.MultiRecord)
+    multi = _is_multi(header)
     rows, rates, rec, checksums = _read_multi(base, src) if multi else _read_single(base, header, src)
     found = [str(n) if n else f"ch{i + 1}" for i, n in enumerate(rec.sig_name or [""] * len(rows))]
     if leads is not None and len(leads) != len(found):

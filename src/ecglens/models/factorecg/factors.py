@@ -13,8 +13,6 @@ from dataclasses import asdict, dataclass, field
 from typing import NamedTuple
 
 import numpy as np
-from sklearn.ensemble import HistGradientBoostingClassifier
-from sklearn.linear_model import LogisticRegression
 
 from ...errors import ECGError
 from ...configs import config_from_dict, config_to_dict
@@ -271,7 +269,7 @@ class Trees:
     baseline: np.ndarray
 
     @classmethod
-    def from_sklearn(cls, estimators: dict[int, HistGradientBoostingClassifier], n_statements: int) -> "Trees":
+    def from_sklearn(cls, estimators: dict, n_statements: int) -> "Trees":
         parts, starts, owner, offset = [], [], [], 0
         baseline = np.zeros(n_statements)
         for j, est in sorted(estimators.items()):
@@ -436,6 +434,9 @@ class FactorModels:
         self.coef, self.intercept = np.zeros((k, f)), np.zeros(k)
         self.prevalence = y.mean(axis=0).astype(np.float64)
         self.single_class = {}
+        from sklearn.ensemble import HistGradientBoostingClassifier  # fitting only: loading a model needs no sklearn
+        from sklearn.linear_model import LogisticRegression
+
         cfg, boosted = self.config, {}
         for j, name in enumerate(self.statements):
             if len(np.unique(y[:, j])) < 2:
