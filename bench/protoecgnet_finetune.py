@@ -1,6 +1,7 @@
 """Fine-tune the shipped ProtoECGNet end to end with the related (case-based) fusion head in the loop (issue 20).
 
-Starts from the shipped network (``src/ecglens/pretrained/protoecgnet``) with the fusion replaced by the
+Starts from ``--start`` (default: the dense-fusion network shipped before, kept in
+``bench/work/protoecgnet_dense_start`` from git) with the fusion replaced by the
 related head chosen by ``bench/explanation_metrics.py`` (``--head``: its weights, co-occurrence, threshold
 and L1). Every training run is a ``StageRun.fit`` keeping its best fold-9 epoch (epoch 0 = its start): the
 highest macro AUROC among the epochs whose fold-9 called statements (calibration and thresholds fitted on
@@ -8,7 +9,9 @@ fold 9) have median own-class share and top-3 coverage >= 0.5.
 
 1. Fine-tune every parameter on BCE of the fused logits plus the recipe's prototype losses (cluster,
    separation, diversity, contrastive, proximity; ``branch_ce`` and the last-layer L1 off, the related head's
-   L1 as ``fusion_l1``); ``--tied`` instead keeps the prototypes on the shipped model's source patches.
+   L1 as ``fusion_l1``); ``--tied`` instead keeps the prototypes on the start's source patches;
+   ``--distill W`` adds W times the cross-entropy of the fused logits against ``--teacher``'s probabilities
+   on the training records (the shipped baseline by default, trained on the same folds).
 2. Project the prototypes onto training patches (normalisation refitted).
 3. ``--refine-epochs``: refine with the prototypes frozen and set back onto their sources after every epoch,
    then re-project (the training pipeline's refine and reprojection).
@@ -50,16 +53,17 @@ from ecglens.atomic import write_json_atomic, write_text_atomic
 
 WORK = REPO / "bench" / "work" / "protoecgnet_finetune"
 HEAD = REPO / "bench" / "work" / "explanation_metrics" / "heads" / "related"
+# the dense-fusion network the shipped one was fine-tuned from (git show 037efc9^:src/ecglens/pretrained/protoecgnet/*)
+START = REPO / "bench" / "work" / "protoecgnet_dense_start"
 RESULTS = REPO / "bench" / "results"
 
 
-def load_start(head_dir: Path):
-    """The shipped checkpoint's state and config turned into the related-fusion model's, and the head's config."""
+def load_start(head_dir: Path, start: Path):
+    """The ``start`` checkpoint's state and config turned into the related-fusion model's, and the head's config."""
     from ecglens.models.protoecgnet.classifier import model_from_checkpoint
-    from ecglens.pretrained import pretrained_root
     from ecglens.training import load_checkpoint
 
-    state, config = load_checkpoint(pretrained_root() / "protoecgnet")
+    state, config = load_checkpoint(start)
     head, head_config = load_checkpoint(head_dir)
     state = {**{k: v for k, v in state.items() if not k.startswith("fusion.")},
              **{f"fusion.{k}": v.contiguous() for k, v in head.items()}}
@@ -105,12 +109,15 @@ def validation_metric(model, labels, train_pos):
 
 
 def finetune(model, recipe, folds, labels, seed: int, epochs: int, lr: float, run_dir: Path,
-             sources: list | None = None, resume: bool = False) -> dict:
+             sources: list | None = None, resume: bool = False, teacher: np.ndarray | None = None,
+             distill: float = 0.0) -> dict:
     """One end-to-end ``StageRun.fit`` of the network with the related head in the loop; the model ends at its
     selected epoch (``resume``: continue or reuse the run in ``run_dir``). With ``sources`` (``(branch, index, record row, window)`` of projected prototypes) the
-    prototypes are frozen and set back onto their source patches after every epoch (the pipeline's refine)."""
+    prototypes are frozen and set back onto their source patches after every epoch (the pipeline's refine).
+    With ``distill`` > 0 the fused logits also learn ``teacher`` (the training records' probabilities from
+    another model): ``distill`` times their cross-entropy against those soft targets."""
     from ecglens.datasets import jaccard_cooccurrence
-    from ecglens.models.protoecgnet.losses import pos_weight_from_labels, total_loss
+    from ecglens.models.protoecgnet.losses import classification_loss, pos_weight_from_labels, total_loss
     from ecglens.models.protoecgnet.projection import sync_prototypes
     from ecglens.training import RecordDataset, Stage, StageRun, Validation
 
@@ -123,10 +130,18 @@ def finetune(model, recipe, folds, labels, seed: int, epochs: int, lr: float, ru
     for name, p in model.named_parameters():
         p.requires_grad_(sources is None or not name.endswith("prototype_layer.prototypes"))
 
+    k = train_y.shape[1]
+
     def loss_fn(net, batch):
-        x, y = batch
-        terms = total_loss(net(x), y, weights, pos_weight=pos_weight, cooccurrence=cooc)
-        return terms["total"], {k: v.detach() for k, v in terms.items() if k != "total"}
+        x, targets = batch
+        y, soft = targets[:, :k], targets[:, k:]
+        out = net(x)
+        terms = total_loss(out, y, weights, pos_weight=pos_weight, cooccurrence=cooc)
+        total = terms["total"]
+        if distill:
+            terms["distill"] = classification_loss(out.logits, soft, pos_weight)
+            total = total + distill * terms["distill"]
+        return total, {name: v.detach() for name, v in terms.items() if name != "total"}
 
     def outputs(net, batch):
         x, y = batch
@@ -134,11 +149,14 @@ def finetune(model, recipe, folds, labels, seed: int, epochs: int, lr: float, ru
         return {"logit": out.logits, "scores": torch.cat([out.normalized[n] for n in net.branch_names], 1),
                 "target": y}
 
+    if distill and teacher is None:
+        raise SystemExit("distillation needs the teacher's training-fold probabilities")
     name = "finetune" if sources is None else "finetune-tied"
     stage = Stage(name, run=lambda _: {}, trains=lambda _: model, epochs=epochs, lr=lr, select="best",
                   keep_start=True)
     run = StageRun(stage, run_dir, {}, resume, seed, False, model)
-    train_data = RecordDataset(train_x, train_y, cfg.sampling_rate, cfg.n_samples, train=True,
+    carried = np.concatenate([train_y, train_y if teacher is None else teacher], axis=1)  # labels, soft targets
+    train_data = RecordDataset(train_x, carried, cfg.sampling_rate, cfg.n_samples, train=True,
                                max_shift=round(recipe.max_shift_s * cfg.sampling_rate))
     val_data = RecordDataset(val_x, val_y, cfg.sampling_rate, cfg.n_samples, train=False)
     config = run.train_config(batch_size=recipe.batch_size, weight_decay=recipe.weight_decay)
@@ -151,14 +169,29 @@ def finetune(model, recipe, folds, labels, seed: int, epochs: int, lr: float, ru
             "history": [{k: v for k, v in h.items() if k != "stage"} for h in result.history]}
 
 
-def shipped_sources(folds) -> list[tuple[str, int, int, int]]:
-    """The shipped prototypes' source patches as ``sync_prototypes`` takes them (training-fold rows)."""
+def teacher_probabilities(name: str, data: Path, labels: list[str]) -> np.ndarray:
+    """The training folds' uncalibrated probabilities from the shipped model ``name`` (trained on the same
+    folds 1-8; its own pipeline), in the training split's record order."""
+    from ecglens.api import load_model
+    from ecglens.datasets import PTBXL, TRAIN_FOLDS
+
+    clf = load_model(name).loaded
+    if list(clf.labels) != list(labels):
+        raise SystemExit(f"the teacher {name} has other labels than ProtoECGNet")
+    ds = PTBXL(data, sampling_rate=100)
+    _, x, _ = ds.load("all", folds=tuple(TRAIN_FOLDS), pipeline=clf.pipeline, cache_dir=em.CACHE,
+                      progress=False).arrays()
+    with clf.raw():
+        return clf.predict_batch(np.asarray(x, dtype=np.float32), clf.sampling_rate).astype(np.float32)
+
+
+def shipped_sources(folds, start: Path) -> list[tuple[str, int, int, int]]:
+    """The ``start`` network's prototypes' source patches as ``sync_prototypes`` takes them (training-fold rows)."""
     from ecglens.models.protoecgnet.projection import Gallery
-    from ecglens.pretrained import pretrained_root
 
     row_of = {int(e): i for i, e in enumerate(folds["train"][0])}
     return [(p["branch"], p["index"], row_of[int(p["ecg_id"])], p["window"])
-            for p in Gallery.load(pretrained_root() / "protoecgnet").prototypes if p["projected"]]
+            for p in Gallery.load(start).prototypes if p["projected"]]
 
 
 def project(model, folds) -> list[dict]:
@@ -250,7 +283,7 @@ def setup(args):
 
     torch.set_num_threads(1)
     clf = load_model("protoecgnet").loaded
-    model, config, head_config = load_start(args.head)
+    model, config, head_config = load_start(args.head, args.start)
     ds, folds, labels = load_folds(clf.pipeline, args.data)
     if labels != list(model.labels):
         raise SystemExit("fold labels differ from the model's")
@@ -270,8 +303,9 @@ def run_seed(args) -> int:
     recipe = ProtoTrainConfig.from_dict(config["recipe"])
     out = args.work / args.tag / f"seed{args.seed}"
     seed_everything(args.seed)
+    teacher = teacher_probabilities(args.teacher, args.data, labels) if args.distill else None
     tuned = finetune(model, recipe, folds, labels, args.seed, args.epochs, args.lr, out / "train",
-                     shipped_sources(folds) if args.tied else None, args.resume)
+                     shipped_sources(folds, args.start) if args.tied else None, args.resume, teacher, args.distill)
     print(f"seed {args.seed}: fine-tune done ({time.time() - t0:.0f} s), best epoch {tuned['facts']['best_epoch']}",
           flush=True)
     post = {}
@@ -280,7 +314,7 @@ def run_seed(args) -> int:
         post["val_macro_auroc_after_first_projection"] = val_auroc(model, folds)
         sources = [(r["branch"], r["index"], r["record"], r["window"]) for r in rows if r["projected"]]
         refined = finetune(model, recipe, folds, labels, args.seed, args.refine_epochs, args.refine_lr,
-                           out / "refine", sources, args.resume)
+                           out / "refine", sources, args.resume, teacher, args.distill)
         post["refine"] = {**refined["facts"], "history": refined["history"]}
         rows = project(model, folds)
     post["projection"] = projection_summary(rows)
@@ -290,8 +324,8 @@ def run_seed(args) -> int:
     z = em.head_logits(model.fusion, scores)
     _, val_stats = explain_fold(model.fusion, labels, scores, z, folds["val"][2], z, folds["train"][2].sum(0))
     settings = {"seed": args.seed, "epochs": args.epochs, "lr": args.lr, "tied": args.tied,
-                "refine_epochs": args.refine_epochs,
-                "refine_lr": args.refine_lr}
+                "refine_epochs": args.refine_epochs, "refine_lr": args.refine_lr, "start": str(args.start),
+                "distill": args.distill, "teacher": args.teacher if args.distill else None}
     config["training"]["finetune"] = {"script": "bench/protoecgnet_finetune.py", **settings,
                                       "start_head_val_macro_auroc": head_config.get("val_macro_auroc"),
                                       **tuned["facts"], **post}
@@ -340,7 +374,8 @@ def report(args) -> int:
     for path in sorted(args.work.glob("*/seed0/val.json")):
         r = json.loads(path.read_text())
         sweep.append({"tag": path.parent.parent.name, **{k: r.get(k) for k in (
-            "lr", "epochs", "tied", "refine_epochs", "refine_lr", "best_epoch", "macro_auroc_val")},
+            "lr", "epochs", "tied", "refine_epochs", "refine_lr", "best_epoch", "macro_auroc_val", "distill",
+            "teacher")},
             "val_macro_auroc_finetuned": _at_best(r)["val_macro_auroc"],
             "val_macro_auroc_after_first_projection": r.get("val_macro_auroc_after_first_projection"),
             "val_macro_auroc_after_projection": r["val_macro_auroc_after_projection"],
@@ -422,12 +457,13 @@ def render(doc: dict) -> str:
                      f"{r['macro_auroc_val']:.3f} | {r['explanation_val']['own_share_median']:.3f} | "
                      f"{r['explanation_val']['top3_coverage_median']:.3f} | {r['wall_s']:.0f} |")
     lines += ["", "## Configurations tried (fold 9, seed 0)", "",
-              ("| configuration | lr | epochs | prototypes | refine (epochs, lr) | fine-tuned AUROC | after projection "
-              "| final AUROC | own share | top-3 cov. |"), "|---|---|---|---|---|---|---|---|---|---|"]
+              ("| configuration | lr | epochs | prototypes | refine (epochs, lr) | distillation | fine-tuned AUROC "
+               "| after projection | final AUROC | own share | top-3 cov. |"), "|---|---|---|---|---|---|---|---|---|---|---|"]
     for g in doc["sweep_fold_9"]:
         after = g["val_macro_auroc_after_first_projection"] or g["val_macro_auroc_after_projection"]
         lines.append(f"| {g['tag']} | {g['lr']:g} | {g['epochs']} | {'tied' if g.get('tied') else 'free'} | "
                      + (f"{g['refine_epochs']}, {g['refine_lr']:g}" if g.get("refine_epochs") else "-")
+                     + (f" | {g['distill']:g} x {g['teacher']}" if g.get("distill") else " | -")
                      + f" | {g['val_macro_auroc_finetuned']:.3f} | {after:.3f} | {g['macro_auroc_val']:.3f} | "
                      f"{g['own_share_val']:.3f} | {g['top3_coverage_val']:.3f} |")
     lines += ["", f"## Deletion check (fold 10, seed {doc['seeds'][0]}, called statements, 3 largest |c| each)", "",
@@ -479,6 +515,11 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=em.DATA)
     ap.add_argument("--records", type=Path, default=em.RECORDS)
     ap.add_argument("--head", type=Path, default=HEAD, help="the related head to start from")
+    ap.add_argument("--start", type=Path, default=START,
+                    help="the network to start from (default: the dense-fusion network the shipped one was tuned from)")
+    ap.add_argument("--distill", type=float, default=0.0,
+                    help="weight of the cross-entropy of the fused logits against --teacher's probabilities")
+    ap.add_argument("--teacher", default="baseline", help="shipped model whose training-fold probabilities to learn")
     ap.add_argument("--work", type=Path, default=WORK)
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--note", default="", help="report: a sentence for the written results")
