@@ -12,7 +12,7 @@ what projection cost, and for the related (case-based) head the fold-9 explanati
 statements (calibration and thresholds fitted on fold 9, as ``bench/explanation_metrics.py`` does).
 
     .venv/bin/python bench/protoecgnet_losses.py [--forms ours,paper] [--seeds 0,1]
-        [--epochs-per-stage warmup=2,joint=10,refine=8,last_layer=20,fusion=20] [--prototypes-per-class rhythm=5,...]
+        [--epochs-per-stage warmup=2,joint=10,refine=8,last_layer=20,fusion=20] [--prototypes-per-class rhythm=5,...] [--width 2]
 
 Resumable (each run's stages are kept under ``bench/work/protoecgnet_losses``); writes
 ``bench/results/protoecgnet_losses.{json,md}`` (with other prototype counts: ``protoecgnet_losses_<counts>.*``).
@@ -41,12 +41,12 @@ RESULTS = REPO / "bench" / "results"
 SHORT = "warmup=2,joint=10,refine=8,last_layer=20,fusion=20"
 
 
-def run_name(form: str, counts: dict[str, int]) -> str:
-    """The run's name: the loss form, and the prototype counts when they are not the recipe's."""
-    return form + "".join(f"-{b}{n}" for b, n in counts.items())
+def run_name(form: str, counts: dict[str, int], width: float = 1.0) -> str:
+    """The run's name: the loss form, and the prototype counts and backbone width when they are not the recipe's."""
+    return form + "".join(f"-{b}{n}" for b, n in counts.items()) + (f"-width{width:g}" if width != 1 else "")
 
 
-def train(form: str, seed: int, epochs: str, data: Path, counts: dict[str, int]) -> Path:
+def train(form: str, seed: int, epochs: str, data: Path, counts: dict[str, int], width: float = 1.0) -> Path:
     from dataclasses import replace
 
     from ecglens.models.protoecgnet.options import parse_stage_epochs
@@ -54,9 +54,10 @@ def train(form: str, seed: int, epochs: str, data: Path, counts: dict[str, int])
     from ecglens.models.protoecgnet.train import train_protoecgnet
 
     recipe = recipe_with_losses(ProtoTrainConfig(**parse_stage_epochs(epochs)), form)
-    recipe.branches = {n: replace(b, prototypes_per_class=counts.get(n, b.prototypes_per_class))
+    recipe.branches = {n: replace(b, prototypes_per_class=counts.get(n, b.prototypes_per_class),
+                                  widths=tuple(int(round(w * width)) for w in b.widths))
                        for n, b in recipe.branches.items()}
-    out = WORK / run_name(form, counts) / f"seed{seed}"
+    out = WORK / run_name(form, counts, width) / f"seed{seed}"
     t0 = time.perf_counter()
     train_protoecgnet(data, "all", out, recipe, seed=seed, cache_dir=em.CACHE, resume=True, progress=False)
     print(f"{form} seed {seed}: trained in {time.perf_counter() - t0:.0f} s (this call)", flush=True)
@@ -160,6 +161,7 @@ def main() -> int:
     p.add_argument("--seeds", default="0")
     p.add_argument("--prototypes-per-class", default="", metavar="BRANCH=N,...",
                    help="e.g. rhythm=5,morphology=18,global=7 (the paper's counts; default: the recipe's 3/3/5)")
+    p.add_argument("--width", type=float, default=1.0, help="every backbone's channel widths times this")
     p.add_argument("--epochs-per-stage", default=SHORT)
     p.add_argument("--data", type=Path, default=DATA)
     args = p.parse_args()
@@ -168,14 +170,15 @@ def main() -> int:
     counts = {b: int(n) for b, _, n in (item.partition("=") for item in args.prototypes_per_class.split(",") if item)}
     for seed in (int(v) for v in args.seeds.split(",")):
         for form in args.forms.split(","):
-            r = summarise(train(form, seed, args.epochs_per_stage, args.data, counts), args.data)
-            runs.setdefault(run_name(form, counts), {})[seed] = r
+            r = summarise(train(form, seed, args.epochs_per_stage, args.data, counts, args.width), args.data)
+            runs.setdefault(run_name(form, counts, args.width), {})[seed] = r
             print(form, seed, r["val_macro_auroc"], r["related"], flush=True)
     doc = {"seeds": args.seeds, "epochs_per_stage": args.epochs_per_stage, "runs": runs,
            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, 1 torch thread",
            "load_start": load_start, "load_end": os.getloadavg()[0], "targets": em.TARGETS}
     doc["decision"] = decide(runs)
-    stem = "protoecgnet_losses" + "".join(f"_{b}{n}" for b, n in counts.items())
+    stem = "protoecgnet_losses" + "".join(f"_{b}{n}" for b, n in counts.items()) + (
+        f"_width{args.width:g}" if args.width != 1 else "")
     write_json_atomic(RESULTS / f"{stem}.json", doc)
     write_text_atomic(RESULTS / f"{stem}.md", render(doc))
     print(doc["decision"])
