@@ -25,6 +25,11 @@ only. On the same records, in one run:
   golden test does), and, on the fold's records that exist at 500 Hz, each
   100-Hz path's beat against the 500-Hz record's beat (the beat the 100-Hz
   grid should carry); the tolerance the new path is held to is ``NEW_TOLERANCE``;
+* with ``--same-as REV``: the batch code of a revision (``rpeaks``, ``median``,
+  ``measure`` at REV, e.g. the commit before a speed-up) against the working
+  tree's on the fold at 100 Hz (both settings) and 500 Hz: time per record and
+  whether beats, R peaks, kept beats and errors are the same (largest beat
+  difference under ``SAME_UV``);
 * ``ecglens predict`` wall time over the fold (start-up included) for
   ``baseline``, ``factorecg`` (its stored setting: today's path),
   ``factorecg`` with its beat setting switched to the new path (a temporary
@@ -33,7 +38,8 @@ only. On the same records, in one run:
 
 Usage: ``python bench/beats_speed.py [DATA_DIR] [--repeats 3] [--predict-repeats 2] [--out bench/results]``
 (DATA_DIR defaults to ``../shared/data/ptb-xl``). Needs git and neurokit2 (for
-the old path). Writes ``beats_speed.json`` and ``beats_speed.md``.
+the old path). Writes ``beats_speed.json`` and ``beats_speed.md``. A quick check:
+``--limit 100 --repeats 1 --predict-repeats 0 --out /tmp/beats`` (100 records, no ``predict`` timing).
 """
 from __future__ import annotations
 
@@ -71,24 +77,74 @@ NEW_TOLERANCE = {"median_record_mae_uv": 10.0, "vs_500hz_excess_mae_uv": 2.0}
 MODELS = ("factorecg", "beat-blackbox")
 
 
+REV_MODULES = (  # the batch beats code of a revision, for --same-as (its own siblings, the tree's other modules)
+    ("ecglens.beats._bench_rev_measure", "src/ecglens/beats/measure.py", ()),
+    ("ecglens.beats._bench_rev_rpeaks", "src/ecglens/beats/rpeaks.py", ()),
+    ("ecglens.beats._bench_rev_median", "src/ecglens/beats/median.py",
+     (("from .rpeaks import", "from ._bench_rev_rpeaks import"),
+      ("from .measure import", "from ._bench_rev_measure import"))),
+)
+
+
+def load_modules(rev: str, modules) -> dict:
+    """The modules ``(name, path, rewrites)`` as of revision ``rev`` (read with ``git show``; nothing is written)."""
+    mods = {}
+    for name, path, rewrites in modules:
+        source = subprocess.run(["git", "-C", str(REPO), "show", f"{rev}:{path}"], capture_output=True, text=True,
+                                check=True).stdout
+        for old, new in rewrites:
+            if old not in source:
+                raise RuntimeError(f"{rev[:7]}:{path} has no {old!r}")
+            source = source.replace(old, new)
+        module = types.ModuleType(name)
+        module.__package__ = name.rsplit(".", 1)[0]
+        sys.modules[name] = module
+        exec(compile(source, f"{rev[:7]}:{path}", "exec"), module.__dict__)
+        mods[path] = module
+    return mods
+
+
+def rev_factorbeat(median_module, signals: np.ndarray, rate: float, settings) -> tuple[np.ndarray, list]:
+    """``ecg_factorbeat_batch`` with a revision's ``ecg_medianbeat_batch``."""
+    return median_module.ecg_medianbeat_batch(
+        np.asarray(signals, dtype=np.float32), rate, before=settings.before, after=settings.after,
+        min_beats=settings.min_beats, corr_threshold=settings.corr_threshold, align_rate=settings.extract_rate,
+        out_rate=settings.beat_rate, subsample=settings.subsample)
+
+
+def same_as_revision(rev: str, x100: np.ndarray, x500: np.ndarray, repeats: int) -> dict:
+    """The working tree's batch beats against those of ``rev``: timing (new setting, 100 Hz) and sameness."""
+    from ecglens.beats import ecg_findpeaks_batch
+    from ecglens.models.factorecg.data import BeatSettings, ecg_factorbeat_batch
+
+    mods = load_modules(rev, REV_MODULES)
+    median_rev, rpeaks_rev = mods[REV_MODULES[2][1]], mods[REV_MODULES[1][1]]
+    out = {"revision": rev, "cases": {}}
+    for name, settings, x, rate in (("new setting, 100 Hz", BeatSettings(), x100, 100),
+                                    ("today's setting, 100 Hz", BeatSettings(subsample=False), x100, 100),
+                                    ("500 Hz", BeatSettings(subsample=False), x500, 500)):
+        row, a, b = compare_timing(
+            lambda x=x, rate=rate, settings=settings: rev_factorbeat(median_rev, x, rate, settings),
+            lambda x=x, rate=rate, settings=settings: ecg_factorbeat_batch(x, rate, settings), len(x), repeats)
+        d = beat_differences(a, b)
+        d.pop("rows")
+        out["cases"][name] = {"timing": row, "differences": d,
+                              "same": d["identical_beats"] == d["both_ok"] and d["same_r_peaks"] == d["both_ok"]
+                              and d["same_kept"] == d["both_ok"] and not d["failed_differently"]}
+    row, a, b = compare_timing(lambda: rpeaks_rev.ecg_findpeaks_batch(x100, 100),
+                               lambda: ecg_findpeaks_batch(x100, 100), len(x100), repeats)
+    same = sum(str(u) == str(v) if isinstance(u, ECGError) or isinstance(v, ECGError)
+               else np.array_equal(u[0], v[0]) and u[1] == v[1] for u, v in zip(a, b))
+    out["cases"]["findpeaks, 100 Hz"] = {"timing": row, "same": same == len(x100), "same_records": same}
+    return out
+
+
 def load_old() -> types.SimpleNamespace:
     """The old ``ecg_findpeaks`` and ``ecg_factorbeat``, from ``OLD_REV`` (read with ``git show``; nothing is written)."""
     import ecglens.beats  # noqa: F401  (the parent packages of the old modules)
     import ecglens.models.factorecg  # noqa: F401
 
-    mods = {}
-    for name, path, rewrites in OLD_MODULES:
-        source = subprocess.run(["git", "-C", str(REPO), "show", f"{OLD_REV}:{path}"], capture_output=True, text=True,
-                                check=True).stdout
-        for old, new in rewrites:
-            if old not in source:
-                raise RuntimeError(f"{OLD_REV[:7]}:{path} has no {old!r}")
-            source = source.replace(old, new)
-        module = types.ModuleType(name)
-        module.__package__ = name.rsplit(".", 1)[0]
-        sys.modules[name] = module
-        exec(compile(source, f"{OLD_REV[:7]}:{path}", "exec"), module.__dict__)
-        mods[path] = module
+    mods = load_modules(OLD_REV, OLD_MODULES)
     return types.SimpleNamespace(findpeaks=mods[OLD_MODULES[0][1]].ecg_findpeaks,
                                  factorbeat=mods[OLD_MODULES[2][1]].ecg_factorbeat)
 
@@ -285,8 +341,11 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", nargs="?", default=str(REPO.parent / "shared" / "data" / "ptb-xl"))
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each path (default 3)")
-    p.add_argument("--predict-repeats", type=int, default=2, help="runs of each predict command (default 2)")
+    p.add_argument("--predict-repeats", type=int, default=2,
+                   help="runs of each predict command (default 2; 0 leaves the predict timing out)")
     p.add_argument("--limit", type=int, default=None, help="use the first N records of the fold (default all)")
+    p.add_argument("--same-as", default=None, metavar="REV",
+                   help="also compare the batch code with that of revision REV (time and sameness)")
     p.add_argument("--out", default=str(REPO / "bench" / "results"))
     args = p.parse_args(argv)
     from ecglens.beats import ecg_findpeaks_batch
@@ -359,10 +418,11 @@ def main(argv=None) -> int:
     fidelity["bundled samples"]["changed_ecg_ids"] = [list_samples()[i].ecg_id
                                                       for i in fidelity["bundled samples"]["changed_records"]]
 
-    predict = predict_times(paths100, args.predict_repeats)
+    same = same_as_revision(args.same_as, x100, x500, args.repeats) if args.same_as else None
+    predict = predict_times(paths100, args.predict_repeats) if args.predict_repeats > 0 else None
     result = {"old_revision": OLD_REV, "data": str(args.data), "repeats": args.repeats, "timing": timing,
               "tolerance": NEW_TOLERANCE, "within_tolerance": within_tolerance(fidelity),
-              "fidelity": fidelity, "predict": predict, "seconds": time.perf_counter() - t0,
+              "fidelity": fidelity, "same_as": same, "predict": predict, "seconds": time.perf_counter() - t0,
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                           "load_average_start": load_start, "load_average_end": list(os.getloadavg()),
                           "threads_env": {k: os.environ.get(k) for k in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS")}},
@@ -432,7 +492,22 @@ def report(r: dict) -> str:
             for kind, d in rows.items():
                 lines.append(f"| {name} | {model} | {kind} | {d['median']:.1e} | {d['p99']:.1e} | {d['max']:.1e} | "
                              f"{d['records_over_1e-5']} |")
+    same = r.get("same_as")
+    if same:
+        lines += ["", f"## The working tree's batch code against `{same['revision']}`'s", "",
+                  "| records | time per record rev / tree ms (CPU) | speed-up CPU "
+                  "| same beats, R peaks, kept beats, errors |",
+                  "|---|---|---:|---|"]
+        for name, c in same["cases"].items():
+            t = c["timing"]
+            extra = "" if "differences" not in c else (
+                f" (identical beats {c['differences']['identical_beats']} of {c['differences']['both_ok']}, largest "
+                f"difference {c['differences']['largest_uv']['max']:.1e} uV)")
+            lines.append(f"| {name} | {t['old_cpu_ms']:.2f} / {t['new_cpu_ms']:.2f} | {t['speedup_cpu']:.2f}x | "
+                         f"{'yes' if c['same'] else 'NO'}{extra} |")
     p = r["predict"]
+    if p is None:
+        return "\n".join(lines) + "\n"
     lines += ["", f"## `ecglens predict` over the {p['records']} fold-10 records (wall s, start-up included, median of "
               f"{p['repeats']})", "", "| command | median s | runs |", "|---|---:|---|"]
     for name, med in p["median_s"].items():

@@ -14,19 +14,26 @@ rounds (other jobs on shared cores only ever slow a pass down):
 - end to end: ``predict_ecgs`` (preprocessing, windows or beats, network,
   calibration), records/s: the benchmark table's "infer rec/s";
 
-plus the peak: the best float32 4096x4096 matrix product of all rounds (5 per round),
-GFLOP/s, on the same threads. FLOPs per record are counted with ``torch.utils.flop_counter`` (matrix
+plus the peak: the best float32 matrix product of all rounds, GFLOP/s, on the same threads, through
+both libraries torch computes with: MKL (``torch.mm`` at 1024, 2048 and 4096, ``torch.bmm`` of 16
+1024x1024 products) and oneDNN (``F.linear`` on oneDNN tensors at the same sizes; the library torch's
+convolutions run on), each after a warm-up call, best of 3 per round. On AMD CPUs MKL does not use
+its AVX-512 kernels, so its sgemm reaches about half of oneDNN's and is no peak for networks whose
+convolutions run on oneDNN. FLOPs per record are counted with ``torch.utils.flop_counter`` (matrix
 products and convolutions, including ProtoECGNet's prototype-similarity convolutions;
 element-wise work such as batch norm, activations and the cosine's norms and
 divisions is not counted, nor FactorECG's per-statement logistic models in numpy).
 Median-beat models use the first ``--beat-records`` records that yield a beat.
 
-    .venv/bin/python bench/inference_speed.py [--rounds 5] [--threads 2] [--old REVISION]
+    .venv/bin/python bench/inference_speed.py [--rounds 5] [--threads 2] [--old REVISION] [--out DIR]
+
+A quick check: ``--rounds 1 --records 128 --beat-records 16 --out /tmp/speed`` (fewer records, results
+elsewhere than bench/results).
 
 ``--old`` must name a revision whose code runs as a whole: HEAD while the changes
 measured are uncommitted, the commit before them once they are committed.
 
-Writes bench/results/inference_speed.json and bench/results/inference_speed.md.
+Writes inference_speed.json and inference_speed.md to ``--out`` (default bench/results).
 """
 from __future__ import annotations
 
@@ -46,7 +53,8 @@ DATA = REPO.parent / "shared" / "data" / "ptb-xl"
 MODELS = ("baseline", "protoecgnet", "factorecg", "beat-blackbox")
 BATCH = 64
 TEST_FOLD = 10
-PEAK_N = 4096
+PEAK_SIZES = (1024, 2048, 4096)  # square float32 matrix products timed for the peak
+PEAK_BATCH = 16  # products of 1024 x 1024 matrices in the batched one
 TARGET_PROTO_RATE, TARGET_PROTO_SPEEDUP = 1200.0, 2.0
 MARK = "@@ "  # worker answers are the stdout lines starting with this
 
@@ -133,13 +141,30 @@ def _run_network(net, inputs: list) -> None:
                 net(x)
 
 
-def _measure(state: dict, warm: bool = False) -> dict:
-    """One timed pass of everything (``warm``: a shorter untimed pass first)."""
+def _peak(repeats: int) -> dict:
+    """GFLOP/s of float32 matrix products on this process's threads, per library and size: each timed after a
+    warm-up call, the best of ``repeats``."""
     import torch
 
+    def best(fn, flops: float) -> float:
+        fn()
+        return flops / min(_timed(fn) for _ in range(repeats)) / 1e9
+
     out = {}
-    a, b = torch.randn(PEAK_N, PEAK_N), torch.randn(PEAK_N, PEAK_N)
-    out["peak_s"] = min(_timed(lambda: torch.mm(a, b)) for _ in range(2 if warm else 5))
+    with torch.inference_mode():
+        for n in PEAK_SIZES:
+            a, b = torch.randn(n, n), torch.randn(n, n)
+            out[f"MKL mm {n}"] = best(lambda a=a, b=b: torch.mm(a, b), 2 * n ** 3)
+            x, w = a.to_mkldnn(), b.t().contiguous().to_mkldnn()  # oneDNN's own layout: F.linear runs its sgemm
+            out[f"oneDNN linear {n}"] = best(lambda x=x, w=w: torch.nn.functional.linear(x, w), 2 * n ** 3)
+        a, b = torch.randn(PEAK_BATCH, 1024, 1024), torch.randn(PEAK_BATCH, 1024, 1024)
+        out[f"MKL bmm {PEAK_BATCH}x1024"] = best(lambda: torch.bmm(a, b), 2 * PEAK_BATCH * 1024 ** 3)
+    return out
+
+
+def _measure(state: dict, warm: bool = False) -> dict:
+    """One timed pass of everything (``warm``: a shorter untimed pass first)."""
+    out = {"peak_gflop_per_s": _peak(1 if warm else 3)}
     for name, s in state.items():
         clf, ecgs = s["clf"], s["ecgs"]
         batches = [ecgs[i:i + BATCH] for i in range(0, len(ecgs), BATCH)][:1 if warm else None]
@@ -209,7 +234,9 @@ class Worker:
 def summarise(info: dict, rounds: dict) -> dict:
     """Best over rounds: rates, GFLOP/s, share of the peak (the best matrix product of all rounds)."""
     best = max
-    peak = max(2 * PEAK_N ** 3 / r["peak_s"] / 1e9 for side in rounds.values() for r in side)
+    peaks = {kind: max(r["peak_gflop_per_s"][kind] for side in rounds.values() for r in side)
+             for kind in next(iter(rounds.values()))[0]["peak_gflop_per_s"]}
+    peak = max(peaks.values())
     models = {}
     for name in MODELS:
         row = {}
@@ -245,7 +272,7 @@ def summarise(info: dict, rounds: dict) -> dict:
             "network_records_per_s": proto["new"]["network_records_per_s"],
             "met": proto["new"]["preprocess_records_per_s"] > proto["new"]["network_records_per_s"]},
     }
-    return {"peak_gflop_per_s": peak, "models": models, "targets": targets}
+    return {"peak_gflop_per_s": peak, "peaks_gflop_per_s": peaks, "models": models, "targets": targets}
 
 
 def markdown(result: dict) -> str:
@@ -256,8 +283,8 @@ def markdown(result: dict) -> str:
         f"threads, {result['cpus']} CPUs",
         "",
         f"PTB-XL test fold (fold {TEST_FOLD}), decoded records at 100 Hz, batches of {BATCH} records; old and new "
-        f"code in two worker processes asked in turn, {result['rounds']} rounds, best of the rounds. Peak: float32 "
-        f"{PEAK_N}x{PEAK_N} matrix product, best of all rounds (5 per round and worker): "
+        f"code in two worker processes asked in turn, {result['rounds']} rounds, best of the rounds. Peak: the "
+        f"best float32 matrix product of all rounds and both workers, through MKL or oneDNN (table below): "
         f"**{s['peak_gflop_per_s']:.0f} GFLOP/s**. FLOPs "
         "counted by `torch.utils.flop_counter` (convolutions and matrix products, ProtoECGNet's similarity "
         "convolutions included; element-wise work not counted). Network = the network alone on the records' windows "
@@ -277,6 +304,11 @@ def markdown(result: dict) -> str:
             f"{100 * n['network_share_of_peak']:.0f}% | {o['preprocess_records_per_s']:.0f} | "
             f"{n['preprocess_records_per_s']:.0f} | {o['end_to_end_records_per_s']:.0f} | "
             f"{n['end_to_end_records_per_s']:.0f} | {row['end_to_end_speedup']:.2f}x |")
+    lines += ["", "Matrix-product peak by library and size (GFLOP/s, best of all rounds; 3 per round and worker after a "
+              "warm-up call). MKL (`torch.mm`, `torch.bmm`) does not use its AVX-512 kernels on AMD CPUs; oneDNN "
+              "(`F.linear` on oneDNN tensors) is the library torch's convolutions run on, so its sgemm is the "
+              "peak those networks can approach:", "", "| product | GFLOP/s |", "|---|---:|"]
+    lines += [f"| {kind} | {v:.0f} |" for kind, v in s["peaks_gflop_per_s"].items()]
     lines += ["", "CPU time per record (ms, all threads of the worker; less sensitive to other jobs than wall time, "
               "but it counts threads waiting for work too):", "",
               "| model | network old | new | preprocessing old | new | end to end old | new |",
@@ -316,6 +348,7 @@ def main(argv=None) -> int:
                    help="records for the median-beat models, whose old beat extraction is slow (default 64)")
     p.add_argument("--old", default="HEAD", help="the revision to compare with (default HEAD)")
     p.add_argument("--data", type=Path, default=DATA)
+    p.add_argument("--out", type=Path, default=RESULTS, help="directory for the results (default bench/results)")
     p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.worker:
@@ -343,8 +376,9 @@ def main(argv=None) -> int:
               "workers": info, "raw": rounds, "summary": summarise(info, rounds)}
     from ecglens.atomic import write_json_atomic, write_text_atomic
 
-    write_json_atomic(RESULTS / "inference_speed.json", result, indent=2)
-    write_text_atomic(RESULTS / "inference_speed.md", markdown(result))
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_json_atomic(args.out / "inference_speed.json", result, indent=2)
+    write_text_atomic(args.out / "inference_speed.md", markdown(result))
     print(markdown(result))
     return 0
 

@@ -130,6 +130,66 @@ def test_group_median_equals_numpy_median_per_group():
             assert np.isnan(got[g]).all()
 
 
+def test_sort_based_median_and_percentile_equal_numpy_bit_for_bit():
+    rng = np.random.default_rng(1)
+    for n in (1, 2, 7, 1000):
+        x = np.round(rng.standard_normal((3, 12, n)), 3)  # rounded: ties, as in quantised records
+        np.testing.assert_array_equal(rpeaks.median_last(x), np.median(x, axis=-1))
+        x32 = x.astype(np.float32)
+        np.testing.assert_array_equal(rpeaks.median_last(x32), np.median(x32, axis=-1))
+        assert rpeaks.median_last(x32).dtype == np.float32
+        np.testing.assert_array_equal(rpeaks.median_last(x32, np.float64), np.median(x32.astype(np.float64), axis=-1))
+        for q in (10.0, 50.0, 75.0, 98.0, 99.5):
+            np.testing.assert_array_equal(rpeaks.percentile_last(np.abs(x), q), np.percentile(np.abs(x), q, axis=-1))
+
+
+def test_split_by_record_gives_each_records_rows():
+    rec = np.array([0, 0, 2, 2, 2, 4])
+    parts = rpeaks.split_by_record(np.arange(6) * 10, rec, 6)
+    assert [p.tolist() for p in parts] == [[0, 10], [], [20, 30, 40], [], [50], []]
+
+
+def test_flattest_start_is_the_least_summed_peak_to_peak():
+    from ecglens.beats.measure import flattest_start
+
+    rng = np.random.default_rng(2)
+    region = rng.standard_normal((4, 12, 40))
+    region[1, :, 10:15] = 0.5  # one flat stretch
+    for width in (2, 5, 11):
+        windows = np.lib.stride_tricks.sliding_window_view(region, width, axis=-1)
+        expected = np.argmin(np.ptp(windows, axis=-1).sum(axis=-2), axis=-1)
+        np.testing.assert_array_equal(flattest_start(region, width), expected)
+    assert flattest_start(region, 5)[1] == 10
+
+
+@pytest.mark.parametrize("rate, out_rate, stop", [(100.0, 500.0, 181), (100.0, 500.0, 11), (250.0, 500.0, 131),
+                                                  (100.0, 500.0, 600)])
+def test_resample_head_equals_the_whole_beat_resampled(rate, out_rate, stop):
+    x = np.random.default_rng(3).standard_normal((5, 12, int(1.2 * rate)))
+    whole = median_module.resample_beat(x, rate, out_rate)
+    np.testing.assert_array_equal(median_module.resample_head(x, rate, out_rate, stop), whole[..., :stop])
+
+
+def test_cut_shifted_in_blocks_equals_one_pass():
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((3, 12, 500))
+    n = 2 * median_module.CUT_BLOCK + 5
+    rec = np.sort(rng.integers(0, 3, n))
+    start = rng.uniform(-3.0, 390.0, n)
+    got = median_module.cut_shifted(x, rec, start, 120)
+    # one pass over all beats, tap by tap in float32 as the blocks do
+    taps, a = median_module.SUBSAMPLE_TAPS, median_module.SUBSAMPLE_TAPS // 2
+    i0 = np.floor(start).astype(np.int64)
+    w = median_module.lanczos_weights(start - i0).astype(np.float32)
+    xp = np.pad(x.astype(np.float32), [(0, 0), (0, 0), (20, 20)], mode="edge")
+    idx = (i0 - a + 1 + 20)[:, None] + np.arange(120 + taps - 1)
+    win = np.stack([xp[r][:, i] for r, i in zip(rec, idx)])
+    ref = win[..., :120] * w[:, 0, None, None]
+    for k in range(1, taps):
+        ref += win[..., k:k + 120] * w[:, k, None, None]
+    np.testing.assert_array_equal(got, ref)
+
+
 def test_baseline_spline_matches_scipy_per_record():
     from scipy.interpolate import CubicSpline
 

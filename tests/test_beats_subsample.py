@@ -40,6 +40,19 @@ def test_subsample_peaks_find_the_peak_between_samples():
     np.testing.assert_allclose(found, true, atol=0.1 + 1e-9)
 
 
+def test_subsample_peaks_weigh_each_point_like_its_own_lanczos_weights():
+    rng = np.random.default_rng(5)
+    trace = rng.standard_normal((2, 300))
+    pos, rec = np.array([20, 131, 250, 40]), np.array([0, 0, 0, 1])
+    offsets = np.arange(-5, 6) / 5
+    t = pos[:, None] + offsets
+    i0 = np.floor(t).astype(np.int64)
+    w = lanczos_weights(t - i0)  # (peaks, points, taps), one point at a time
+    idx = np.clip(i0[..., None] + np.arange(-5, 7), 0, 299)
+    vals = np.einsum("pst,pst->ps", trace[rec[:, None, None], idx], w)
+    np.testing.assert_array_equal(subsample_peaks(trace, pos, rec, up=5), pos + offsets[np.argmax(vals, axis=1)])
+
+
 def test_settings_default_to_subsample_and_old_dicts_to_the_grid():
     assert BeatSettings().subsample is True
     old = {k: v for k, v in BeatSettings().to_dict().items() if k != "subsample"}

@@ -138,3 +138,35 @@ def test_apply_many_batches_by_rate_and_length_and_keeps_the_order():
         assert rate == want_rate == 100.0 and x.shape == (12, 1000)
         np.testing.assert_allclose(x, want, rtol=0, atol=1e-6)
     assert pipe.apply_many([], []) == []
+
+
+@pytest.mark.parametrize("shape, padlen", [((3, 12, 1000), 15), ((200, 12, 1000), 15), ((2, 12, 5000), 15),
+                                           ((12, 1), 0), ((4, 7), 6)])
+def test_sosfiltfilt_last_equals_scipy_bit_for_bit(shape, padlen):
+    from scipy import signal as sps
+
+    from ecglens.preprocess.pipeline import sosfiltfilt_last
+
+    sos = sps.butter(2, (0.5, 40.0), btype="bandpass", fs=100, output="sos")
+    x = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+    ref = sps.sosfiltfilt(sos, x.astype(np.float64), axis=-1, padlen=padlen)
+    got = sosfiltfilt_last(sos, x, padlen)  # 200 x 12 rows: filtered in several blocks
+    assert got.dtype == np.float64 and got.shape == x.shape
+    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(sosfiltfilt_last(sos, x, padlen, np.float32), ref.astype(np.float32))
+    with pytest.raises(ValueError):
+        sosfiltfilt_last(sos, x, shape[-1])
+
+
+def test_scale_and_standardize_keep_the_float32_arithmetic():
+    x = np.random.default_rng(1).standard_normal((5, 12, 300)).astype(np.float32)
+    scale = Scale(tuple(np.linspace(-0.1, 0.1, 12)), tuple(np.linspace(0.1, 0.4, 12)))
+    mean, std = (np.asarray(v, dtype=np.float32)[:, None] for v in (scale.mean, scale.std))
+    got, _ = scale.apply(x, 100.0)
+    assert got.dtype == np.float32
+    np.testing.assert_array_equal(got, ((x - mean) / std).astype(np.float32))
+    got, _ = Standardize().apply(x, 100.0)
+    m, s = x.mean(axis=-1, keepdims=True), x.std(axis=-1, keepdims=True)
+    np.testing.assert_array_equal(got, ((x - m) / np.maximum(s, 1e-6)).astype(np.float32))
+    got64, _ = scale.apply(x.astype(np.float64), 100.0)  # a float64 input: computed in float64, then cast
+    np.testing.assert_array_equal(got64, ((x.astype(np.float64) - mean) / std).astype(np.float32))

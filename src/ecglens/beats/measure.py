@@ -113,8 +113,13 @@ def isoelectric_search(n_samples: int, sampling_rate: float, r_index: int) -> tu
 
 def flattest_start(region: np.ndarray, width: int) -> np.ndarray:
     """Start, within ``region`` (..., leads, k), of the ``width`` samples with the least summed peak-to-peak over leads."""
-    windows = np.lib.stride_tricks.sliding_window_view(np.asarray(region, dtype=np.float64), width, axis=-1)
-    return np.argmin(np.ptp(windows, axis=-1).sum(axis=-2), axis=-1)
+    x = np.asarray(region, dtype=np.float64)
+    k = x.shape[-1] - width + 1
+    top, bottom = x[..., :k].copy(), x[..., :k].copy()  # running max and min: ptp of every window, no window copies
+    for j in range(1, width):
+        np.maximum(top, x[..., j:j + k], out=top)
+        np.minimum(bottom, x[..., j:j + k], out=bottom)
+    return np.argmin((top - bottom).sum(axis=-2), axis=-1)
 
 
 def beat_isoelectric_window(beat: np.ndarray, sampling_rate: float, r_index: int) -> tuple[int, int]:

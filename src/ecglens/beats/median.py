@@ -65,7 +65,8 @@ from ..errors import ECGError
 from ..io.record import ECG
 from ..preprocess import resample_signal
 from .measure import flattest_start, isoelectric_search
-from .rpeaks import CHUNK_RECORDS, bandpass, check_batch, detect_batch, group_median, split_by_record, too_short
+from .rpeaks import (CHUNK_RECORDS, bandpass, check_batch, detect_batch, group_median, median_last, split_by_record,
+                     too_short)
 
 FLAT_MV = 0.01
 PREMATURE_FRACTION = 0.8
@@ -74,6 +75,12 @@ QRS_WINDOW_S = (-0.08, 0.10)
 COMPARE_BAND_HZ = (0.5, 40.0)
 MEDOID_BEATS = 100
 SUBSAMPLE_TAPS = 12  # Lanczos interpolation of the beat windows and peak traces (``subsample``)
+CUT_BLOCK = 32  # beats interpolated together (``cut_shifted``)
+
+
+def _take(a: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``a[rows]``, or ``a`` itself (no copy) when ``rows`` is every row in order."""
+    return a if len(rows) == len(a) and (not len(rows) or rows[-1] == len(a) - 1) else a[rows]
 
 
 def _cut(x: np.ndarray, rec: np.ndarray, start: np.ndarray, m: int) -> np.ndarray:
@@ -92,16 +99,25 @@ def lanczos_weights(frac: np.ndarray, taps: int = SUBSAMPLE_TAPS) -> np.ndarray:
 
 def cut_shifted(x: np.ndarray, rec: np.ndarray, start: np.ndarray, m: int, taps: int = SUBSAMPLE_TAPS) -> np.ndarray:
     """(beats, leads, m) windows of ``x`` (n, leads, t) starting at fractional samples ``start`` (beats,),
-    interpolated beat by beat (``lanczos_weights``; samples beyond the record repeat its edge)."""
+    interpolated beat by beat (``lanczos_weights``; samples beyond the record repeat its edge).
+
+    The beats go in blocks of CUT_BLOCK whose windows stay in cache through the ``taps`` passes.
+    """
     a = taps // 2
     i0 = np.floor(start).astype(np.int64)
     w = lanczos_weights(start - i0, taps).astype(np.float32)
     pad = a + 1 + int(max(0, -i0.min(initial=0), i0.max(initial=0) + m - x.shape[-1]))
     xp = np.pad(np.asarray(x, dtype=np.float32), [(0, 0), (0, 0), (pad, pad)], mode="edge")
-    win = _cut(xp, rec, i0 - a + 1 + pad, m + taps - 1)  # (beats, leads, m + taps - 1)
-    out = win[..., :m] * w[:, 0, None, None]
-    for k in range(1, taps):
-        out += win[..., k:k + m] * w[:, k, None, None]
+    first = i0 - a + 1 + pad
+    out = np.empty((len(rec), x.shape[1], m), dtype=np.float32)
+    term = np.empty((min(CUT_BLOCK, len(rec)), x.shape[1], m), dtype=np.float32)
+    for b in range(0, len(rec), CUT_BLOCK):
+        win = _cut(xp, rec[b:b + CUT_BLOCK], first[b:b + CUT_BLOCK], m + taps - 1)  # (block, leads, m + taps - 1)
+        o, wb, tb = out[b:b + CUT_BLOCK], w[b:b + CUT_BLOCK], term[:len(win)]
+        np.multiply(win[..., :m], wb[:, 0, None, None], out=o)
+        for k in range(1, taps):
+            np.multiply(win[..., k:k + m], wb[:, k, None, None], out=tb)
+            o += tb
     return out
 
 
@@ -115,7 +131,8 @@ def subsample_peaks(trace: np.ndarray, pos: np.ndarray, rec: np.ndarray, up: int
     offsets = np.arange(-up, up + 1) / up                       # (s,)
     t = pos[:, None] + offsets[None, :]                          # (peaks, s)
     i0 = np.floor(t).astype(np.int64)
-    w = lanczos_weights(t - i0, taps)                            # (peaks, s, taps)
+    frac, which = np.unique(t - i0, return_inverse=True)         # few distinct fractions
+    w = lanczos_weights(frac, taps)[which.reshape(t.shape)]      # (peaks, s, taps)
     idx = np.clip(i0[..., None] + np.arange(-a + 1, a + 1), 0, trace.shape[-1] - 1)
     vals = np.einsum("pst,pst->ps", trace[rec[:, None, None], idx], w)
     return pos + offsets[np.argmax(vals, axis=1)]
@@ -143,7 +160,7 @@ def _iso_starts(beats: np.ndarray, rec: np.ndarray, n: int, sampling_rate: float
 def _window_level(beats: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
     """Per beat (B, leads, m) and lead, the median over [start, start + width) (``starts`` per beat), (B, leads, 1)."""
     idx = (starts[:, None] + np.arange(width)[None, :])[:, None, :]
-    return np.median(np.take_along_axis(beats, idx, axis=-1), axis=-1, keepdims=True)
+    return median_last(np.take_along_axis(beats, idx, axis=-1))[..., None]
 
 
 def _level(beats: np.ndarray, starts: np.ndarray, width: int) -> np.ndarray:
@@ -176,11 +193,13 @@ def _pair_corr(beats: np.ndarray, rec: np.ndarray, mask: np.ndarray, n: int) -> 
     return out
 
 
-def _corr(beats: np.ndarray, ref: np.ndarray, masks: list[np.ndarray]) -> list[np.ndarray]:
-    """Pearson correlation of each beat (B, leads, m) with ``ref`` (B, leads, m) over all leads and the samples
-    of each mask ((B or 1, m) booleans): one array per mask, from sums over leads that the masks share."""
-    sums = [beats.sum(axis=1), ref.sum(axis=1), np.einsum("blm,blm->bm", beats, beats),
-            np.einsum("blm,blm->bm", ref, ref), np.einsum("blm,blm->bm", beats, ref)]
+def _corr(beats: np.ndarray, template: np.ndarray, rec: np.ndarray, masks: list[np.ndarray]) -> list[np.ndarray]:
+    """Pearson correlation of each beat (B, leads, m) with the template of its record (``template[rec]``) over
+    all leads and the samples of each mask ((B or 1, m) booleans): one array per mask, from sums over leads that
+    the masks share (the template's own sums once per record)."""
+    ref = template[rec]
+    sums = [beats.sum(axis=1), template.sum(axis=1)[rec], np.einsum("blm,blm->bm", beats, beats),
+            np.einsum("blm,blm->bm", template, template)[rec], np.einsum("blm,blm->bm", beats, ref)]
     out = []
     for mask in masks:
         w = np.broadcast_to(mask, sums[0].shape).astype(np.float64)
@@ -192,9 +211,9 @@ def _corr(beats: np.ndarray, ref: np.ndarray, masks: list[np.ndarray]) -> list[n
     return out
 
 
-def _classify(beats, template, core_mask, qrs_mask, premature, threshold) -> np.ndarray:
-    """Per beat (``template`` per beat): None to keep it, or the reason to reject it (object array)."""
-    r_core, r_qrs = _corr(beats, template, [core_mask, qrs_mask])
+def _classify(beats, template, rec, core_mask, qrs_mask, premature, threshold) -> np.ndarray:
+    """Per beat (``template[rec]`` its record's template): None to keep it, or the reason to reject it (object array)."""
+    r_core, r_qrs = _corr(beats, template, rec, [core_mask, qrs_mask])
     ectopic = premature & (r_qrs < ECTOPIC_QRS_CORR)
     qrs = ~ectopic & (r_qrs < threshold)
     core = ~ectopic & ~qrs & (r_core < threshold)
@@ -248,14 +267,14 @@ def _select(beats: np.ndarray, rec: np.ndarray, index: np.ndarray, peaks: np.nda
     qrs_mask = ((t >= qrs[0]) & (t < qrs[1]))[None, :]
     # The dominant morphology: the medoid of (at most MEDOID_BEATS evenly spread) beats and its cluster.
     sub = _medoid_subset(rec, n)
-    srec = rec[sub]
+    srec, sbeats = rec[sub], (beats if sub.all() else beats[sub])
     cluster = np.zeros(len(srec), dtype=bool)
     first = np.cumsum(np.bincount(srec, minlength=n)) - np.bincount(srec, minlength=n)
-    for rows, pair in _pair_corr(beats[sub], srec, (t >= core_lo[srec, None]) & (t < core_hi[srec, None]), n):
+    for rows, pair in _pair_corr(sbeats, srec, (t >= core_lo[srec, None]) & (t < core_hi[srec, None]), n):
         medoid = np.argmax(pair.sum(axis=2), axis=1)
         cluster[first[rows][:, None] + np.arange(pair.shape[1])] = pair[np.arange(len(rows)), medoid] >= threshold
-    template = group_median(beats[sub][cluster], srec[cluster], n)
-    reasons = _classify(beats, template[rec], core_mask, qrs_mask, premature, threshold)
+    template = group_median(sbeats[cluster], srec[cluster], n)
+    reasons = _classify(beats, template, rec, core_mask, qrs_mask, premature, threshold)
     # Once more against the median of the beats kept so far, where that is another template: where the kept
     # beats are exactly the cluster, the second pass would repeat the first.
     ok = np.equal(reasons, None)
@@ -265,7 +284,7 @@ def _select(beats: np.ndarray, rec: np.ndarray, index: np.ndarray, peaks: np.nda
     again = ((np.bincount(rec[ok], minlength=n) > 0) & differs)[rec]
     if again.any():
         template = group_median(beats[ok & again], rec[ok & again], n)
-        reasons[again] = _classify(beats[again], template[rec[again]], core_mask[again], qrs_mask, premature[again],
+        reasons[again] = _classify(beats[again], template, rec[again], core_mask[again], qrs_mask, premature[again],
                                    threshold)
     return reasons
 
@@ -327,6 +346,17 @@ def resample_beat(x: np.ndarray, sampling_rate: float, out_rate: float) -> np.nd
     return y[..., start:start + m]
 
 
+def resample_head(x: np.ndarray, sampling_rate: float, out_rate: float, stop: int) -> np.ndarray:
+    """``resample_beat(x, sampling_rate, out_rate)[..., :stop]`` (the same values), from only as many samples of
+    ``x`` as reach them: the anti-aliasing filter spans 10 samples of the slower rate either side."""
+    ratio = Fraction(float(out_rate) / float(sampling_rate)).limit_denominator(1000)
+    reach = math.ceil(10 * max(ratio.numerator, ratio.denominator) / ratio.numerator)
+    need = math.ceil(stop * ratio.denominator / ratio.numerator) + reach + 1
+    if need >= x.shape[-1]:
+        return resample_beat(x, sampling_rate, out_rate)[..., :stop]
+    return resample_beat(x[..., :need], sampling_rate, out_rate)[..., :stop]
+
+
 def _given_peaks(r_peaks, t: int, bad: dict) -> tuple[np.ndarray, np.ndarray]:
     """Flat (pos, rec) of given R peaks per record (unique, sorted); out-of-range ones are a problem of their record."""
     pos, rec = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)]
@@ -359,13 +389,15 @@ def _chunk(x: np.ndarray, raw: np.ndarray, fs: float, align: float, names: list,
     if not len(rows):
         return medians, infos
     nr = len(rows)
-    xs = x[rows] - np.median(x[rows], axis=-1, keepdims=True)
+    x, raw = _take(x, rows), _take(raw, rows)
+    # (the median of float32 records sorted as float32: the same values, half the memory)
+    xs = x - median_last(raw if raw.dtype == np.float32 else x, np.float64)[..., None]
     # The beat grid: the records less their median or, on a finer grid, the records as given interpolated as a
     # whole (float32, as resample_signal gives them): the baseline through the beats' levels takes any offset off.
-    grid = resample_signal(raw[rows], fs, align) if fine_grid else xs
+    grid = resample_signal(raw, fs, align) if fine_grid else xs
     hp = bandpass(xs, fs, *COMPARE_BAND_HZ) if sub else None
     bad: dict[int, str] = {}  # per-record problems, numbered within ``rows``
-    for k in np.flatnonzero(np.max(np.abs(xs), axis=(1, 2)) < FLAT_MV):
+    for k in np.flatnonzero(np.maximum(xs.max(axis=(1, 2)), -xs.min(axis=(1, 2))) < FLAT_MV):
         bad[int(k)] = f"flat record: no lead deviates more than {FLAT_MV * 1e3:g} uV from its median"
     if r_peaks is None:
         short = too_short(t, fs)
@@ -375,13 +407,14 @@ def _chunk(x: np.ndarray, raw: np.ndarray, fs: float, align: float, names: list,
         pos, rec, pinfo = (np.zeros(0, np.int64), np.zeros(0, np.int64), [])
         frac = np.zeros(0)
         if len(live) and sub:
-            pos, rec, pinfo = detect_batch(xs[live], fs, hp=hp[live])
+            pos, rec, pinfo = detect_batch(_take(xs, live), fs, hp=_take(hp, live))
             lead = np.array([info["refine_lead"] for info in pinfo], dtype=np.int64)
             sign = np.array([info["polarity"] for info in pinfo], dtype=np.float64)
             frac = subsample_peaks(sign[:, None] * hp[live, lead], pos, rec, up)
         elif len(live):
-            pos, rec, pinfo = detect_batch(xs[live], fs, fine_rate=align, fine=grid[live] if up > 1 else None,
-                                           hp=bandpass(xs[live], fs, *COMPARE_BAND_HZ) if up > 1 else None)
+            xl = _take(xs, live)
+            pos, rec, pinfo = detect_batch(xl, fs, fine_rate=align, fine=_take(grid, live) if up > 1 else None,
+                                           hp=bandpass(xl, fs, *COMPARE_BAND_HZ) if up > 1 else None)
         rec = live[rec]
         methods = {int(k): info["method"] for k, info in zip(live, pinfo)}
     else:
@@ -406,7 +439,7 @@ def _chunk(x: np.ndarray, raw: np.ndarray, fs: float, align: float, names: list,
     valid = (pos - nb >= 0) & (pos + na <= grid.shape[-1])
     vrec, vindex, vstart = rec[valid], index[valid], pos[valid] - nb
     # The provisional median's isoelectric window levels the band-passed beats of the outlier test.
-    iso, w = _iso_starts(_cut(grid if fine_grid else raw[rows], vrec, vstart, m), vrec, nr, cut_rate, nb,
+    iso, w = _iso_starts(_cut(grid if fine_grid else raw, vrec, vstart, m), vrec, nr, cut_rate, nb,
                          centre=True)
     band = hp if sub else bandpass(np.asarray(grid, dtype=np.float64), align, *COMPARE_BAND_HZ)
     compare = _level(_cut(band, vrec, vstart, m), iso[vrec], w)
@@ -426,7 +459,7 @@ def _chunk(x: np.ndarray, raw: np.ndarray, fs: float, align: float, names: list,
     median = np.zeros((nr, leads, m))
     beats = np.zeros((0, leads, m))
     if len(krec):
-        levels = np.median(_cut(grid, krec, kstart + iso[krec], w), axis=-1)
+        levels = median_last(_cut(grid, krec, kstart + iso[krec], w))
         knots = kstart + (2 * iso[krec] + w - 1) / 2.0
         shift = frac[good] - pos[good] if sub else np.zeros(len(krec))  # sub-sample R positions
         at = kstart[:, None] + shift[:, None] + np.arange(m)[None, :]
@@ -436,8 +469,9 @@ def _chunk(x: np.ndarray, raw: np.ndarray, fs: float, align: float, names: list,
         median = np.nan_to_num(group_median(beats, krec, nr))
     # The median's isoelectric level, found on the align grid (with ``subsample``: the median alone interpolated).
     level_up = up if sub else 1
-    ref = resample_beat(median, cut_rate, align) if sub else median
     lo, hi, w2 = isoelectric_search(m * level_up, cut_rate * level_up, nb * level_up)
+    head = max(hi, w2)  # the isoelectric window lies in the first ``head`` samples of the align grid
+    ref = resample_head(median, cut_rate, align, head) if sub else median
     if hi - lo >= w2:
         iso2 = lo + flattest_start(ref[:, :, lo:hi], w2)
     else:
@@ -445,30 +479,36 @@ def _chunk(x: np.ndarray, raw: np.ndarray, fs: float, align: float, names: list,
     median = median - _window_level(ref, iso2, w2)
     r_index, rate = nb, cut_rate
     if keep_beats:
-        beats = beats - _window_level(resample_beat(beats, cut_rate, align) if sub else beats, iso2[krec], w2)
+        beats = beats - _window_level(resample_head(beats, cut_rate, align, head) if sub else beats, iso2[krec], w2)
     if resample:
         median = resample_beat(median, cut_rate, float(out_rate))
         beats = resample_beat(beats, cut_rate, float(out_rate)) if keep_beats else beats
         r_index, rate = int(round(nb * float(out_rate) / cut_rate)), float(out_rate)
     per_record = split_by_record(beats, krec, nr) if keep_beats else None
     peaks, cut_peaks = split_by_record(fine, rec, nr), split_by_record(pos, rec, nr)
+    valid_of, kept_of = split_by_record(valid, rec, nr), split_by_record(kept, rec, nr)
+    outliers = np.flatnonzero(np.not_equal(reasons, None))
+    outliers_of = split_by_record(outliers, vrec[outliers], nr)
+    iso_ms = [(iso2 - nb * level_up) / (cut_rate * level_up) * 1e3,
+              (iso2 + w2 - nb * level_up) / (cut_rate * level_up) * 1e3]
+    good_rows = np.array([k for k in range(nr) if k not in bad], dtype=np.int64)
+    medians[rows[good_rows]] = median[good_rows]
     for k, i in enumerate(rows):
         if k in bad:
             infos[i] = ECGError(names[i], bad[k])
             continue
-        p, mine = peaks[k], rec == k
+        p = peaks[k]
         rejected = [{"index": int(j), "sample": int(p[j]), "reason": "window starts before the record"
                      if cut_peaks[k][j] - nb < 0 else "window ends after the record"}
-                    for j in np.flatnonzero(~valid[mine])]
+                    for j in np.flatnonzero(~valid_of[k])]
         rejected += [{"index": int(vindex[j]), "sample": int(p[vindex[j]]), "reason": reasons[j]}
-                     for j in np.flatnonzero((vrec == k) & np.not_equal(reasons, None))]
+                     for j in outliers_of[k]]
         rejected.sort(key=lambda d: d["index"])
-        medians[i] = median[k]
         infos[i] = {
             "beats_found": int(len(p)),
             "beats_kept": int(n_kept[k]),
             "rejected": rejected,
-            "kept": [int(j) for j in np.flatnonzero(kept[mine])],
+            "kept": np.flatnonzero(kept_of[k]).tolist(),
             "r_peaks": p,
             "rr": np.diff(p) / align,
             "heart_rate": None if np.isnan(rr_med[k]) else 60.0 / float(rr_med[k]),
@@ -476,8 +516,7 @@ def _chunk(x: np.ndarray, raw: np.ndarray, fs: float, align: float, names: list,
             "sampling_rate": rate,
             "record_sampling_rate": align,
             "method": methods[k],
-            "isoelectric_ms": [(iso2[k] - nb * level_up) / (cut_rate * level_up) * 1e3,
-                               (iso2[k] + w2 - nb * level_up) / (cut_rate * level_up) * 1e3],
+            "isoelectric_ms": [iso_ms[0][k], iso_ms[1][k]],
             "source": names[i],
         }
         if keep_beats:
