@@ -9,7 +9,8 @@ validation folds; no test fold), the number of factors at other KL
 thresholds beside the rule's, and ``factor_check.check_descriptions``: does
 each factor's traversal (-2 to +2 SD around the mean latent, decoded and
 measured) move its described properties the way the description says?
-Training and validation folds only. Writes ``<out>/factorecg_vae2_factors.{json,md}``.
+Training and validation folds only. Writes ``<out>/factorecg_<run>_factors.{json,md}`` (``<run>``: the run
+directory's name less its ``factorecg-`` prefix, e.g. ``factorecg_vae3_factors.md``).
 
 Usage: ``python bench/factorecg_factors.py [--run DIR] [--data DIR] [--cache DIR] [--out bench/results]``
 """
@@ -72,7 +73,8 @@ def main(argv=None) -> int:
               "check": check, "passes": sum(check[k]["passes"] for k in judged), "judged": len(judged),
               "seconds": time.perf_counter() - t0}
     out = Path(args.out)
-    (out / "factorecg_vae2_factors.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
+    stem = f"factorecg_{Path(args.run).name.removeprefix('factorecg-')}_factors"
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=1, ensure_ascii=False))
     lines = ["# FactorECG VAE factors: re-derived, descriptions checked against traversals", "",
              f"VAE `{args.run}`. Active rule: mean KL to the prior over the training medians > "
              f"{result['threshold']:g} nats: **{result['n_active']} of {len(kl)}** factors (the paper kept 21). At "
@@ -83,7 +85,7 @@ def main(argv=None) -> int:
              f"**{result['passes']} of {result['judged']}** judged ({len(check) - len(judged)} describe only "
              "rate-dependent properties or nothing). A property agrees when the Spearman trend over the traversal "
              "(-2..+2 SD, 9 steps) has the description's sign with |trend| >= 0.8 and the change is at least 0.1 "
-             "of the property's spread over training beats. `python bench/factorecg_factors.py`.", "",
+             "of the property's spread over training beats. `python bench/factorecg_factors.py --run " + args.run + "`.", "",
              "| factor | KL nats | description | traversal: property (trend, change) verdict | passes |",
              "|---:|---:|---|---|---|"]
     for key, desc in factors["descriptions"].items():
@@ -93,7 +95,7 @@ def main(argv=None) -> int:
                           for x in c["checked"]) or "-"
         lines.append(f"| {key} | {kl[int(key)]:.2f} | {desc} | {cells} | "
                      f"{'yes' if c['passes'] else ('no' if c['judged'] else 'n/a')} |")
-    (out / "factorecg_vae2_factors.md").write_text("\n".join(lines) + "\n")
+    (out / f"{stem}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     return 0
 

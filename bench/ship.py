@@ -43,11 +43,15 @@ CALIBRATION_FOLD = 9
 SOURCES = {
     "baseline": RUNS / "baseline" / "all" / "seed0" / "model",
     "protoecgnet": RUNS / "protoecgnet" / "all" / "seed0" / "model",
+    # bench/run.py --models factorecg --label-sets all --seeds 0: the factors and factor models (logistic regression
+    # with rhythm features, C=0.1) on bench/run.py's FACTORECG_VAE (bench/vae_search.py train ... factorecg-vae3)
     "factorecg": RUNS / "factorecg" / "all" / "seed0" / "model",
+    # bench/run.py --models beat-blackbox --label-sets all --seeds 0 (12-lead encoder, the new median beats)
     "beat-blackbox": RUNS / "beat-blackbox" / "all" / "seed0" / "model",
-    # our variant, trained on the shipped VAE and beat black box by: python bench/qlst.py --vae factorecg
-    # --classifier beat-blackbox --data DATA --cache bench/work/cache --train-run bench/work/qlst26 --fidelity baseline
-    "qlst": REPO / "bench" / "work" / "qlst26" / "ours" / "model",
+    # our variant, trained on the shipped VAE and beat black box (ship those two first) by: python bench/qlst.py
+    # --vae factorecg --classifier beat-blackbox --data DATA --cache bench/work/cache --train-run bench/work/qlst-vae3
+    # --fidelity baseline
+    "qlst": REPO / "bench" / "work" / "qlst-vae3" / "ours" / "model",
 }
 MAX_BYTES = 30_000_000
 RESULTS = REPO / "bench" / "results"
