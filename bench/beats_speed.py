@@ -1,10 +1,10 @@
 """Benchmark: median beats, the per-record implementation (pinned revision) against the batch ones, on PTB-XL fold 10.
 
 Three paths on the same records: **old** (per record, pinned revision), **today**
-(batch, ``BeatSettings(subsample=False)``: the shipped checkpoints' setting, the
-100-Hz record interpolated to 500 Hz as a whole) and **new** (batch,
+(batch, ``BeatSettings(subsample=False)``: the setting the median-beat models shipped
+with before, the 100-Hz record interpolated to 500 Hz as a whole) and **new** (batch,
 ``BeatSettings()``: cut on the record's grid, aligned to R peaks on the 500-Hz
-grid by interpolating each beat window only).
+grid by interpolating each beat window only; the shipped models' setting since issue 26).
 
 The old implementation is the package's beats code as of ``OLD_REV`` (R peaks
 through neurokit2, per-beat loops, every record resampled to 500 Hz first),
@@ -36,7 +36,7 @@ only. On the same records, in one run:
   copy of the shipped checkpoint; timing only) and ``factorecg`` with the old
   beats and R peaks patched in.
 
-Usage: ``python bench/beats_speed.py [DATA_DIR] [--repeats 3] [--predict-repeats 2] [--out bench/results]``
+Usage: ``python bench/beats_speed.py [DATA_DIR] [--repeats 3] [--predict-repeats 5] [--out bench/results]``
 (DATA_DIR defaults to ``../shared/data/ptb-xl``). Needs git and neurokit2 (for
 the old path). Writes ``beats_speed.json`` and ``beats_speed.md``. A quick check:
 ``--limit 100 --repeats 1 --predict-repeats 0 --out /tmp/beats`` (100 records, no ``predict`` timing).
@@ -285,30 +285,19 @@ def within_tolerance(fidelity: dict) -> dict:
                        and excess <= NEW_TOLERANCE["vs_500hz_excess_mae_uv"])}
 
 
-def new_beats_checkpoint(tmp: Path) -> Path:
-    """A copy of the shipped FactorECG checkpoint whose beat setting is the new path (weights unchanged)."""
-    import shutil
-
+def predict_times(files: list[str], repeats: int) -> dict:
+    """``ecglens predict`` wall seconds over ``files`` (alternating, median of ``repeats``): the baseline, the
+    shipped FactorECG (its stored beat setting) and the same with the old beats code patched in."""
     from ecglens.models.loading import resolve_checkpoint
 
-    target = tmp / "factorecg-new-beats"
-    shutil.copytree(resolve_checkpoint("factorecg"), target)
-    config = json.loads((target / "config.json").read_text())
-    config["beat"]["subsample"] = True
-    (target / "config.json").write_text(json.dumps(config))
-    return target
-
-
-def predict_times(files: list[str], repeats: int) -> dict:
-    """``ecglens predict`` wall seconds over ``files`` (alternating, median of ``repeats``)."""
     patch = ("import runpy, sys; bench = runpy.run_path({bench!r}); old = bench['load_old'](); "
              "import ecglens.models.factorecg.classifier as c, ecglens.quality as q; "
              "c.ecg_factorbeat = old.factorbeat; q.ecg_findpeaks = old.findpeaks; "
              "from ecglens.cli import main; sys.exit(main(sys.argv[1:]))").format(bench=str(Path(__file__).resolve()))
+    subsample = json.loads((resolve_checkpoint("factorecg") / "config.json").read_text())["beat"]["subsample"]
     with tempfile.TemporaryDirectory() as tmp:
         commands = {"baseline": ["-m", "ecglens", "predict", "baseline"],
                     "factorecg": ["-m", "ecglens", "predict", "factorecg"],
-                    "factorecg, new beats": ["-m", "ecglens", "predict", str(new_beats_checkpoint(Path(tmp)))],
                     "factorecg, old beats": ["-c", patch, "predict", "factorecg"]}
         walls = {name: [] for name in commands}
         for _ in range(repeats):
@@ -321,8 +310,7 @@ def predict_times(files: list[str], repeats: int) -> dict:
                     raise RuntimeError(f"predict {name} failed ({done.returncode}): {done.stderr[-2000:]}")
     med = {name: statistics.median(w) for name, w in walls.items()}
     return {"records": len(files), "repeats": repeats, "walls_s": walls, "median_s": med,
-            "factorecg_over_baseline": med["factorecg"] / med["baseline"],
-            "new_factorecg_over_baseline": med["factorecg, new beats"] / med["baseline"],
+            "shipped_subsample": subsample, "factorecg_over_baseline": med["factorecg"] / med["baseline"],
             "old_factorecg_over_baseline": med["factorecg, old beats"] / med["baseline"]}
 
 
@@ -341,7 +329,7 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("data", nargs="?", default=str(REPO.parent / "shared" / "data" / "ptb-xl"))
     p.add_argument("--repeats", type=int, default=3, help="timed runs of each path (default 3)")
-    p.add_argument("--predict-repeats", type=int, default=2,
+    p.add_argument("--predict-repeats", type=int, default=5,
                    help="runs of each predict command (default 2; 0 leaves the predict timing out)")
     p.add_argument("--limit", type=int, default=None, help="use the first N records of the fold (default all)")
     p.add_argument("--same-as", default=None, metavar="REV",
@@ -439,10 +427,10 @@ def report(r: dict) -> str:
     m = r["machine"]
     lines = ["# Median beats: per-record (old) vs batch (today) vs batch with sub-sample alignment (new)", "",
              f"Old: the beats code at `{r['old_revision'][:10]}` (neurokit2, per-beat loops, records resampled to "
-             f"500 Hz first). Today: `ecg_factorbeat_batch` / `ecg_findpeaks_batch` with the shipped checkpoints' "
-             f"setting (`subsample=False`: 100-Hz records interpolated to 500 Hz as a whole). New: "
-             f"`BeatSettings()` (`subsample=True`: beats cut on the record's grid, aligned to R peaks on the 500-Hz "
-             f"grid by interpolating each beat window only; the new VAE's setting). One run on the same records "
+             f"500 Hz first). Today: `ecg_factorbeat_batch` / `ecg_findpeaks_batch` with the setting the "
+             f"median-beat models shipped with before (`subsample=False`: 100-Hz records interpolated to 500 Hz as a "
+             f"whole). New: `BeatSettings()` (`subsample=True`: beats cut on the record's grid, aligned to R peaks on "
+             f"the 500-Hz grid by interpolating each beat window only; the shipped models' setting now). One run on the same records "
              f"(`python bench/beats_speed.py`, {r['seconds']:.0f} s), medians of {r['repeats']} alternating runs; "
              f"load average {m['load_average_start'][0]:.2f} at the start and {m['load_average_end'][0]:.2f} at "
              f"the end on {m['cpus']} CPUs shared with other work, so absolute times are noisy: compare within a row.",
@@ -512,9 +500,9 @@ def report(r: dict) -> str:
               f"{p['repeats']})", "", "| command | median s | runs |", "|---|---:|---|"]
     for name, med in p["median_s"].items():
         lines.append(f"| {name} | {med:.1f} | {', '.join(f'{w:.1f}' for w in p['walls_s'][name])} |")
-    lines += ["", f"factorecg / baseline: {p['factorecg_over_baseline']:.2f} with its stored (today's) beats; "
-              f"{p['new_factorecg_over_baseline']:.2f} with the new beats (target at most 1.5); with the old beats "
-              f"and R peaks: {p['old_factorecg_over_baseline']:.2f}."]
+    setting = "new: subsample=True" if p["shipped_subsample"] else "today's: subsample=False"
+    lines += ["", f"factorecg / baseline: {p['factorecg_over_baseline']:.2f} with the shipped model's beats ({setting}; "
+              f"target at most 1.5); with the old beats and R peaks: {p['old_factorecg_over_baseline']:.2f}."]
     return "\n".join(lines) + "\n"
 
 
