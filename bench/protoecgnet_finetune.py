@@ -58,12 +58,22 @@ START = REPO / "bench" / "work" / "protoecgnet_dense_start"
 RESULTS = REPO / "bench" / "results"
 
 
-def load_start(head_dir: Path, start: Path):
-    """The ``start`` checkpoint's state and config turned into the related-fusion model's, and the head's config."""
+def load_start(head_dir: Path | None, start: Path, related_l1: float = 1e-3):
+    """The ``start`` checkpoint's state and config turned into the related-fusion model's, and the head's config
+    (``head_dir`` None: ``start`` carries its own related head, e.g. a training run's ``model-related``, and the
+    fine-tune's L1 on its related weights is ``related_l1``, the chosen head's by default)."""
     from ecglens.models.protoecgnet.classifier import model_from_checkpoint
     from ecglens.training import load_checkpoint
 
     state, config = load_checkpoint(start)
+    if head_dir is None:
+        if config["model"].get("fusion") != "related":
+            raise SystemExit(f"{start} has no related fusion head; give --head")
+        config["recipe"].update(head="related", related_l1=related_l1)
+        config["head"] = "related fusion"
+        config.pop("calibration", None)
+        config.pop("evaluation", None)
+        return model_from_checkpoint(state, config), config, {}
     head, head_config = load_checkpoint(head_dir)
     state = {**{k: v for k, v in state.items() if not k.startswith("fusion.")},
              **{f"fusion.{k}": v.contiguous() for k, v in head.items()}}
@@ -514,7 +524,8 @@ def main() -> int:
     ap.add_argument("--tag", default="lr3e-3_e30_r10", help="the configuration's directory under --work")
     ap.add_argument("--data", type=Path, default=em.DATA)
     ap.add_argument("--records", type=Path, default=em.RECORDS)
-    ap.add_argument("--head", type=Path, default=HEAD, help="the related head to start from")
+    ap.add_argument("--head", type=lambda v: None if v == "own" else Path(v), default=HEAD,
+                    help="the related head to start from ('own': the --start checkpoint's related head)")
     ap.add_argument("--start", type=Path, default=START,
                     help="the network to start from (default: the dense-fusion network the shipped one was tuned from)")
     ap.add_argument("--distill", type=float, default=0.0,

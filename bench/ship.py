@@ -42,6 +42,8 @@ CALIBRATION_FOLD = 9
 # shipped name -> benchmark checkpoint
 SOURCES = {
     "baseline": RUNS / "baseline" / "all" / "seed0" / "model",
+    # the dense benchmark model; the shipped (case-based) one is that network fine-tuned with the related head and
+    # shipped by bench/protoecgnet_finetune.py ship (then: --calibrate-only --only protoecgnet)
     "protoecgnet": RUNS / "protoecgnet" / "all" / "seed0" / "model",
     # bench/run.py --models factorecg --label-sets all --seeds 0: the factors and factor models (logistic regression
     # with rhythm features, C=0.1) on bench/run.py's FACTORECG_VAE (bench/vae_search.py train ... factorecg-vae3)
