@@ -81,11 +81,21 @@ def explanation_stats(weight: np.ndarray, scores: np.ndarray, called: np.ndarray
     return out
 
 
+def explain_fold(head, labels, scores: np.ndarray, z_cal: np.ndarray, y_cal: np.ndarray, z: np.ndarray, train_pos):
+    """The statements a related ``head`` calls in ``z`` at the calibration fitted on ``z_cal``/``y_cal`` (as
+    ``ecglens calibrate`` fits it) and their explanation medians."""
+    from ecglens.calibration import fit_calibration
+    from ecglens.metrics.classification import calls_at
+
+    cal = fit_calibration(labels, y_cal, sigmoid(z_cal), train_pos)
+    called = calls_at(cal.apply_logits(z), cal.thresholds, cal.assessable)
+    return called, explanation_stats(head.effective_weight.detach().numpy(), scores, called, head.own.numpy(),
+                                     head.related.numpy())
+
+
 def select_related(model, scores, targets, train_pos, labels, recipe_cls):
     """The related head's (threshold, L1) chosen on fold 9 (seed 0); every grid point's fold-9 numbers."""
-    from ecglens.calibration import fit_calibration
     from ecglens.metrics import macro_auroc
-    from ecglens.metrics.classification import calls_at
     from ecglens.models.protoecgnet.config import related_pairs
     from ecglens.models.protoecgnet.heads import (
         cooccurrence_pairs,
@@ -98,10 +108,7 @@ def select_related(model, scores, targets, train_pos, labels, recipe_cls):
         head, _ = fit_fusion_on_scores(model, "related", scores, targets, recipe_cls(related_l1=l1,
                                        related_threshold=threshold), 0, pairs)
         z = head_logits(head, scores["val"])
-        cal = fit_calibration(labels, targets["val"], sigmoid(z), train_pos)
-        called = calls_at(cal.apply_logits(z), cal.thresholds, cal.assessable)
-        w = head.effective_weight.detach().numpy()
-        stats = explanation_stats(w, scores["val"], called, head.own.numpy(), head.related.numpy())
+        _, stats = explain_fold(head, labels, scores["val"], z, targets["val"], z, train_pos)
         rows.append({"related_threshold": threshold, "related_l1": l1, "n_pairs": len(pairs),
                      "val_macro_auroc": macro_auroc(targets["val"], z)[0], **stats})
         print(f"select: threshold {threshold} l1 {l1}: val AUROC {rows[-1]['val_macro_auroc']:.4f} "

@@ -107,7 +107,7 @@ def validation_metric(model, labels, train_pos):
 
     def metric(arrays):
         z, s, y = arrays["logit"].astype(np.float64), arrays["scores"], arrays["target"]
-        _, stats = explain_fold(model.fusion, labels, s, z, y, z, train_pos)
+        _, stats = em.explain_fold(model.fusion, labels, s, z, y, z, train_pos)
         auroc = macro_auroc(y, z)[0]
         ok = stats["own_share_median"] >= em.TARGETS["own_share"] and \
             stats["top3_coverage_median"] >= em.TARGETS["top3_coverage"]
@@ -254,18 +254,6 @@ def gallery_of(rows, folds, labels, ds, recipe, sampling_rate: float):
     return Gallery.build(rows, show, lambda e: label_of[int(e)], sampling_rate)
 
 
-def explain_fold(head, labels, scores: np.ndarray, z_cal: np.ndarray, y_cal: np.ndarray, z: np.ndarray, train_pos):
-    """The statements called in ``z`` at the calibration fitted on ``z_cal``/``y_cal`` (as ``ecglens calibrate``
-    fits it) and their explanation medians."""
-    from ecglens.calibration import fit_calibration
-    from ecglens.metrics.classification import calls_at
-
-    cal = fit_calibration(labels, y_cal, em.sigmoid(z_cal), train_pos)
-    called = calls_at(cal.apply_logits(z), cal.thresholds, cal.assessable)
-    return called, em.explanation_stats(head.effective_weight.detach().numpy(), scores, called, head.own.numpy(),
-                                        head.related.numpy())
-
-
 def evaluate(model, clf, folds, labels, records: Path) -> dict:
     """Fold 10 and the external records, as ``bench/explanation_metrics.py`` measures a head (calibration and
     thresholds from fold 9)."""
@@ -276,7 +264,7 @@ def evaluate(model, clf, folds, labels, records: Path) -> dict:
     head = model.fusion
     scores = {p: em.prototype_scores(model, folds[p][1]) for p in ("val", "test")}
     z = {p: em.head_logits(head, scores[p]) for p in scores}
-    called, stats = explain_fold(head, labels, scores["test"], z["val"], folds["val"][2], z["test"], folds["train"][2].sum(0))
+    called, stats = em.explain_fold(head, labels, scores["test"], z["val"], folds["val"][2], z["test"], folds["train"][2].sum(0))
     deletion = em.occlusion_check(model, head, folds["test"][1], scores["test"], called, model.prototype_table())
     ev, windows, _ = em.external_windows(model, clf, records)
     cols = [labels.index(s) for s in ev.labels]
@@ -332,7 +320,7 @@ def run_seed(args) -> int:
     post.update(refit(model, recipe, folds, args.seed))
     scores = em.prototype_scores(model, folds["val"][1])
     z = em.head_logits(model.fusion, scores)
-    _, val_stats = explain_fold(model.fusion, labels, scores, z, folds["val"][2], z, folds["train"][2].sum(0))
+    _, val_stats = em.explain_fold(model.fusion, labels, scores, z, folds["val"][2], z, folds["train"][2].sum(0))
     settings = {"seed": args.seed, "epochs": args.epochs, "lr": args.lr, "tied": args.tied,
                 "refine_epochs": args.refine_epochs, "refine_lr": args.refine_lr, "start": str(args.start),
                 "distill": args.distill, "teacher": args.teacher if args.distill else None}

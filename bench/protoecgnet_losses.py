@@ -53,10 +53,10 @@ def train(form: str, seed: int, epochs: str, data: Path, counts: dict[str, int],
     from ecglens.models.protoecgnet.recipe import ProtoTrainConfig, recipe_with_losses
     from ecglens.models.protoecgnet.train import train_protoecgnet
 
-    recipe = recipe_with_losses(ProtoTrainConfig(**parse_stage_epochs(epochs)), form)
-    recipe.branches = {n: replace(b, prototypes_per_class=counts.get(n, b.prototypes_per_class),
-                                  widths=tuple(int(round(w * width)) for w in b.widths))
-                       for n, b in recipe.branches.items()}
+    base = ProtoTrainConfig(**parse_stage_epochs(epochs))
+    branches = {n: replace(b, prototypes_per_class=counts.get(n, b.prototypes_per_class),
+                           widths=tuple(int(round(w * width)) for w in b.widths)) for n, b in base.branches.items()}
+    recipe = recipe_with_losses(replace(base, branches=branches), form)
     out = WORK / run_name(form, counts, width) / f"seed{seed}"
     t0 = time.perf_counter()
     train_protoecgnet(data, "all", out, recipe, seed=seed, cache_dir=em.CACHE, resume=True, progress=False)
@@ -66,29 +66,22 @@ def train(form: str, seed: int, epochs: str, data: Path, counts: dict[str, int],
 
 def related_explanations(run: Path, data: Path) -> dict:
     """The related head's fold-9 AUROC and its called statements' explanation medians."""
-    from ecglens.calibration import fit_calibration
     from ecglens.datasets import PTBXL, TRAIN_FOLDS
     from ecglens.metrics import macro_auroc
-    from ecglens.metrics.classification import calls_at
     from ecglens.models.protoecgnet.classifier import model_from_checkpoint
     from ecglens.preprocess import Pipeline
     from ecglens.training import load_checkpoint
 
-    model = model_from_checkpoint(*load_checkpoint(run / "model-related"))
-    _, config = load_checkpoint(run / "model-related")
+    state, config = load_checkpoint(run / "model-related")
+    model = model_from_checkpoint(state, config)
     pipeline = Pipeline.from_dict(config["pipeline"])
     ds = PTBXL(data, sampling_rate=100)
     train_y = ds.load("all", folds=tuple(TRAIN_FOLDS), pipeline=pipeline, cache_dir=em.CACHE, progress=False).arrays()[2]
     _, x, y = ds.load("all", folds=(9,), pipeline=pipeline, cache_dir=em.CACHE, progress=False).arrays()
-    x = np.asarray(x, dtype=np.float32)
     y = np.asarray(y, dtype=np.float32)
-    scores = em.prototype_scores(model, x)
+    scores = em.prototype_scores(model, np.asarray(x, dtype=np.float32))
     z = em.head_logits(model.fusion, scores)
-    labels = list(config["labels"])
-    cal = fit_calibration(labels, y, em.sigmoid(z), np.asarray(train_y).sum(0))
-    called = calls_at(cal.apply_logits(z), cal.thresholds, cal.assessable)
-    stats = em.explanation_stats(model.fusion.effective_weight.detach().numpy(), scores, called,
-                                 model.fusion.own.numpy(), model.fusion.related.numpy())
+    _, stats = em.explain_fold(model.fusion, list(config["labels"]), scores, z, y, z, np.asarray(train_y).sum(0))
     return {"val_macro_auroc": macro_auroc(y, z)[0], **stats}
 
 

@@ -85,12 +85,17 @@ def ecg_energy(signal: np.ndarray, sampling_rate: float) -> np.ndarray:
     return ndimage.uniform_filter1d(energy, max(1, int(round(SMOOTH_S * fs))), axis=-1, mode="nearest")
 
 
+def _sorted_middle(ordered: np.ndarray, axis: int, dtype) -> np.ndarray:
+    """The median along ``axis`` of values already sorted along it: the mean of the middle one or two, in ``dtype``."""
+    n = ordered.shape[axis]
+    low, high = np.take(ordered, (n - 1) // 2, axis=axis), np.take(ordered, n // 2, axis=axis)
+    return (low.astype(dtype) + high) / 2
+
+
 def median_last(x: np.ndarray, dtype=None) -> np.ndarray:
     """``np.median(x.astype(dtype), axis=-1)`` (``dtype`` default: x's own float type), the same values, from one
     sort of ``x``: numpy's vectorised sort is several times faster than the partition that ``np.median`` runs."""
-    n = x.shape[-1]
-    ordered = np.sort(x, axis=-1)
-    return (ordered[..., (n - 1) // 2].astype(dtype or x.dtype) + ordered[..., n // 2]) / 2
+    return _sorted_middle(np.sort(x, axis=-1), -1, dtype or x.dtype)
 
 
 def percentile_last(x: np.ndarray, q: float) -> np.ndarray:
@@ -119,7 +124,7 @@ def group_median(values: np.ndarray, groups: np.ndarray, n_groups: int) -> np.nd
         rows = np.flatnonzero(counts == c)
         block = values[first[rows][:, None] + np.arange(c)[None, :]]  # (g, c, ...): a copy, sorted in place
         block.sort(axis=1)
-        out[rows] = (block[:, (c - 1) // 2].astype(np.float64) + block[:, c // 2]) / 2
+        out[rows] = _sorted_middle(block, 1, np.float64)
     return out
 
 
