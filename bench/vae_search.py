@@ -123,11 +123,13 @@ def train(args) -> int:
     splits = {"train": load_beats(ds, TRAIN_FOLDS, settings, cache_dir=args.cache, progress=False),
               "val": load_beats(ds, (9,), settings, cache_dir=args.cache, progress=False)}
     tcfg = FactorTrainConfig(epochs=args.epochs, individual_beats=args.individual_beats,
-                             patience=args.patience or None)
+                             individual_target=args.individual_target, patience=args.patience or None)
     individual = load_individual_beats(ds, TRAIN_FOLDS, settings, args.individual_beats, args.cache, progress=False,
                                        ecg_ids=splits["train"].ecg_ids) if args.individual_beats else None
     vae_config = FactorVAEConfig(lead_mode=args.lead_mode, sigma_mode=args.sigma_mode, beta=args.beta,
-                                 beat_samples=settings.beat_samples, sampling_rate=settings.beat_rate)
+                                 beat_samples=settings.beat_samples, sampling_rate=settings.beat_rate,
+                                 latent_dim=args.latent_dim, hidden_dim=args.hidden_dim,
+                                 channels=tuple(args.channels), kernel_sizes=tuple(args.kernel_sizes))
     base = {"beat": settings.to_dict(), "pipeline": Pipeline((Resample(float(ds.sampling_rate)),)).to_dict(),
             "training": provenance(args.seed, ds.identity(), source_rate=ds.sampling_rate, folds=list(TRAIN_FOLDS),
                                    fold_val=9, fold_test=10, train_config=tcfg.to_dict(),
@@ -138,16 +140,58 @@ def train(args) -> int:
     return 0
 
 
-def cpu_rows(runs: list[str]) -> list[str]:
-    """The CPU runs (``train``): each one's option and its best epoch (validation negative beta-ELBO) on fold 9."""
+def training_median_mae(runs: list[str], data: str, cache: str) -> dict[str, float]:
+    """MAE (uV) of each run's kept VAE on the training folds' median beats of its own beat settings (runs without
+    a checkpoint left out): beside the validation MAE it tells fitting from generalising."""
+    from ecglens.datasets import PTBXL, TRAIN_FOLDS
+    from ecglens.models.factorecg.data import BeatSettings, load_beats
+    from ecglens.models.factorecg.train import _load_vae, vae_errors
+
+    ds, beats, out = PTBXL(data, sampling_rate=100), {}, {}
+    for run in runs:
+        model = Path(run) / "vae" / "model"
+        if not (model / "config.json").is_file():
+            continue
+        settings = BeatSettings.from_dict(json.loads((model / "config.json").read_text())["beat"])
+        if settings not in beats:
+            beats[settings] = load_beats(ds, TRAIN_FOLDS, settings, cache_dir=cache, progress=False).beats
+        out[run] = vae_errors(_load_vae(model), beats[settings])["mae_uv"]
+    return out
+
+
+def noise_floor(data: str) -> list[str]:
+    """How much of a validation median beat no model can predict: each fold-9 record's kept beats split into odd and
+    even halves, half the MAE between the two halves' median beats (uV; for independent noise about the noise
+    left in the whole record's median beat, somewhat more since a half holds half the beats)."""
+    from ecglens.datasets import PTBXL
+    from ecglens.io import read_ecg
+    from ecglens.models.factorecg.data import BeatSettings, ecg_factorbeat_batch
+
+    ds, settings, half = PTBXL(data, sampling_rate=100), BeatSettings(), []
+    for ecg_id in (int(i) for i in ds.records.index[ds.records["fold"] == 9]):
+        ecg = read_ecg(ds.header_path(ecg_id), sampling_rate=ds.sampling_rate)
+        _, infos = ecg_factorbeat_batch(ecg.signal[None], ecg.sampling_rate, settings, keep_beats=True)
+        if isinstance(infos[0], Exception) or len(infos[0]["beats"]) < 4:
+            continue
+        beats = infos[0]["beats"]
+        half.append(np.abs(np.median(beats[0::2], 0) - np.median(beats[1::2], 0)).mean() * 1e3 / 2)
+    return ["", f"Noise floor (`noise_floor`, fold 9, {len(half)} records with at least 4 kept beats): half the MAE "
+                f"between the median beats of a record's odd and even beats is {np.mean(half):.1f} uV on average "
+                f"(median record {np.median(half):.1f}): the validation MAE of every option below is well above it."]
+
+
+def cpu_rows(runs: list[str], train_mae: dict[str, float]) -> list[str]:
+    """The CPU runs (``train``): each one's option and its best epoch (validation negative beta-ELBO) on fold 9,
+    with ``train_mae`` (``training_median_mae``)."""
     if not runs:
         return []
     out = ["", "## Options trained on the CPU (`python bench/vae_search.py train`, one-cycle schedule over the planned epochs, "
            "early stopping after `patience` epochs without a better validation loss, none where it is empty; the best "
            "epoch is the one with the lowest validation loss, the negative beta-ELBO, and is the checkpoint kept)", "",
-           "| run | leads | sigma | beta | individual beats per record | patience | epochs run of planned | best epoch | "
-           "val MAE | val RMSE | training MSE (network units) at the best epoch | val loss last / best epoch | "
-           "val MAE at the last epoch |", "|---|---|---|---:|---:|---:|---|---:|---:|---:|---:|---|---:|"]
+           "| run | network (latent, widths, hidden) | leads | sigma | beta | individual beats per record (target) | "
+           "patience | epochs run of planned | best epoch | val MAE | val RMSE | training MSE (network units) at the "
+           "best epoch | val loss last / best epoch | val MAE at the last epoch | MAE on the training medians |",
+           "|---|---|---|---|---:|---|---:|---|---:|---:|---:|---:|---|---:|---:|"]
     for run in runs:
         rows = [json.loads(line) for line in (Path(run) / "vae" / "train_log.jsonl").read_text().splitlines()]
         best = min(rows, key=lambda r: r["val_loss"])
@@ -159,10 +203,13 @@ def cpu_rows(runs: list[str]) -> list[str]:
         else:  # stopped by hand before its checkpoint was written
             vae = {"lead_mode": "12", "sigma_mode": "per_sample", "beta": 4.0}
             tcfg, planned, note = {"individual_beats": 0}, 150, " (stopped by hand)"
-        out.append(f"| {Path(run).name} | {vae['lead_mode']} | {vae['sigma_mode']} | {vae['beta']:g} | "
-                   f"{tcfg['individual_beats']} | {tcfg.get('patience', 10) or ''} | {len(rows)} of {planned}{note} | {best['epoch']} | "
+        network = f"{vae.get('latent_dim', 32)}, {tuple(vae.get('channels', (32, 64, 128, 128)))}, {vae.get('hidden_dim', 256)}"
+        individual = f"{tcfg['individual_beats']} ({tcfg.get('individual_target', 'self')})" if tcfg["individual_beats"] else "0"
+        out.append(f"| {Path(run).name} | {network} | {vae['lead_mode']} | {vae['sigma_mode']} | {vae['beta']:g} | "
+                   f"{individual} | {tcfg.get('patience', 10) or ''} | {len(rows)} of {planned}{note} | {best['epoch']} | "
                    f"{best['val_mae_uv']:.2f} | {best['val_rmse_uv']:.2f} | {best['train_mse']:.4f} | {rows[-1]['val_loss']:.1f} "
-                   f"/ {best['val_loss']:.1f} | {rows[-1]['val_mae_uv']:.2f} |")
+                   f"/ {best['val_loss']:.1f} | {rows[-1]['val_mae_uv']:.2f} | "
+                   f"{f'{train_mae[run]:.2f}' if run in train_mae else ''} |")
     return out
 
 
@@ -170,8 +217,9 @@ def report(args) -> int:
     if not args.device_out:  # only the CPU runs' section, the device search's part kept as written before
         md = Path(args.out) / "factorecg_vae_search.md"
         head = md.read_text().split("\n## Options trained on the CPU")[0].rstrip("\n").split("\n")
-        md.write_text("\n".join(head + cpu_rows(args.runs)) + "\n")
-        print("\n".join(cpu_rows(args.runs)))
+        rows = noise_floor(args.data) + cpu_rows(args.runs, training_median_mae(args.runs, args.data, args.cache))
+        md.write_text("\n".join(head + rows) + "\n")
+        print("\n".join(rows))
         return 0
     rows, out = [], {}
     for folder in args.device_out:
@@ -196,7 +244,8 @@ def report(args) -> int:
         "GPU machine gave no speed-up for this small network, so the chosen options were trained on the CPU "
         "(`python bench/vae_search.py train`, figures in `factorecg_reconstruction.md`).", "",
         "| run | option | leads | sigma | beta | individual beats per record | epochs run of planned | best epoch | "
-        "val MAE | val RMSE |", "|---|---|---|---|---:|---:|---|---:|---:|---:|", *rows, *cpu_rows(args.runs)]) + "\n")
+        "val MAE | val RMSE |", "|---|---|---|---|---:|---:|---|---:|---:|---:|", *rows, *noise_floor(args.data),
+        *cpu_rows(args.runs, training_median_mae(args.runs, args.data, args.cache))]) + "\n")
     print("\n".join(rows))
     return 0
 
@@ -222,6 +271,12 @@ def main(argv=None) -> int:
     c.add_argument("--sigma-mode", default="learned")
     c.add_argument("--beta", type=float, default=4.0)
     c.add_argument("--individual-beats", type=int, default=0)
+    c.add_argument("--individual-target", default="self", choices=("self", "median"),
+                   help="what an individual beat's decoding is compared with: itself or its record's median beat")
+    c.add_argument("--latent-dim", type=int, default=32)
+    c.add_argument("--hidden-dim", type=int, default=256)
+    c.add_argument("--channels", type=int, nargs="+", default=[32, 64, 128, 128], help="encoder widths (decoder reversed)")
+    c.add_argument("--kernel-sizes", type=int, nargs="+", default=[7, 5, 5, 3])
     c.add_argument("--epochs", type=int, default=150)
     c.add_argument("--patience", type=int, default=10,
                    help="early stopping after this many epochs without a better validation loss; 0: none (the "
@@ -234,6 +289,8 @@ def main(argv=None) -> int:
     d.add_argument("device_out", nargs="*", help="without any: rewrite only the CPU runs' section (--runs)")
     d.add_argument("--out", default=str(REPO / "bench" / "results"))
     d.add_argument("--runs", nargs="*", default=[], help="CPU run directories (train) to list too")
+    d.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "ptb-xl"))
+    d.add_argument("--cache", default=str(REPO / "bench" / "work" / "cache"))
     args = p.parse_args(argv)
     return {"prepare": prepare, "install": install, "train": train, "report": report}[args.command](args)
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import shutil
 
 import numpy as np
@@ -208,3 +209,43 @@ def test_train_config_round_trip_and_invalid_values():
     assert FactorTrainConfig.from_dict(json.loads(json.dumps(cfg.to_dict()))) == cfg
     with pytest.raises(ConfigError, match="at least 1"):
         FactorTrainConfig(epochs=0)
+    with pytest.raises(ConfigError, match="individual_target"):
+        FactorTrainConfig(individual_target="mean")
+
+
+def test_individual_beats_target_their_records_median():
+    from ecglens.models.factorecg.train import _FactorStages
+
+    medians = np.arange(3 * 12 * 4, dtype=np.float32).reshape(3, 12, 4)
+    individual = np.repeat(medians, 2, axis=0) + 0.5
+    split = type("Split", (), {"beats": medians})()
+    for target, expected in (("self", None), ("median", np.concatenate([medians, np.repeat(medians, 2, axis=0)]))):
+        stages = _FactorStages(Path("."), None, {"train": split}, None, None,
+                               FactorTrainConfig(individual_beats=2, individual_target=target), 0, {}, None, individual)
+        inputs, targets = stages._vae_train_beats()
+        np.testing.assert_array_equal(inputs, np.concatenate([medians, individual]))
+        if expected is None:
+            assert targets is None
+        else:
+            np.testing.assert_array_equal(targets, expected)
+    stages = _FactorStages(Path("."), None, {"train": split}, None, None,
+                           FactorTrainConfig(individual_beats=2, individual_target="median"), 0, {}, None, individual[:5])
+    with pytest.raises(ECGError, match="whole number"):
+        stages._vae_train_beats()
+
+
+@pytest.mark.slow
+def test_vae_trains_with_individual_beats_aimed_at_their_median(run, tmp_path):
+    from ecglens.datasets import PTBXL
+    from ecglens.models.factorecg.data import load_individual_beats
+    from ecglens.models.factorecg.train import train_vae
+
+    ds, settings = PTBXL(run["data"], sampling_rate=100), BeatSettings()
+    train = load_beats(ds, (1, 2, 3, 4, 5, 6, 7, 8), settings, cache_dir=run["cache"], max_records=N, progress=False)
+    individual = load_individual_beats(ds, (1, 2, 3, 4, 5, 6, 7, 8), settings, 2, run["cache"], progress=False,
+                                       ecg_ids=train.ecg_ids)
+    cfg = FactorTrainConfig(epochs=1, batch_size=8, patience=None, individual_beats=2, individual_target="median")
+    vae = train_vae({"train": train, "val": train}, TINY_VAE, cfg, tmp_path, progress=False, individual=individual)
+    rows = [json.loads(line) for line in (tmp_path / "vae" / "train_log.jsonl").read_text().splitlines()]
+    assert rows[0]["records"] == 3 * len(train.ecg_ids) and np.isfinite(rows[0]["val_mae_uv"])
+    assert json.loads((tmp_path / "vae" / "model" / "config.json").read_text())["vae"]["latent_dim"] == vae.config.latent_dim

@@ -164,6 +164,21 @@ def test_vae_loss_combines_terms():
     assert logs["mse"] == pytest.approx(1.0) and logs["sigma"] == pytest.approx(1.0) and logs["beta"] == 3.0
 
 
+def test_vae_loss_with_a_target_scores_the_target():
+    torch.manual_seed(1)
+    vae = FactorVAE(tiny(latent_dim=4, channels=(8, 16), hidden_dim=16)).eval()
+    x = torch.from_numpy(synthetic_beats(3, 120, seed=2))
+    target = x + 0.3
+    out = vae(x)  # eval: the posterior mean, so the pass is deterministic
+    with torch.no_grad():
+        own, _ = vae.loss(x, beta=1.0)
+        aimed, logs = vae.loss(x, beta=1.0, target=target)
+        expected, _ = vae_loss(out, vae.adapter.to_network(target), 1.0, vae.observation_log_sigma(out))
+    assert float(aimed) == pytest.approx(float(expected))
+    assert float(aimed) != pytest.approx(float(own))
+    assert logs["mse"] == pytest.approx(float(torch.mean((out.recon_net - vae.adapter.to_network(target)) ** 2)))
+
+
 def test_kl_warmup():
     assert kl_warmup(0, 10) == 0.0
     assert kl_warmup(5, 10) == 0.5

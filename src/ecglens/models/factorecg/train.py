@@ -10,8 +10,11 @@ skipped on resume once its ``stage.json`` exists:
    objective at full beta), best epoch kept. Runs under torchrun via Trainer.
    With ``individual_beats`` k > 0 the training set adds k individual beats
    (kept beats, levelled like the median) of every training record to the
-   median beats (augmentation: more shapes of the same morphology); validation
-   stays on median beats, which is what the model sees at inference.
+   median beats (augmentation: more shapes of the same morphology); with
+   ``individual_target="median"`` each individual beat is encoded and its
+   record's median beat is the reconstruction target (denoising: the noise of
+   one beat is not asked of the decoder). Validation stays on median beats,
+   which is what the model sees at inference.
    With ``vae_from`` a trained VAE is copied in instead.
 2. ``factors`` -> ``<out>/factors/factors.json``: the active-factor rule on the
    training posteriors, the standardiser, population statistics (quantiles of
@@ -92,6 +95,7 @@ N_QUANTILES = 101
 PROPERTY_LEADS = STANDARD_LEADS
 FACTORS_FILE = "factors.json"
 BLACKBOX_STAGE = "blackbox"
+INDIVIDUAL_TARGETS = ("self", "median")
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,8 @@ class FactorTrainConfig:
 
     ``individual_beats``: individual beats per training record added to the
     VAE's training set (augmentation; module docstring, stage 1); 0: medians only.
+    ``individual_target``: what the decoder reconstructs from an individual beat:
+    ``"self"`` (the beat) or ``"median"`` (its record's median beat).
 
     ``active_rule``/``active_threshold``: a latent dimension is a factor when its
     mean KL to the prior over the training beats exceeds the threshold (nats).
@@ -120,6 +126,7 @@ class FactorTrainConfig:
     weight_decay: float = 1e-4
     patience: int | None = 10
     individual_beats: int = 0
+    individual_target: str = "self"
     active_rule: str = "kl"
     active_threshold: float = 0.1
     factor_C: float = 0.3
@@ -136,6 +143,8 @@ class FactorTrainConfig:
             raise ConfigError(src, "epochs, blackbox_epochs, batch_size and property_records must be at least 1")
         if self.individual_beats < 0:
             raise ConfigError(src, f"individual_beats must be >= 0, got {self.individual_beats}")
+        if self.individual_target not in INDIVIDUAL_TARGETS:
+            raise ConfigError(src, f"individual_target must be one of {INDIVIDUAL_TARGETS}, got {self.individual_target!r}")
         if min(self.lr, self.blackbox_lr, self.factor_C) <= 0 or self.weight_decay < 0:
             raise ConfigError(src, "learning rates and factor_C must be positive, weight_decay not negative")
 
@@ -174,11 +183,11 @@ class VAEObjective(nn.Module):
         cfg = self.vae.config
         return cfg.beta * kl_warmup(float(self.step.item()) / self.steps_per_epoch, cfg.kl_warmup_epochs)
 
-    def forward(self, x: torch.Tensor):
+    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None):
         beta = self.beta()
         if self.training:
             self.step += 1
-        return self.vae.loss(x, beta)
+        return self.vae.loss(x, beta, target)
 
 
 def beat_errors(beats: np.ndarray, reference: np.ndarray) -> dict[str, float]:
@@ -306,11 +315,20 @@ class _FactorStages:
                 Stage("factor_models", self._factor_models, save=self._save_model, main_only=True)]
 
     # ---------------------------------------------------------------- vae
-    def _vae_train_beats(self) -> np.ndarray:
-        """The VAE's training beats: the training medians plus any individual beats."""
+    def _vae_train_beats(self) -> tuple[np.ndarray, np.ndarray | None]:
+        """The VAE's training beats (the training medians plus any individual beats) and, with
+        ``individual_target="median"``, their reconstruction targets (None: each beat itself)."""
         beats = self.splits["train"].beats
-        return beats if self.individual is None or not len(self.individual) else \
-            np.concatenate([beats, self.individual])
+        if self.individual is None or not len(self.individual):
+            return beats, None
+        inputs = np.concatenate([beats, self.individual])
+        if self.tcfg.individual_target == "self":
+            return inputs, None
+        per_record, extra = divmod(len(self.individual), len(beats))
+        if extra:
+            raise ECGError(None, f"{len(self.individual)} individual beats are not a whole number per record "
+                                 f"({len(beats)} training records)")
+        return inputs, np.concatenate([beats, np.repeat(beats, per_record, axis=0)])
 
     def _new_vae(self, run: StageRun) -> nn.Module:
         """A fresh VAE (every parameter trains) with a step counter for the KL warm-up."""
@@ -318,7 +336,7 @@ class _FactorStages:
         seed_everything(self.seed)
         vae = FactorVAE(replace(self.vae_config, lead_scale=ecg_lead_scale(train.beats)))
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        n = len(self._vae_train_beats())
+        n = len(self._vae_train_beats()[0])
         return VAEObjective(vae, math.ceil(math.ceil(n / world) / self.tcfg.batch_size))
 
     def _vae_checkpoint_config(self, vae: FactorVAE) -> dict[str, Any]:
@@ -329,7 +347,7 @@ class _FactorStages:
         beta_full = objective.vae.config.beta
 
         def loss_fn(net, batch):
-            return net(batch[0])
+            return net(*batch)
 
         def outputs(net, batch):
             x = batch[0]
@@ -347,7 +365,7 @@ class _FactorStages:
                     "val_rmse_uv": float(np.sqrt(np.mean(a["sq_uv"])))}
 
         config = run.train_config(batch_size=self.tcfg.batch_size, weight_decay=self.tcfg.weight_decay, grad_clip=10.0)
-        result = run.fit(loss_fn, BeatDataset(self._vae_train_beats()), config,
+        result = run.fit(loss_fn, BeatDataset(*self._vae_train_beats()), config,
                          validation=Validation(BeatDataset(val.beats), outputs, metric, name="val_loss", mode="min"),
                          checkpoint_config=self._vae_checkpoint_config(objective.vae))
         self.vae = result.model.vae.cpu().eval()

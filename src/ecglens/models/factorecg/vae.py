@@ -216,10 +216,15 @@ class FactorVAE(nn.Module):
             return out.log_sigma_net.clamp_min(math.log(self.config.sigma_min))
         return self.log_sigma.clamp_min(math.log(self.config.sigma_min))
 
-    def loss(self, x: torch.Tensor, beta: float) -> tuple[torch.Tensor, dict[str, float]]:
-        """The negative ELBO (beta-weighted KL) of a batch of mV beats, with logs."""
+    def loss(self, x: torch.Tensor, beta: float, target: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        """The negative ELBO (beta-weighted KL) of a batch of mV beats, with logs.
+
+        ``target`` (mV, shaped like ``x``): what the decoder must reproduce from ``x`` instead of ``x`` itself
+        (an individual beat encoded, its record's median beat reconstructed: a denoising objective).
+        """
         out = self(x)
-        return vae_loss(out, self.adapter.to_network(x), beta, self.observation_log_sigma(out))
+        ref = x if target is None else target
+        return vae_loss(out, self.adapter.to_network(ref), beta, self.observation_log_sigma(out))
 
 
 def _device(module: nn.Module) -> torch.device:
