@@ -118,8 +118,8 @@ def train(args) -> int:
     from ecglens.training import provenance
 
     torch.set_num_threads(1)
-    ds = PTBXL(args.data, sampling_rate=100)
-    settings = BeatSettings()
+    ds = PTBXL(args.data, sampling_rate=args.sampling_rate)
+    settings = BeatSettings(beat_rate=args.beat_rate)
     splits = {"train": load_beats(ds, TRAIN_FOLDS, settings, cache_dir=args.cache, progress=False),
               "val": load_beats(ds, (9,), settings, cache_dir=args.cache, progress=False)}
     tcfg = FactorTrainConfig(epochs=args.epochs, individual_beats=args.individual_beats,
@@ -147,15 +147,17 @@ def training_median_mae(runs: list[str], data: str, cache: str) -> dict[str, flo
     from ecglens.models.factorecg.data import BeatSettings, load_beats
     from ecglens.models.factorecg.train import _load_vae, vae_errors
 
-    ds, beats, out = PTBXL(data, sampling_rate=100), {}, {}
+    beats, out = {}, {}
     for run in runs:
         model = Path(run) / "vae" / "model"
         if not (model / "config.json").is_file():
             continue
-        settings = BeatSettings.from_dict(json.loads((model / "config.json").read_text())["beat"])
-        if settings not in beats:
-            beats[settings] = load_beats(ds, TRAIN_FOLDS, settings, cache_dir=cache, progress=False).beats
-        out[run] = vae_errors(_load_vae(model), beats[settings])["mae_uv"]
+        config = json.loads((model / "config.json").read_text())
+        key = (BeatSettings.from_dict(config["beat"]), int(config["training"].get("source_rate", 100)))
+        if key not in beats:
+            beats[key] = load_beats(PTBXL(data, sampling_rate=key[1]), TRAIN_FOLDS, key[0], cache_dir=cache,
+                                    progress=False).beats
+        out[run] = vae_errors(_load_vae(model), beats[key])["mae_uv"]
     return out
 
 
@@ -204,6 +206,9 @@ def cpu_rows(runs: list[str], train_mae: dict[str, float]) -> list[str]:
             vae = {"lead_mode": "12", "sigma_mode": "per_sample", "beta": 4.0}
             tcfg, planned, note = {"individual_beats": 0}, 150, " (stopped by hand)"
         network = f"{vae.get('latent_dim', 32)}, {tuple(vae.get('channels', (32, 64, 128, 128)))}, {vae.get('hidden_dim', 256)}"
+        if vae.get("sampling_rate", 100.0) != 100.0:  # another beat grid, from the records at the source rate
+            network += (f"; {vae['sampling_rate']:g}-Hz beats of the {cfg['training']['source_rate']}-Hz records "
+                        f"({rows[0]['records'] // (1 + tcfg['individual_beats'])} training)")
         individual = f"{tcfg['individual_beats']} ({tcfg.get('individual_target', 'self')})" if tcfg["individual_beats"] else "0"
         out.append(f"| {Path(run).name} | {network} | {vae['lead_mode']} | {vae['sigma_mode']} | {vae['beta']:g} | "
                    f"{individual} | {tcfg.get('patience', 10) or ''} | {len(rows)} of {planned}{note} | {best['epoch']} | "
@@ -267,6 +272,9 @@ def main(argv=None) -> int:
     c = sub.add_parser("train")
     c.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "ptb-xl"))
     c.add_argument("--cache", default=str(REPO / "bench" / "work" / "cache"))
+    c.add_argument("--sampling-rate", type=int, default=100, choices=(100, 500),
+                   help="PTB-XL records read (500: only the records that exist at 500 Hz)")
+    c.add_argument("--beat-rate", type=float, default=100.0, help="the VAE's beat grid (Hz)")
     c.add_argument("--lead-mode", default="12")
     c.add_argument("--sigma-mode", default="learned")
     c.add_argument("--beta", type=float, default=4.0)
