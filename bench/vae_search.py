@@ -141,26 +141,40 @@ def train(args) -> int:
     return 0
 
 
-def training_median_mae(runs: list[str], data: str, cache: str) -> dict[str, float]:
-    """MAE (uV) of each run's kept VAE on the training folds' median beats of its own beat settings (runs without
-    a checkpoint left out): beside the validation MAE it tells fitting from generalising."""
-    from ecglens.datasets import PTBXL, TRAIN_FOLDS
+def _kept_vaes(runs: list[str], data: str, cache: str, split):
+    """``(run, VAE, beats)`` of each run with a kept checkpoint: the (n, 12, m) median beats, in the run's own beat
+    settings, of ``split(config)`` = ``(source rate, folds)`` of the run's config (None: the run is left out);
+    beats loaded once per distinct setting."""
+    from ecglens.datasets import PTBXL
     from ecglens.models.factorecg.data import BeatSettings, load_beats
-    from ecglens.models.factorecg.train import _load_vae, vae_errors
+    from ecglens.models.factorecg.train import _load_vae
 
-    beats, out = {}, {}
+    beats = {}
     for run in runs:
         model = Path(run) / "vae" / "model"
         if not (model / "config.json").is_file():
             continue
         config = json.loads((model / "config.json").read_text())
-        key = (BeatSettings.from_dict(config["beat"]), int(config["training"].get("source_rate", 100)),
-               tuple(config["training"].get("folds", TRAIN_FOLDS)))
+        where = split(config)
+        if where is None:
+            continue
+        key = (BeatSettings.from_dict(config["beat"]), int(where[0]), tuple(where[1]))
         if key not in beats:
             beats[key] = load_beats(PTBXL(data, sampling_rate=key[1]), key[2], key[0], cache_dir=cache,
                                     progress=False).beats
-        out[run] = vae_errors(_load_vae(model), beats[key])["mae_uv"]
-    return out
+        yield run, _load_vae(model), beats[key]
+
+
+def training_median_mae(runs: list[str], data: str, cache: str) -> dict[str, float]:
+    """MAE (uV) of each run's kept VAE on its training folds' median beats (runs without a checkpoint left out):
+    beside the validation MAE it tells fitting from generalising."""
+    from ecglens.datasets import TRAIN_FOLDS
+    from ecglens.models.factorecg.train import vae_errors
+
+    def split(config):
+        return config["training"].get("source_rate", 100), config["training"].get("folds", TRAIN_FOLDS)
+
+    return {run: vae_errors(vae, beats)["mae_uv"] for run, vae, beats in _kept_vaes(runs, data, cache, split)}
 
 
 def fitted_latent_mae(runs: list[str], data: str, cache: str, steps: int = 100) -> dict[str, float]:
@@ -169,27 +183,18 @@ def fitted_latent_mae(runs: list[str], data: str, cache: str, steps: int = 100) 
     (a MAP code). What the encoder loses against it is the amortisation gap; what is left is the decoder's reach."""
     import torch
 
-    from ecglens.datasets import PTBXL
-    from ecglens.models.factorecg.data import BeatSettings, load_beats
-    from ecglens.models.factorecg.train import _load_vae
     from ecglens.models.factorecg.vae import encode_beats
 
-    beats, out = {}, {}
-    for run in runs:
-        model = Path(run) / "vae" / "model"
-        if not (model / "config.json").is_file():
-            continue
-        config = json.loads((model / "config.json").read_text())
-        settings = BeatSettings.from_dict(config["beat"])
-        if config["training"].get("source_rate", 100) != 100 or config["vae"].get("sigma_mode") == "per_sample":
-            continue
-        if settings not in beats:
-            beats[settings] = load_beats(PTBXL(data, sampling_rate=100), (9,), settings, cache_dir=cache,
-                                         progress=False).beats
-        vae = _load_vae(model).requires_grad_(False)
-        x = torch.from_numpy(beats[settings])
+    def split(config):
+        per_lead = config["vae"].get("sigma_mode") != "per_sample"
+        return (100, (9,)) if per_lead and config["training"].get("source_rate", 100) == 100 else None
+
+    out = {}
+    for run, vae, val in _kept_vaes(runs, data, cache, split):
+        vae.requires_grad_(False)
+        x = torch.from_numpy(val)
         xn, log_sigma = vae.adapter.to_network(x), vae.observation_log_sigma()
-        z = torch.from_numpy(encode_beats(vae, beats[settings])[0]).requires_grad_(True)
+        z = torch.from_numpy(encode_beats(vae, val)[0]).requires_grad_(True)
         opt = torch.optim.Adam([z], lr=0.05)
         for _ in range(steps):
             nll = (0.5 * ((xn - vae.decode_network(z)) * torch.exp(-log_sigma)) ** 2).flatten(1).sum(1)
