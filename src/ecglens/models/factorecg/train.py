@@ -157,7 +157,7 @@ class FactorTrainConfig:
 
 
 class BeatDataset(Dataset):
-    """``(beat,)`` or ``(beat, labels)`` items from in-memory (n, 12, m) beats."""
+    """``(beat,)`` or ``(beat, y)`` items from in-memory (n, 12, m) beats (``y``: labels, or the VAE's target beats)."""
 
     def __init__(self, beats: np.ndarray, y: np.ndarray | None = None):
         self.beats = torch.from_numpy(np.ascontiguousarray(beats, dtype=np.float32))
