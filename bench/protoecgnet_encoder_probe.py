@@ -25,13 +25,13 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
+sys.path.insert(0, str(REPO / "bench"))
 
 import numpy as np  # noqa: E402
+import protoecgnet_finetune as ft  # noqa: E402
 import torch  # noqa: E402
 
 from ecglens.atomic import write_json_atomic, write_text_atomic  # noqa: E402
-
-CACHE = REPO / "bench" / "work" / "cache"
 
 
 def record_vectors(net, x: np.ndarray, batch: int = 256) -> np.ndarray:
@@ -88,7 +88,6 @@ def fit_score(train: np.ndarray, y: np.ndarray, val: np.ndarray, C: float, colum
 
 def main(argv=None) -> int:
     from ecglens.api import load_model
-    from ecglens.datasets import PTBXL, TRAIN_FOLDS
     from ecglens.metrics import macro_auroc
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -102,17 +101,13 @@ def main(argv=None) -> int:
     torch.set_num_threads(1)
     t0 = time.time()
     clf = load_model("baseline").loaded
+    _, folds, _ = ft.load_folds(clf.pipeline, args.data)
+    del folds["test"]
+    (_, x_tr, y_tr), (_, x_va, y_va) = folds["train"], folds["val"]
     net = clf.model.eval()
-    ds = PTBXL(args.data, sampling_rate=100)
-    split = {}
-    for name, folds in (("train", tuple(TRAIN_FOLDS)), ("val", (9,))):
-        _, x, y = ds.load("all", folds=folds, pipeline=clf.pipeline, cache_dir=CACHE, progress=False).arrays()
-        split[name] = (record_vectors(net, np.asarray(x, np.float32)), np.asarray(y, np.float32))
-    (f_tr, y_tr), (f_va, y_va) = split["train"], split["val"]
+    f_tr, f_va = record_vectors(net, x_tr), record_vectors(net, x_va)
     with clf.raw():
-        shipped = macro_auroc(y_va, clf.predict_batch(ds.load("all", folds=(9,), pipeline=clf.pipeline,
-                                                                cache_dir=CACHE, progress=False).arrays()[1],
-                                                        clf.sampling_rate))[0]
+        shipped = macro_auroc(y_va, clf.predict_batch(x_va, clf.sampling_rate))[0]
     rows, proto_label = case_prototypes(f_tr, y_tr, args.k, args.seed)
     s_tr, s_va = cosine(f_tr, f_tr[rows]), cosine(f_va, f_tr[rows])
     own = [np.flatnonzero(proto_label == c) for c in range(y_tr.shape[1])]

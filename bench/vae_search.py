@@ -215,14 +215,16 @@ def noise_floor(data: str) -> list[str]:
     from ecglens.io import read_ecg
     from ecglens.models.factorecg.data import BeatSettings, ecg_factorbeat_batch
 
-    ds, settings, half = PTBXL(data, sampling_rate=100), BeatSettings(), []
-    for ecg_id in (int(i) for i in ds.records.index[ds.records["fold"] == 9]):
-        ecg = read_ecg(ds.header_path(ecg_id), sampling_rate=ds.sampling_rate)
-        _, infos = ecg_factorbeat_batch(ecg.signal[None], ecg.sampling_rate, settings, keep_beats=True)
-        if isinstance(infos[0], Exception) or len(infos[0]["beats"]) < 4:
-            continue
-        beats = infos[0]["beats"]
-        half.append(np.abs(np.median(beats[0::2], 0) - np.median(beats[1::2], 0)).mean() * 1e3 / 2)
+    ds, half = PTBXL(data, sampling_rate=100), []
+    signals = [read_ecg(ds.header_path(int(i)), sampling_rate=ds.sampling_rate).signal
+               for i in ds.records.index[ds.records["fold"] == 9]]
+    for shape in {s.shape for s in signals}:  # one vectorised batch per record length
+        batch = np.stack([s for s in signals if s.shape == shape])
+        for info in ecg_factorbeat_batch(batch, ds.sampling_rate, BeatSettings(), keep_beats=True)[1]:
+            if isinstance(info, Exception) or len(info["beats"]) < 4:
+                continue
+            beats = info["beats"]
+            half.append(np.abs(np.median(beats[0::2], 0) - np.median(beats[1::2], 0)).mean() * 1e3 / 2)
     return ["", f"Noise floor (`noise_floor`, fold 9, {len(half)} records with at least 4 kept beats): half the MAE "
                 f"between the median beats of a record's odd and even beats is {np.mean(half):.1f} uV on average "
                 f"(median record {np.median(half):.1f}): the validation MAE of every option below is well above it."]
