@@ -55,6 +55,7 @@ WORK = REPO / "bench" / "work" / "protoecgnet_finetune"
 HEAD = REPO / "bench" / "work" / "explanation_metrics" / "heads" / "related"
 # the dense-fusion network the shipped one was fine-tuned from (git show 037efc9^:src/ecglens/pretrained/protoecgnet/*)
 START = REPO / "bench" / "work" / "protoecgnet_dense_start"
+TRUNK = Path("trunk")  # --start trunk: a new network on the shipped baseline's trunk (trunk_start)
 RESULTS = REPO / "bench" / "results"
 
 
@@ -120,12 +121,13 @@ def validation_metric(model, labels, train_pos):
 
 def finetune(model, recipe, folds, labels, seed: int, epochs: int, lr: float, run_dir: Path,
              sources: list | None = None, resume: bool = False, teacher: np.ndarray | None = None,
-             distill: float = 0.0) -> dict:
+             distill: float = 0.0, trunk_lr_scale: float = 1.0, name: str | None = None) -> dict:
     """One end-to-end ``StageRun.fit`` of the network with the related head in the loop; the model ends at its
     selected epoch (``resume``: continue or reuse the run in ``run_dir``). With ``sources`` (``(branch, index, record row, window)`` of projected prototypes) the
     prototypes are frozen and set back onto their source patches after every epoch (the pipeline's refine).
     With ``distill`` > 0 the fused logits also learn ``teacher`` (the training records' probabilities from
-    another model): ``distill`` times their cross-entropy against those soft targets."""
+    another model): ``distill`` times their cross-entropy against those soft targets. A network with a shared
+    trunk trains it at ``trunk_lr_scale`` times ``lr``, and not at all at 0 (no backward pass through it)."""
     from ecglens.datasets import jaccard_cooccurrence
     from ecglens.models.protoecgnet.losses import classification_loss, pos_weight_from_labels, total_loss
     from ecglens.models.protoecgnet.projection import sync_prototypes
@@ -137,8 +139,14 @@ def finetune(model, recipe, folds, labels, seed: int, epochs: int, lr: float, ru
     weights = dataclasses.replace(recipe.loss, branch_ce=0.0, fusion_ce=1.0, l1=0.0, fusion_l1=recipe.related_l1)
     pos_weight = pos_weight_from_labels(train_y, cap=recipe.pos_weight_cap)
     cooc = torch.as_tensor(jaccard_cooccurrence(train_y), dtype=torch.float32)
-    for name, p in model.named_parameters():
-        p.requires_grad_(sources is None or not name.endswith("prototype_layer.prototypes"))
+    for key, p in model.named_parameters():
+        p.requires_grad_((sources is None or not key.endswith("prototype_layer.prototypes"))
+                         and not (trunk_lr_scale == 0 and key.startswith("trunk.")))
+    trunk = [] if model.trunk is None else list(model.trunk.parameters())
+
+    def groups(net):  # the shared trunk at its own rate
+        ids = {id(p) for p in trunk}
+        return [{"params": trunk, "lr": lr * trunk_lr_scale}, {"params": [p for p in net.parameters() if id(p) not in ids]}]
 
     k = train_y.shape[1]
 
@@ -161,7 +169,7 @@ def finetune(model, recipe, folds, labels, seed: int, epochs: int, lr: float, ru
 
     if distill and teacher is None:
         raise SystemExit("distillation needs the teacher's training-fold probabilities")
-    name = "finetune" if sources is None else "finetune-tied"
+    name = name or ("finetune" if sources is None else "finetune-tied")
     stage = Stage(name, run=lambda _: {}, trains=lambda _: model, epochs=epochs, lr=lr, select="best",
                   keep_start=True)
     run = StageRun(stage, run_dir, {}, resume, seed, False, model)
@@ -173,7 +181,8 @@ def finetune(model, recipe, folds, labels, seed: int, epochs: int, lr: float, ru
     result = run.fit(loss_fn, train_data, config, checkpoint_config={"kind": f"protoecgnet-{name}"},
                      epoch_end=None if sources is None else lambda net, _: sync_prototypes(net, train_x, sources),
                      validation=Validation(val_data, outputs, validation_metric(model, labels, train_y.sum(0)),
-                                           name="val_select", mode="max"))
+                                           name="val_select", mode="max"),
+                     param_groups=groups if trunk and trunk_lr_scale not in (0, 1) else None)
     model.eval()
     return {"facts": {k: v for k, v in result.facts.items() if k != "stage"},
             "history": [{k: v for k, v in h.items() if k != "stage"} for h in result.history]}
@@ -276,13 +285,57 @@ def evaluate(model, clf, folds, labels, records: Path) -> dict:
             "deletion_test": deletion, "records_per_s": em.records_per_second(fused, folds["test"][1])}
 
 
+def trunk_start(baseline, train_y, labels: list[str], prototype_channels: int, recipe,
+                counts: dict[str, int] | None = None):
+    """A new ProtoECGNet whose branches share the shipped baseline's xresnet1d body (its trained weights) as
+    their trunk, with the related head over the training folds' co-occurrence; add-ons, prototypes and heads
+    start untrained; ``counts``: prototypes per class by branch (default: the recipe's). Returns the model and
+    its checkpoint config (the baseline's preprocessing)."""
+    from ecglens.models.protoecgnet import ProtoECGNet, ProtoECGNetConfig
+    from ecglens.models.protoecgnet.config import BranchConfig
+    from ecglens.models.protoecgnet.heads import cooccurrence_pairs
+    from ecglens.models.protoecgnet.recipe import branch_map_for, whole_record
+    from ecglens.models.xresnet1d import XResNetConfig
+    from ecglens.training import provenance
+
+    branches = {name: BranchConfig(kind="trunk", prototype_channels=prototype_channels,
+                                   prototypes_per_class=(counts or {}).get(name, b.prototypes_per_class),
+                                   prototype_mode=b.prototype_mode,
+                                   prototype_seconds=b.prototype_seconds)
+                for name, b in recipe.branches.items()}
+    recipe = dataclasses.replace(recipe, branches=branches, head="related")
+    trunk = XResNetConfig.from_dict(baseline.config["recipe"]["model"])
+    model_config = ProtoECGNetConfig(labels=tuple(labels), branch_map=branch_map_for(labels), branches=branches,
+                                     fusion="related", trunk=trunk, related_threshold=recipe.related_threshold,
+                                     cooccurrence=cooccurrence_pairs(train_y, labels, recipe.related_threshold))
+    model = ProtoECGNet(model_config)
+    model.trunk.load_features(baseline.model.state_dict())
+    config = {"kind": "protoecgnet", "model": model_config.to_dict(), "recipe": recipe.to_dict(),
+              "pipeline": whole_record(baseline.pipeline).to_dict(),
+              "display_pipeline": whole_record(recipe.display_pipeline(100.0)).to_dict(), "labels": labels,
+              "label_set": "all", "head": "related fusion",
+              "training": provenance(0, labels=labels, y=train_y, trunk_from="shipped baseline (folds 1-8)",
+                                     n_parameters=int(sum(p.numel() for p in model.parameters())),
+                                     n_prototypes=int(sum(b.n_prototypes for b in model.branches.values())))}
+    return model, config
+
+
 def setup(args):
     from ecglens.api import load_model
+    from ecglens.models.protoecgnet.recipe import ProtoTrainConfig
 
     torch.set_num_threads(1)
     clf = load_model("protoecgnet").loaded
-    model, config, head_config = load_start(args.head, args.start)
-    ds, folds, labels = load_folds(clf.pipeline, args.data)
+    if args.start == TRUNK:
+        baseline = load_model("baseline").loaded
+        ds, folds, labels = load_folds(baseline.pipeline, args.data)
+        recipe = ProtoTrainConfig.from_dict(clf.config["recipe"])
+        model, config = trunk_start(baseline, folds["train"][2], labels, args.prototype_channels, recipe,
+                                    args.counts)
+        head_config = {}
+    else:
+        model, config, head_config = load_start(args.head, args.start)
+        ds, folds, labels = load_folds(clf.pipeline, args.data)
     if labels != list(model.labels):
         raise SystemExit("fold labels differ from the model's")
     return clf, model, config, head_config, ds, folds, labels
@@ -299,11 +352,20 @@ def run_seed(args) -> int:
     _, model, config, head_config, ds, folds, labels = setup(args)
     del folds["test"]  # read by ``evaluate`` only
     recipe = ProtoTrainConfig.from_dict(config["recipe"])
+    if args.related_l1 is not None:
+        recipe = dataclasses.replace(recipe, related_l1=args.related_l1)
+        config["recipe"]["related_l1"] = args.related_l1
     out = args.work / args.tag / f"seed{args.seed}"
     seed_everything(args.seed)
     teacher = teacher_probabilities(args.teacher, args.data, labels) if args.distill else None
+    if args.warmup_epochs:
+        warm = finetune(model, recipe, folds, labels, args.seed, args.warmup_epochs, args.lr, out / "warmup",
+                        None, args.resume, teacher, args.distill, trunk_lr_scale=0.0, name="warmup")
+        print(f"seed {args.seed}: warm-up done ({time.time() - t0:.0f} s), fold 9 "
+              f"{_at_best({'history': warm['history'], **warm['facts']})['val_macro_auroc']:.4f}", flush=True)
     tuned = finetune(model, recipe, folds, labels, args.seed, args.epochs, args.lr, out / "train",
-                     shipped_sources(folds, args.start) if args.tied else None, args.resume, teacher, args.distill)
+                     shipped_sources(folds, args.start) if args.tied else None, args.resume, teacher, args.distill,
+                     args.trunk_lr_scale)
     print(f"seed {args.seed}: fine-tune done ({time.time() - t0:.0f} s), best epoch {tuned['facts']['best_epoch']}",
           flush=True)
     post = {}
@@ -312,7 +374,7 @@ def run_seed(args) -> int:
         post["val_macro_auroc_after_first_projection"] = val_auroc(model, folds)
         sources = [(r["branch"], r["index"], r["record"], r["window"]) for r in rows if r["projected"]]
         refined = finetune(model, recipe, folds, labels, args.seed, args.refine_epochs, args.refine_lr,
-                           out / "refine", sources, args.resume, teacher, args.distill)
+                           out / "refine", sources, args.resume, teacher, args.distill, args.trunk_lr_scale)
         post["refine"] = {**refined["facts"], "history": refined["history"]}
         rows = project(model, folds)
     post["projection"] = projection_summary(rows)
@@ -323,7 +385,10 @@ def run_seed(args) -> int:
     _, val_stats = em.explain_fold(model.fusion, labels, scores, z, folds["val"][2], z, folds["train"][2].sum(0))
     settings = {"seed": args.seed, "epochs": args.epochs, "lr": args.lr, "tied": args.tied,
                 "refine_epochs": args.refine_epochs, "refine_lr": args.refine_lr, "start": str(args.start),
-                "distill": args.distill, "teacher": args.teacher if args.distill else None}
+                "distill": args.distill, "teacher": args.teacher if args.distill else None,
+                "warmup_epochs": args.warmup_epochs, "related_l1": recipe.related_l1, "trunk_lr_scale": args.trunk_lr_scale,
+                "prototype_channels": args.prototype_channels if args.start == TRUNK else None,
+                "counts": args.counts if args.start == TRUNK else None}
     config["training"]["finetune"] = {"script": "bench/protoecgnet_finetune.py", **settings,
                                       "start_head_val_macro_auroc": head_config.get("val_macro_auroc"),
                                       **tuned["facts"], **post}
@@ -497,6 +562,10 @@ def ship(args) -> int:
     return 0
 
 
+def _counts(text: str) -> dict[str, int]:
+    return {name: int(n) for name, n in (part.split("=") for part in text.split(","))}
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("command", choices=("run", "evaluate", "report", "ship"))
@@ -515,7 +584,17 @@ def main() -> int:
     ap.add_argument("--head", type=lambda v: None if v == "own" else Path(v), default=HEAD,
                     help="the related head to start from ('own': the --start checkpoint's related head)")
     ap.add_argument("--start", type=Path, default=START,
-                    help="the network to start from (default: the dense-fusion network the shipped one was tuned from)")
+                    help="the network to start from (default: the dense-fusion network the shipped one was tuned from; "
+                         "'trunk': a new network whose branches share the shipped baseline's trained body)")
+    ap.add_argument("--prototype-channels", type=int, default=32, help="--start trunk: each branch's latent channels")
+    ap.add_argument("--related-l1", type=float, default=None,
+                    help="the L1 on the related head's related-statement weights (default: the start's recipe's)")
+    ap.add_argument("--counts", type=_counts, default=None,
+                    help="--start trunk: prototypes per class by branch, e.g. 'rhythm=5,morphology=18,global=7'")
+    ap.add_argument("--warmup-epochs", type=int, default=0,
+                    help="before the fine-tune: this many epochs with the shared trunk frozen (--start trunk)")
+    ap.add_argument("--trunk-lr-scale", type=float, default=1.0,
+                    help="the shared trunk's learning rate as a fraction of the fine-tune's and refine's")
     ap.add_argument("--distill", type=float, default=0.0,
                     help="weight of the cross-entropy of the fused logits against --teacher's probabilities")
     ap.add_argument("--teacher", default="baseline", help="shipped model whose training-fold probabilities to learn")

@@ -23,7 +23,7 @@ from ecglens.models.baseline import (
 )
 from ecglens.models.baseline import options as baseline_options
 from ecglens.models.baseline import train as baseline_train
-from ecglens.models.baseline.xresnet1d import ResBlock
+from ecglens.models.xresnet1d import ResBlock
 from ecglens.preprocess import Pipeline, Scale
 from ecglens.samples import load_sample
 from ecglens.training import STAGE_FILE, RecordDataset, read_log

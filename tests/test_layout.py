@@ -8,7 +8,7 @@ import torch
 from torch import nn
 
 from ecglens.models import layout
-from ecglens.models.baseline.xresnet1d import XResNet1d, XResNetConfig
+from ecglens.models.xresnet1d import XResNet1d, XResNetConfig
 from ecglens.models.protoecgnet.backbones import Backbone1d, Backbone2d
 
 

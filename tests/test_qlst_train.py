@@ -320,7 +320,7 @@ def test_registered_in_cli():
 def test_explanation_through_a_record_classifier(tmp_path):
     """A 10-s baseline classifier is explained via re-synthesis at the record's own R peaks."""
     from ecglens.models.baseline.config import BaselineConfig
-    from ecglens.models.baseline.xresnet1d import XResNet1d, XResNetConfig
+    from ecglens.models.xresnet1d import XResNet1d, XResNetConfig
     from ecglens.models.qlst import RecordClassifierAdapter
 
     vae_dir, _ = _checkpoints(tmp_path)

@@ -137,7 +137,7 @@ def lead_drops(net, x, branch: str, index: int, window: int, span: tuple[int, in
         batch[lead + 1, lead, span[0]:span[1]] = 0.0
     with torch.no_grad():
         prototype = module.prototype_layer.prototypes[index:index + 1]
-        sims = cosine_similarity_map(module.latent(batch), prototype)[:, 0, window].numpy().astype(np.float64)
+        sims = cosine_similarity_map(module.latent(net.encode(batch)), prototype)[:, 0, window].numpy().astype(np.float64)
     return sims[0] - sims[1:]
 
 

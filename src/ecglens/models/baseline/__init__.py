@@ -11,10 +11,10 @@ _EXPORTS = {
     "get_recipe": ".config",
     "positive_weights": ".train",
     "train_baseline": ".train",
-    "ARCHITECTURES": ".xresnet1d",
-    "XResNet1d": ".xresnet1d",
-    "XResNetConfig": ".xresnet1d",
-    "count_parameters": ".xresnet1d",
+    "ARCHITECTURES": "..xresnet1d",
+    "XResNet1d": "..xresnet1d",
+    "XResNetConfig": "..xresnet1d",
+    "count_parameters": "..xresnet1d",
 }
 __getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 __all__ = sorted(_EXPORTS)

@@ -12,7 +12,7 @@ from ...preprocess import Bandpass, Pipeline, Resample, Standardize
 from ...training import TrainConfig
 from ..classifier import Classifier
 from ..loading import config_section, config_value, fit_weights
-from .xresnet1d import XResNet1d, XResNetConfig
+from ..xresnet1d import XResNet1d, XResNetConfig
 
 PREPROCESSING = ("scale", "standardize")
 POS_WEIGHTS = ("none", "sqrt")

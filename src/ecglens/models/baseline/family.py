@@ -10,7 +10,7 @@ FAMILY = ModelFamily(
                         run="ecglens.models.baseline.train:run",
                         function="ecglens.models.baseline.train:train_baseline"),),
     recipes="ecglens.models.baseline.config:RECIPES",
-    configs=("ecglens.models.baseline.config:BaselineConfig", "ecglens.models.baseline.xresnet1d:XResNetConfig"),
+    configs=("ecglens.models.baseline.config:BaselineConfig", "ecglens.models.xresnet1d.config:XResNetConfig"),
     stages=("baseline",),
     citation="Strodthoff N et al. Deep learning for ECG analysis: benchmarks and insights from PTB-XL. IEEE JBHI 2021.",
 )

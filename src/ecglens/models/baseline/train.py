@@ -29,7 +29,7 @@ from ...training import (
 from ..classifier import windowed_probabilities
 from ..splits import load_train_val
 from .config import BaselineConfig, get_recipe
-from .xresnet1d import XResNet1d
+from ..xresnet1d import XResNet1d
 
 STAGE = "baseline"
 

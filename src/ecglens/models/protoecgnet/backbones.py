@@ -9,6 +9,8 @@ stacks trained from scratch:
   Blocks convolve (3 x k) across neighbouring leads and time, then (1 x k) over time.
   Strides in time set the latent resolution; optional strides across leads shrink the
   12 lead rows to a few (cheaper, at the price of coarser lead specificity).
+- ``Trunk``: instead, one xresnet1d body shared by the branches (each reads it through a
+  ``TrunkTap``), so it can start from a trained black box's weights.
 
 Every convolution on the main path is recorded as (kernel, stride, padding) along time,
 so ``time_geometry`` gives exactly which input samples each latent step sees and
@@ -29,6 +31,8 @@ from torch import nn
 
 from ...errors import ECGError
 from .. import layout
+from ..xresnet1d.config import XResNetConfig
+from ..xresnet1d.network import xresnet_body, xresnet_time_layers
 
 
 @dataclass(frozen=True)
@@ -164,3 +168,35 @@ class Backbone2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(_stem(self.stem, layout.channels_last_image(x)))
+
+
+class Trunk(nn.Module):
+    """An xresnet1d body shared by the branches: (B, leads, T) -> (B, C, T / 32).
+
+    Its parameters are named as ``XResNet1d.features``'s, so a trained xresnet1d's body loads
+    into it as is (``load_features``).
+    """
+
+    def __init__(self, config: XResNetConfig):
+        super().__init__()
+        self.features, self.out_channels = xresnet_body(config)
+        self.time_geometry = compose_time_geometry(xresnet_time_layers(config))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return layout.as_1d(self.features(layout.channels_last_1d(x)))
+
+    def load_features(self, state: dict[str, torch.Tensor]) -> None:
+        """Load a trained ``XResNet1d``'s body from its state dict (its ``features.*`` keys; the head's are
+        ignored); a body of another shape raises torch's error."""
+        self.features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
+
+
+class TrunkTap(nn.Module):
+    """A branch's backbone when the branches share a ``Trunk``: passes the trunk's map on, with its geometry."""
+
+    def __init__(self, out_channels: int, time_geometry: TimeGeometry):
+        super().__init__()
+        self.out_channels, self.time_geometry = out_channels, time_geometry
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        return h

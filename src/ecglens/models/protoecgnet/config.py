@@ -13,18 +13,21 @@ from dataclasses import dataclass, field, fields
 
 from ...configs import config_from_dict, config_to_dict
 from ...errors import ECGError
+from ..xresnet1d.config import XResNetConfig
 from .branches import BRANCHES, branch_indices, load_branch_table
 
 FUSIONS = ("masked", "dense", "related")
 ACTIVATIONS = ("layernorm", "sigmoid")
 PROTOTYPE_MODES = ("pooled", "full", "partial")
+BACKBONE_KINDS = ("1d", "2d", "trunk")
 
 
 @dataclass
 class BranchConfig:
     """One branch: backbone sizes, add-on width and prototypes.
 
-    kind: "1d" (leads as channels) or "2d" (leads x time image).
+    kind: "1d" (leads as channels), "2d" (leads x time image) or "trunk" (reads the network's
+        shared trunk, ``ProtoECGNetConfig.trunk``; the backbone sizes are then unused).
     widths / time_strides / lead_strides: one residual block per stage (lead_strides 2d only).
     prototype_mode: "pooled" (latent averaged over time, one vector per record),
         "full" (prototype spans the whole latent map), "partial" (``prototype_seconds``
@@ -32,8 +35,8 @@ class BranchConfig:
     """
 
     kind: str
-    widths: tuple[int, ...]
-    time_strides: tuple[int, ...]
+    widths: tuple[int, ...] = ()
+    time_strides: tuple[int, ...] = ()
     lead_strides: tuple[int, ...] = ()
     kernel: int = 5
     stem_kernel: int = 7
@@ -48,9 +51,9 @@ class BranchConfig:
         self.time_strides = tuple(int(s) for s in self.time_strides)
         self.lead_strides = tuple(int(s) for s in self.lead_strides)
         problems = []
-        if self.kind not in ("1d", "2d"):
-            problems.append(f"kind must be '1d' or '2d', got {self.kind!r}")
-        if not self.widths or len(self.time_strides) != len(self.widths):
+        if self.kind not in BACKBONE_KINDS:
+            problems.append(f"kind must be one of {BACKBONE_KINDS}, got {self.kind!r}")
+        if self.kind != "trunk" and (not self.widths or len(self.time_strides) != len(self.widths)):
             problems.append("widths and time_strides need one entry per stage")
         if self.kind == "2d" and len(self.lead_strides) != len(self.widths):
             problems.append("a 2d branch needs one lead stride per stage")
@@ -60,7 +63,7 @@ class BranchConfig:
             problems.append(f"prototype_mode must be one of {PROTOTYPE_MODES}, got {self.prototype_mode!r}")
         if self.prototypes_per_class < 1 or self.prototype_channels < 1 or self.prototype_seconds <= 0:
             problems.append("prototypes_per_class, prototype_channels and prototype_seconds must be positive")
-        if min(self.widths + self.time_strides + (self.lead_strides or (1,))) < 1:
+        if min(self.widths + self.time_strides + self.lead_strides, default=1) < 1:
             problems.append("widths and strides must be positive")
         if problems:
             raise ECGError("<ProtoECGNetConfig>", "; ".join(problems))
@@ -121,6 +124,9 @@ class ProtoECGNetConfig:
     norm_momentum: running-statistics momentum of the similarity normalisation.
     window_stride_s: step between the ``n_samples``-long windows a longer record is scored by
         (None: half a window, 5 s for 10-s windows); each statement takes its highest-logit window.
+    trunk: an xresnet1d body every "trunk" branch reads (``backbones.Trunk``; e.g. the baseline's
+        network, to start from its trained weights): one forward pass for all branches, where the
+        paper gives each branch its own backbone. None: each branch has its own small backbone.
     """
 
     labels: tuple[str, ...] = field(default_factory=lambda: tuple(load_branch_table()))
@@ -136,6 +142,7 @@ class ProtoECGNetConfig:
     cooccurrence: dict[str, dict[str, float]] | None = None
     related_threshold: float = 0.05
     window_stride_s: float | None = None
+    trunk: XResNetConfig | None = None
 
     def __post_init__(self):
         self.labels = tuple(self.labels)
@@ -167,6 +174,13 @@ class ProtoECGNetConfig:
         missing = [b for b in self.branch_index if b not in self.branches]
         if missing:
             raise ECGError(src, f"labels route to branches {missing} that have no BranchConfig")
+        readers = [n for n in self.branch_index if self.branches[n].kind == "trunk"]
+        if readers and self.trunk is None:
+            raise ECGError(src, f"branches {readers} read the trunk but the config has none (trunk)")
+        if self.trunk is not None and not readers:
+            raise ECGError(src, "the config has a trunk but no branch reads it (kind 'trunk')")
+        if self.trunk is not None and self.trunk.in_channels != self.n_leads:
+            raise ECGError(src, f"the trunk takes {self.trunk.in_channels} leads, the model {self.n_leads}")
 
     @property
     def branch_index(self) -> dict[str, list[int]]:

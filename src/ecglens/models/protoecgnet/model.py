@@ -19,7 +19,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ...errors import ECGError
-from .backbones import Backbone1d, Backbone2d, TimeGeometry, window_input_span
+from .backbones import Backbone1d, Backbone2d, TimeGeometry, Trunk, TrunkTap, window_input_span
 from .config import BranchConfig, ProtoECGNetConfig
 from .prototypes import ClassConnectedLinear, PrototypeLayer, SimilarityNorm
 
@@ -119,22 +119,31 @@ def _addon(cin: int, cout: int, activation: str, two_d: bool) -> nn.Sequential:
 
 
 class PrototypeBranch(nn.Module):
-    """Backbone -> add-on -> prototypes -> normalisation -> last layer for one branch."""
+    """Backbone -> add-on -> prototypes -> normalisation -> last layer for one branch.
+
+    The branch reads the model's input, or with a "trunk" branch the shared ``trunk``'s map
+    (``ProtoECGNet.encode``); ``trunk`` is given only to size the branch, not kept.
+    """
 
     def __init__(self, cfg: BranchConfig, n_classes: int, n_leads: int, n_samples: int, sampling_rate: float,
-                 activation: str = "layernorm", off_class: float = -0.5, momentum: float = 0.1):
+                 activation: str = "layernorm", off_class: float = -0.5, momentum: float = 0.1,
+                 trunk: Trunk | None = None):
         super().__init__()
         self.mode = cfg.prototype_mode
         self.n_samples = n_samples
         two_d = cfg.kind == "2d"
-        if two_d:
+        if cfg.kind == "trunk":
+            if trunk is None:
+                raise ECGError("<ProtoECGNetConfig>", "a 'trunk' branch needs the model's trunk")
+            self.backbone = TrunkTap(trunk.out_channels, trunk.time_geometry)
+        elif two_d:
             self.backbone = Backbone2d(cfg.widths, cfg.time_strides, cfg.lead_strides, cfg.kernel,
                                        cfg.stem_kernel, cfg.stem_stride)
         else:
             self.backbone = Backbone1d(n_leads, cfg.widths, cfg.time_strides, cfg.kernel,
                                        cfg.stem_kernel, cfg.stem_stride)
         self.addon = _addon(self.backbone.out_channels, cfg.prototype_channels, activation, two_d)
-        channels, width = self._latent_shape(n_leads, n_samples)
+        channels, width = self._latent_shape(n_leads, n_samples, trunk if cfg.kind == "trunk" else None)
         self.latent_width = width
         if self.mode == "pooled":
             length = 1
@@ -161,16 +170,18 @@ class PrototypeBranch(nn.Module):
         return self.backbone.time_geometry
 
     @torch.no_grad()
-    def _latent_shape(self, n_leads: int, n_samples: int) -> tuple[int, int]:
+    def _latent_shape(self, n_leads: int, n_samples: int, trunk: Trunk | None) -> tuple[int, int]:
         was_training = self.training
         self.eval()
-        latent = self.latent(torch.zeros(1, n_leads, n_samples))
+        x = torch.zeros(1, n_leads, n_samples)
+        latent = self.latent(x if trunk is None else trunk.eval()(x))
         self.train(was_training)
         return latent.shape[1], latent.shape[2]
 
     def latent(self, x: torch.Tensor) -> torch.Tensor:
         """The map prototypes are compared with: (B, D, W); 2D maps are flattened to
-        (B, C*H, W); pooled branches average over time to W = 1."""
+        (B, C*H, W); pooled branches average over time to W = 1. ``x`` is what the backbone
+        reads: the input, or the trunk's map (``ProtoECGNet.encode``)."""
         z = self.addon(self.backbone(x))
         if z.ndim == 4:
             z = z.flatten(1, 2)
@@ -210,11 +221,14 @@ class ProtoECGNet(nn.Module):
         self.config = config
         index = config.branch_index
         self.branch_names = list(index)
+        self.trunk = Trunk(config.trunk) if config.trunk is not None else None
         self.branches = nn.ModuleDict({
             name: PrototypeBranch(config.branches[name], len(idx), config.n_leads, config.n_samples,
                                   config.sampling_rate, config.addon_activation, config.off_class_weight,
-                                  config.norm_momentum)
+                                  config.norm_momentum, self.trunk)
             for name, idx in index.items()})
+        if self.trunk is not None:
+            self.trunk.train()  # sizing the branches put it in eval mode
         for name, idx in index.items():
             self.register_buffer(f"class_index_{name}", torch.tensor(idx, dtype=torch.long))
         order = torch.cat([torch.tensor(idx, dtype=torch.long) for idx in index.values()])
@@ -253,9 +267,14 @@ class ProtoECGNet(nn.Module):
         if x.ndim != 3 or tuple(x.shape[1:]) != want:
             raise ECGError(None, f"ProtoECGNet expects input (batch, {want[0]}, {want[1]}), got {tuple(x.shape)}")
 
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        """What the branches' backbones read: the shared trunk's map, or without a trunk ``x`` itself."""
+        return x if self.trunk is None else self.trunk(x)
+
     def forward(self, x: torch.Tensor) -> ProtoECGNetOutput:
         self._check_input(x)
-        outs = {name: branch(x) for name, branch in self.branches.items()}
+        h = self.encode(x)
+        outs = {name: branch(h) for name, branch in self.branches.items()}
         normalized = torch.cat([outs[n].normalized for n in self.branch_names], dim=1)
         full = torch.cat([outs[n].logits for n in self.branch_names], dim=1)[:, self._label_order]
         branches = self.branches
@@ -359,8 +378,9 @@ class ProtoECGNet(nn.Module):
         try:
             for x in batches:
                 self._check_input(x)
+                h = self.encode(x)
                 for name, branch in self.branches.items():
-                    collected[name].append(branch.prototype_layer(branch.latent(x))[0])
+                    collected[name].append(branch.prototype_layer(branch.latent(h))[0])
         finally:
             self.train(was_training)
         n = 0

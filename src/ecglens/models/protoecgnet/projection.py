@@ -43,19 +43,20 @@ def collect_latents(model: ProtoECGNet, signals: np.ndarray, batch_size: int = 1
                     branches: Sequence[str] | None = None) -> dict[str, torch.Tensor]:
     """Eval-mode latent maps of every record for every branch (or ``branches``): ``{branch: (N, D, W)}``."""
     names = list(model.branch_names if branches is None else branches)
-    states = {n: model.branches[n].training for n in names}
+    modules = [model.branches[n] for n in names] + ([model.trunk] if model.trunk is not None else [])
+    states = [m.training for m in modules]
     parts: dict[str, list[torch.Tensor]] = {n: [] for n in names}
     device = next(model.parameters()).device
     try:
-        for n in names:
-            model.branches[n].eval()
+        for m in modules:
+            m.eval()
         for i in range(0, len(signals), batch_size):
-            x = torch.from_numpy(np.array(signals[i:i + batch_size], dtype=np.float32)).to(device)
+            h = model.encode(torch.from_numpy(np.array(signals[i:i + batch_size], dtype=np.float32)).to(device))
             for n in names:
-                parts[n].append(model.branches[n].latent(x).cpu())
+                parts[n].append(model.branches[n].latent(h).cpu())
     finally:
-        for n, state in states.items():
-            model.branches[n].train(state)
+        for m, state in zip(modules, states):
+            m.train(state)
     return {n: torch.cat(p) for n, p in parts.items()}
 
 

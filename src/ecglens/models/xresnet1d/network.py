@@ -20,71 +20,11 @@ At inference the body runs channels-last (``ecglens.models.layout``: the (n, c, 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-from ...configs import config_from_dict, config_to_dict
 from .. import layout
-
-# name -> (expansion, layers), as in the ResNet family.
-ARCHITECTURES: dict[str, tuple[int, tuple[int, ...]]] = {
-    "xresnet1d18": (1, (2, 2, 2, 2)),
-    "xresnet1d34": (1, (3, 4, 6, 3)),
-    "xresnet1d50": (4, (3, 4, 6, 3)),
-    "xresnet1d101": (4, (3, 4, 23, 3)),
-}
-
-
-@dataclass(frozen=True)
-class XResNetConfig:
-    """Architecture of an :class:`XResNet1d` (serialised into checkpoints).
-
-    ``widths`` are the inner widths of the stages; a stage outputs
-    ``width * expansion`` channels. ``stem`` lists the stem's three output widths.
-    ``head_hidden=None`` maps the pooled features straight to the classes.
-    """
-
-    layers: tuple[int, ...] = (3, 4, 23, 3)
-    expansion: int = 4
-    widths: tuple[int, ...] = (64, 128, 256, 512)
-    stem: tuple[int, ...] = (32, 32, 64)
-    kernel_size: int = 5
-    in_channels: int = 12
-    head_hidden: int | None = 128
-    head_dropout: float = 0.5
-
-    def __post_init__(self):
-        object.__setattr__(self, "layers", tuple(int(v) for v in self.layers))
-        object.__setattr__(self, "widths", tuple(int(v) for v in self.widths))
-        object.__setattr__(self, "stem", tuple(int(v) for v in self.stem))
-        if len(self.layers) != len(self.widths) or not self.layers:
-            raise ValueError(f"layers {self.layers} and widths {self.widths} must be non-empty and of equal length")
-        if min(self.layers + self.widths + self.stem) < 1 or self.in_channels < 1:
-            raise ValueError(f"layer counts and widths must be positive, got layers {self.layers}, widths "
-                             f"{self.widths}, stem {self.stem}")
-        if len(self.stem) != 3:
-            raise ValueError(f"the stem has three convolutions, got widths {self.stem}")
-        if self.expansion not in (1, 4):
-            raise ValueError(f"expansion must be 1 (basic) or 4 (bottleneck), got {self.expansion}")
-        if self.kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be odd, got {self.kernel_size}")
-
-    @classmethod
-    def named(cls, name: str, **changes) -> "XResNetConfig":
-        """A config for a named depth (``xresnet1d18/34/50/101``) with optional changes."""
-        if name not in ARCHITECTURES:
-            raise ValueError(f"unknown architecture {name!r}; known: {', '.join(ARCHITECTURES)}")
-        expansion, layers = ARCHITECTURES[name]
-        return cls(layers=layers, expansion=expansion, **changes)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "XResNetConfig":
-        return config_from_dict(cls, d)
-
-    def to_dict(self) -> dict:
-        return config_to_dict(self)
+from .config import XResNetConfig
 
 
 def _conv_bn(ni: int, nf: int, kernel_size: int, stride: int = 1, act: bool = True, zero_bn: bool = False) -> nn.Sequential:
@@ -133,6 +73,38 @@ class AdaptiveConcatPool1d(nn.Module):
         return torch.cat([x.mean(dim=-1), x.amax(dim=-1)], dim=1)
 
 
+def _block_strides(cfg: XResNetConfig) -> list[tuple[int, int]]:
+    """(stage, stride) of every residual block: the first block of each stage after the first halves time."""
+    return [(stage, 2 if (stage > 0 and b == 0) else 1)
+            for stage, n_blocks in enumerate(cfg.layers) for b in range(n_blocks)]
+
+
+def xresnet_body(cfg: XResNetConfig) -> tuple[nn.Sequential, int]:
+    """The convolutional body (three-conv stem, max pool, residual stages) and its output channels."""
+    k = cfg.kernel_size
+    sizes = (cfg.in_channels, *cfg.stem)
+    body: list[nn.Module] = [_conv_bn(sizes[i], sizes[i + 1], k, stride=2 if i == 0 else 1) for i in range(3)]
+    body.append(layout.MaxPool1d(3, stride=2, padding=1))
+    ni = cfg.stem[-1]
+    for stage, stride in _block_strides(cfg):
+        body.append(ResBlock(ni, cfg.widths[stage], cfg.expansion, stride, k))
+        ni = cfg.widths[stage] * cfg.expansion
+    return nn.Sequential(*body), ni
+
+
+def xresnet_time_layers(cfg: XResNetConfig) -> list[tuple[int, int, int]]:
+    """(kernel, stride, padding) along time of every layer on the body's main path (stem, pool, each block's
+    residual branch), from which the receptive field of a feature step follows."""
+    k, pad = cfg.kernel_size, cfg.kernel_size // 2
+    layers = [(k, 2, pad), (k, 1, pad), (k, 1, pad), (3, 2, 1)]
+    for _, stride in _block_strides(cfg):
+        if cfg.expansion == 1:
+            layers += [(k, stride, pad), (k, 1, pad)]
+        else:
+            layers += [(1, 1, 0), (k, stride, pad), (1, 1, 0)]
+    return layers
+
+
 class XResNet1d(nn.Module):
     """(n, in_channels, t) -> (n, n_classes) logits, for any ``t`` (global pooling).
 
@@ -144,17 +116,7 @@ class XResNet1d(nn.Module):
         cfg = config or XResNetConfig()
         self.config = cfg
         self.n_classes = int(n_classes)
-        k = cfg.kernel_size
-        sizes = (cfg.in_channels, *cfg.stem)
-        stem = [_conv_bn(sizes[i], sizes[i + 1], k, stride=2 if i == 0 else 1) for i in range(3)]
-        body: list[nn.Module] = [*stem, layout.MaxPool1d(3, stride=2, padding=1)]
-        ni = cfg.stem[-1]
-        for stage, (n_blocks, width) in enumerate(zip(cfg.layers, cfg.widths)):
-            for b in range(n_blocks):
-                stride = 2 if (stage > 0 and b == 0) else 1
-                body.append(ResBlock(ni, width, cfg.expansion, stride, k))
-                ni = width * cfg.expansion
-        self.features = nn.Sequential(*body)
+        self.features, ni = xresnet_body(cfg)
         self.n_features = ni
         head: list[nn.Module] = [AdaptiveConcatPool1d(), nn.BatchNorm1d(2 * ni)]
         if cfg.head_hidden:
