@@ -88,27 +88,27 @@ def load_start(head_dir: Path | None, start: Path, related_l1: float = 1e-3):
     return model_from_checkpoint(state, config), config, head_config
 
 
-def load_folds(pipeline, data: Path):
+def load_folds(pipeline, data: Path, label_set: str = "all"):
     from ecglens.datasets import PTBXL, TRAIN_FOLDS
 
     ds = PTBXL(data, sampling_rate=100)
     out = {}
     for part, folds in (("train", tuple(TRAIN_FOLDS)), ("val", (9,)), ("test", (10,))):
-        split = ds.load("all", folds=folds, pipeline=pipeline, cache_dir=em.CACHE, progress=False)
+        split = ds.load(label_set, folds=folds, pipeline=pipeline, cache_dir=em.CACHE, progress=False)
         ids, x, y = split.arrays()
         out[part] = (np.asarray(ids), np.asarray(x, dtype=np.float32), np.asarray(y, dtype=np.float32))
         labels = list(split.label_names)
     return ds, out, labels
 
 
-def validation_metric(model, labels, train_pos):
+def validation_metric(head, labels, train_pos):
     """Fold-9 macro AUROC of the fused logits, the called statements' explanation medians and ``val_select``
     (the AUROC, less 1 when an explanation target is missed, so a meeting epoch always ranks first)."""
     from ecglens.metrics import macro_auroc
 
     def metric(arrays):
         z, s, y = arrays["logit"].astype(np.float64), arrays["scores"], arrays["target"]
-        _, stats = em.explain_fold(model.fusion, labels, s, z, y, z, train_pos)
+        _, stats = em.explain_fold(head, labels, s, z, y, z, train_pos)
         auroc = macro_auroc(y, z)[0]
         ok = stats["own_share_median"] >= em.TARGETS["own_share"] and \
             stats["top3_coverage_median"] >= em.TARGETS["top3_coverage"]
@@ -121,13 +121,16 @@ def validation_metric(model, labels, train_pos):
 
 def finetune(model, recipe, folds, labels, seed: int, epochs: int, lr: float, run_dir: Path,
              sources: list | None = None, resume: bool = False, teacher: np.ndarray | None = None,
-             distill: float = 0.0, trunk_lr_scale: float = 1.0, name: str | None = None) -> dict:
+             distill: float = 0.0, trunk_lr_scale: float = 1.0, name: str | None = None,
+             select: str = "targets") -> dict:
     """One end-to-end ``StageRun.fit`` of the network with the related head in the loop; the model ends at its
     selected epoch (``resume``: continue or reuse the run in ``run_dir``). With ``sources`` (``(branch, index, record row, window)`` of projected prototypes) the
     prototypes are frozen and set back onto their source patches after every epoch (the pipeline's refine).
     With ``distill`` > 0 the fused logits also learn ``teacher`` (the training records' probabilities from
     another model): ``distill`` times their cross-entropy against those soft targets. A network with a shared
-    trunk trains it at ``trunk_lr_scale`` times ``lr``, and not at all at 0 (no backward pass through it)."""
+    trunk trains it at ``trunk_lr_scale`` times ``lr``, and not at all at 0 (no backward pass through it).
+    ``select``: "targets" keeps the best fold-9 macro AUROC among the epochs meeting the explanation targets,
+    "auroc" the best fold-9 macro AUROC (for a head that ``refit`` fits to the targets afterwards)."""
     from ecglens.datasets import jaccard_cooccurrence
     from ecglens.models.protoecgnet.losses import classification_loss, pos_weight_from_labels, total_loss
     from ecglens.models.protoecgnet.projection import sync_prototypes
@@ -146,7 +149,8 @@ def finetune(model, recipe, folds, labels, seed: int, epochs: int, lr: float, ru
 
     def groups(net):  # the shared trunk at its own rate
         ids = {id(p) for p in trunk}
-        return [{"params": trunk, "lr": lr * trunk_lr_scale}, {"params": [p for p in net.parameters() if id(p) not in ids]}]
+        rest = [p for p in net.parameters() if id(p) not in ids]
+        return [{"params": trunk, "lr": lr * trunk_lr_scale}, {"params": rest}]
 
     k = train_y.shape[1]
 
@@ -180,17 +184,18 @@ def finetune(model, recipe, folds, labels, seed: int, epochs: int, lr: float, ru
     config = run.train_config(batch_size=recipe.batch_size, weight_decay=recipe.weight_decay)
     result = run.fit(loss_fn, train_data, config, checkpoint_config={"kind": f"protoecgnet-{name}"},
                      epoch_end=None if sources is None else lambda net, _: sync_prototypes(net, train_x, sources),
-                     validation=Validation(val_data, outputs, validation_metric(model, labels, train_y.sum(0)),
-                                           name="val_select", mode="max"),
+                     validation=Validation(val_data, outputs, validation_metric(model.fusion, labels, train_y.sum(0)),
+                                           name="val_select" if select == "targets" else "val_macro_auroc",
+                                           mode="max"),
                      param_groups=groups if trunk and trunk_lr_scale not in (0, 1) else None)
     model.eval()
     return {"facts": {k: v for k, v in result.facts.items() if k != "stage"},
             "history": [{k: v for k, v in h.items() if k != "stage"} for h in result.history]}
 
 
-def teacher_probabilities(name: str, data: Path, labels: list[str]) -> np.ndarray:
-    """The training folds' uncalibrated probabilities from the shipped model ``name`` (trained on the same
-    folds 1-8; its own pipeline), in the training split's record order."""
+def teacher_probabilities(name: str, data: Path, labels: list[str], label_set: str = "all") -> np.ndarray:
+    """The training folds' uncalibrated probabilities from the model ``name`` (shipped name or checkpoint directory,
+    trained on the same folds 1-8; its own pipeline), in the training split's record order."""
     from ecglens.api import load_model
     from ecglens.datasets import PTBXL, TRAIN_FOLDS
 
@@ -198,7 +203,7 @@ def teacher_probabilities(name: str, data: Path, labels: list[str]) -> np.ndarra
     if list(clf.labels) != list(labels):
         raise SystemExit(f"the teacher {name} has other labels than ProtoECGNet")
     ds = PTBXL(data, sampling_rate=100)
-    _, x, _ = ds.load("all", folds=tuple(TRAIN_FOLDS), pipeline=clf.pipeline, cache_dir=em.CACHE,
+    _, x, _ = ds.load(label_set, folds=tuple(TRAIN_FOLDS), pipeline=clf.pipeline, cache_dir=em.CACHE,
                       progress=False).arrays()
     with clf.raw():
         return clf.predict_batch(np.asarray(x, dtype=np.float32), clf.sampling_rate).astype(np.float32)
@@ -235,17 +240,32 @@ def val_auroc(model, folds) -> float:
     return macro_auroc(folds["val"][2], em.head_logits(model.fusion, em.prototype_scores(model, folds["val"][1])))[0]
 
 
-def refit(model, recipe, folds, seed: int) -> dict:
-    """The related head re-fitted on the model's fixed prototype scores (``fit_fusion_on_scores``)."""
+def refit(model, recipe, folds, labels, seed: int, l1s: list[float] | None = None,
+          within_targets: bool = False) -> dict:
+    """The related head re-fitted on the model's fixed prototype scores (``fit_fusion_on_scores``), once per L1 on
+    its related weights in ``l1s`` (default: the recipe's). With several, or with ``within_targets`` (the
+    fine-tuned head is a candidate too), the model keeps the candidate best on fold 9 among those whose fold-9
+    called statements meet the explanation targets (the fine-tune's own rule); else the one re-fitted head."""
     from ecglens.models.protoecgnet.heads import fit_fusion_on_scores, predict_heads
 
     before = val_auroc(model, folds)
-    out = {p: predict_heads(model, folds[p][1]) for p in ("train", "val")}
+    out = {p: predict_heads(model, folds[p][1])["scores"] for p in ("train", "val")}
     targets = {p: folds[p][2] for p in out}
-    head, facts = fit_fusion_on_scores(model, "related", {p: out[p]["scores"] for p in out}, targets, recipe, seed,
-                                       model.config.related_pairs())
-    model.fusion = head
-    return {"val_macro_auroc_after_projection": before, "refit": {k: v for k, v in facts.items() if k != "stage"}}
+    candidates, facts = {}, {}
+    for l1 in l1s or [recipe.related_l1]:
+        candidates[f"refit l1 {l1:g}"], fit = fit_fusion_on_scores(
+            model, "related", out, targets, dataclasses.replace(recipe, related_l1=l1), seed,
+            model.config.related_pairs())
+        facts[f"refit l1 {l1:g}"] = {k: v for k, v in fit.items() if k != "stage"}
+    if within_targets:
+        candidates["fine-tuned"] = model.fusion
+    rank = {name: validation_metric(h, labels, folds["train"][2].sum(0))(
+                {"logit": em.head_logits(h, out["val"]), "scores": out["val"], "target": folds["val"][2]})
+            for name, h in candidates.items()}
+    kept = max(rank, key=lambda name: rank[name]["val_select"])
+    model.fusion = candidates[kept]
+    return {"val_macro_auroc_after_projection": before, "head_kept": kept, "refit": facts,
+            "head_candidates_val": rank}
 
 
 def gallery_of(rows, folds, labels, ds, recipe, sampling_rate: float):
@@ -285,9 +305,9 @@ def evaluate(model, clf, folds, labels, records: Path) -> dict:
             "deletion_test": deletion, "records_per_s": em.records_per_second(fused, folds["test"][1])}
 
 
-def trunk_start(baseline, train_y, labels: list[str], prototype_channels: int, recipe,
-                counts: dict[str, int] | None = None):
-    """A new ProtoECGNet whose branches share the shipped baseline's xresnet1d body (its trained weights) as
+def trunk_start(baseline, baseline_name: str, train_y, labels: list[str], label_set: str, prototype_channels: int,
+                recipe, counts: dict[str, int] | None = None):
+    """A new ProtoECGNet whose branches share a trained baseline's xresnet1d body (its weights) as
     their trunk, with the related head over the training folds' co-occurrence; add-ons, prototypes and heads
     start untrained; ``counts``: prototypes per class by branch (default: the recipe's). Returns the model and
     its checkpoint config (the baseline's preprocessing)."""
@@ -313,8 +333,8 @@ def trunk_start(baseline, train_y, labels: list[str], prototype_channels: int, r
     config = {"kind": "protoecgnet", "model": model_config.to_dict(), "recipe": recipe.to_dict(),
               "pipeline": whole_record(baseline.pipeline).to_dict(),
               "display_pipeline": whole_record(recipe.display_pipeline(100.0)).to_dict(), "labels": labels,
-              "label_set": "all", "head": "related fusion",
-              "training": provenance(0, labels=labels, y=train_y, trunk_from="shipped baseline (folds 1-8)",
+              "label_set": label_set, "head": "related fusion",
+              "training": provenance(0, labels=labels, y=train_y, trunk_from=str(baseline_name),
                                      n_parameters=int(sum(p.numel() for p in model.parameters())),
                                      n_prototypes=int(sum(b.n_prototypes for b in model.branches.values())))}
     return model, config
@@ -327,11 +347,11 @@ def setup(args):
     torch.set_num_threads(1)
     clf = load_model("protoecgnet").loaded
     if args.start == TRUNK:
-        baseline = load_model("baseline").loaded
-        ds, folds, labels = load_folds(baseline.pipeline, args.data)
+        baseline = load_model(args.baseline).loaded
+        ds, folds, labels = load_folds(baseline.pipeline, args.data, args.labels)
         recipe = ProtoTrainConfig.from_dict(clf.config["recipe"])
-        model, config = trunk_start(baseline, folds["train"][2], labels, args.prototype_channels, recipe,
-                                    args.counts)
+        model, config = trunk_start(baseline, args.baseline, folds["train"][2], labels, args.labels,
+                                    args.prototype_channels, recipe, args.counts)
         head_config = {}
     else:
         model, config, head_config = load_start(args.head, args.start)
@@ -357,7 +377,8 @@ def run_seed(args) -> int:
         config["recipe"]["related_l1"] = args.related_l1
     out = args.work / args.tag / f"seed{args.seed}"
     seed_everything(args.seed)
-    teacher = teacher_probabilities(args.teacher, args.data, labels) if args.distill else None
+    teacher = teacher_probabilities(args.teacher or args.baseline, args.data, labels, args.labels) \
+        if args.distill else None
     if args.warmup_epochs:
         warm = finetune(model, recipe, folds, labels, args.seed, args.warmup_epochs, args.lr, out / "warmup",
                         None, args.resume, teacher, args.distill, trunk_lr_scale=0.0, name="warmup")
@@ -365,7 +386,7 @@ def run_seed(args) -> int:
               f"{_at_best({'history': warm['history'], **warm['facts']})['val_macro_auroc']:.4f}", flush=True)
     tuned = finetune(model, recipe, folds, labels, args.seed, args.epochs, args.lr, out / "train",
                      shipped_sources(folds, args.start) if args.tied else None, args.resume, teacher, args.distill,
-                     args.trunk_lr_scale)
+                     args.trunk_lr_scale, select=args.select)
     print(f"seed {args.seed}: fine-tune done ({time.time() - t0:.0f} s), best epoch {tuned['facts']['best_epoch']}",
           flush=True)
     post = {}
@@ -374,19 +395,23 @@ def run_seed(args) -> int:
         post["val_macro_auroc_after_first_projection"] = val_auroc(model, folds)
         sources = [(r["branch"], r["index"], r["record"], r["window"]) for r in rows if r["projected"]]
         refined = finetune(model, recipe, folds, labels, args.seed, args.refine_epochs, args.refine_lr,
-                           out / "refine", sources, args.resume, teacher, args.distill, args.trunk_lr_scale)
+                           out / "refine", sources, args.resume, teacher, args.distill, args.trunk_lr_scale,
+                           select=args.select)
         post["refine"] = {**refined["facts"], "history": refined["history"]}
         rows = project(model, folds)
     post["projection"] = projection_summary(rows)
     gallery = gallery_of(rows, folds, labels, ds, recipe, model.config.sampling_rate)
-    post.update(refit(model, recipe, folds, args.seed))
+    post.update(refit(model, recipe, folds, labels, args.seed, args.refit_l1, args.refit_within_targets))
     scores = em.prototype_scores(model, folds["val"][1])
     z = em.head_logits(model.fusion, scores)
     _, val_stats = em.explain_fold(model.fusion, labels, scores, z, folds["val"][2], z, folds["train"][2].sum(0))
     settings = {"seed": args.seed, "epochs": args.epochs, "lr": args.lr, "tied": args.tied,
                 "refine_epochs": args.refine_epochs, "refine_lr": args.refine_lr, "start": str(args.start),
-                "distill": args.distill, "teacher": args.teacher if args.distill else None,
-                "warmup_epochs": args.warmup_epochs, "related_l1": recipe.related_l1, "trunk_lr_scale": args.trunk_lr_scale,
+                "distill": args.distill, "teacher": (args.teacher or args.baseline) if args.distill else None,
+                "label_set": args.labels, "refit_within_targets": args.refit_within_targets,
+                "refit_l1": args.refit_l1, "select": args.select, "baseline": args.baseline if args.start == TRUNK else None,
+                "warmup_epochs": args.warmup_epochs, "related_l1": recipe.related_l1,
+                "trunk_lr_scale": args.trunk_lr_scale,
                 "prototype_channels": args.prototype_channels if args.start == TRUNK else None,
                 "counts": args.counts if args.start == TRUNK else None}
     config["training"]["finetune"] = {"script": "bench/protoecgnet_finetune.py", **settings,
@@ -408,9 +433,13 @@ def evaluate_seeds(args) -> int:
     from ecglens.models.protoecgnet.classifier import model_from_checkpoint
     from ecglens.training import load_checkpoint
 
-    clf, _, _, _, _, folds, labels = setup(args)
+    from ecglens.api import load_model
+
+    torch.set_num_threads(1)
     for directory in sorted((args.work / args.tag).glob("seed*/model")):
         model = model_from_checkpoint(*load_checkpoint(directory))
+        clf = load_model(directory).loaded
+        _, folds, labels = load_folds(clf.pipeline, args.data, clf.config["label_set"])  # its own preprocessing
         result = evaluate(model, clf, folds, labels, args.records)
         write_json_atomic(directory.parent / "test.json", result)
         print(f"{directory.parent.name}: fold 10 {result['macro_auroc_test']:.4f} "
@@ -597,7 +626,21 @@ def main() -> int:
                     help="the shared trunk's learning rate as a fraction of the fine-tune's and refine's")
     ap.add_argument("--distill", type=float, default=0.0,
                     help="weight of the cross-entropy of the fused logits against --teacher's probabilities")
-    ap.add_argument("--teacher", default="baseline", help="shipped model whose training-fold probabilities to learn")
+    ap.add_argument("--teacher", default=None,
+                    help="model (shipped name or checkpoint) whose training-fold probabilities to learn "
+                         "(default: --baseline)")
+    ap.add_argument("--baseline", default="baseline",
+                    help="--start trunk: the trained baseline (shipped name or checkpoint) whose body is the trunk")
+    ap.add_argument("--labels", default="all", help="--start trunk: the label set")
+    ap.add_argument("--refit-l1", type=float, nargs="+", default=None,
+                    help="re-fit the related head at each of these L1s and keep the best on fold 9 within the "
+                         "explanation targets (default: the recipe's related L1 alone)")
+    ap.add_argument("--select", choices=("targets", "auroc"), default="targets",
+                    help="fine-tune and refine epochs: the best fold-9 AUROC among epochs meeting the explanation "
+                         "targets, or the best fold-9 AUROC (when --refit-l1 fits the head to the targets)")
+    ap.add_argument("--refit-within-targets", action="store_true",
+                    help="keep the fine-tuned head unless the re-fitted one is better on fold 9 within the "
+                         "explanation targets")
     ap.add_argument("--work", type=Path, default=WORK)
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--note", default="", help="report: a sentence for the written results")

@@ -1,0 +1,213 @@
+"""ProtoECGNet on the baseline's trunk (issue 25): every fold-9 configuration, the chosen one's seeds against the targets.
+
+The runs are ``bench/protoecgnet_finetune.py run --start trunk ...`` (one directory per configuration tag under
+its work directory; ``evaluate --tag T`` reads fold 10 and the external records once per seed). This script
+only reads them and the baseline's published numbers (``benchmark.json``: fold 10, 3 seeds; ``external.json``)
+and writes ``bench/results/protoecgnet_trunk.{json,md}``:
+
+    .venv/bin/python bench/protoecgnet_trunk.py --chosen all=TAG --chosen superdiagnostic=TAG2
+
+A chosen tag is the fold-9 choice of its label set (seed 0); the fold-10 and external numbers of its seeds are the
+final table. The whole pipeline's time is the baseline's training (its benchmark wall time, seed 0) plus the
+ProtoECGNet run's (``val.json``'s wall time, seed 0).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "bench"))
+
+import explanation_metrics as em
+import numpy as np
+from protoecgnet_finetune import RESULTS, WORK, _at_best
+
+from ecglens.atomic import write_json_atomic, write_text_atomic
+
+MARGIN = 0.02  # the issue's "within 0.02 of the baseline"
+MIN_RECORDS_PER_S = 500.0
+MAX_PIPELINE_S = 20 * 60.0
+
+
+def baseline_numbers(results: Path) -> dict:
+    """The baseline's fold-10 macro AUROC (mean over its seeds) per label set, its seed-0 training wall time, and
+    its external macro AUROC, from the committed benchmark and external results."""
+    rows = json.loads((results / "benchmark.json").read_text())
+    external = json.loads((results / "external.json").read_text())
+    out = {row["label_set"]: {"macro_auroc_test": float(np.mean(row["macro_auroc"])),
+                              "train_wall_s_seed0": row["train_wall_s"][0]}
+           for row in rows if row["model"] == "baseline"}
+    out["external"] = next(m["macro_auroc"] for m in external["models"] if m["model"] == "baseline")
+    return out
+
+
+def sweep(work: Path) -> list[dict]:
+    """Every trunk configuration's seed 0 on fold 9."""
+    rows = []
+    for path in sorted(work.glob("*/seed0/val.json")):
+        r = json.loads(path.read_text())
+        if r.get("start") != "trunk":
+            continue
+        # runs from before an option existed ran at its default, and their checkpoint's recipe has the L1 they used
+        config = json.loads((path.parent / "model" / "config.json").read_text())
+        r = {"label_set": "all", "warmup_epochs": 0, "trunk_lr_scale": 1.0, "prototype_channels": 32,
+             "select": "targets", "refit_within_targets": False, **r, "related_l1": config["recipe"]["related_l1"]}
+        refit = "/".join(f"{v:g}" for v in r.get("refit_l1") or [r["related_l1"]]) + (
+            " or fine-tuned" if r["refit_within_targets"] else "")
+        rows.append({"tag": path.parent.parent.name, "label_set": r["label_set"],
+                     **{k: r.get(k) for k in ("epochs", "lr", "related_l1", "distill", "warmup_epochs",
+                                              "trunk_lr_scale", "prototype_channels", "counts", "refine_epochs",
+                                              "select")},
+                     "head": f"{refit} -> {r.get('head_kept', 'refit')}",
+                     "val_finetuned": _at_best(r)["val_macro_auroc"],
+                     "val_after_first_projection": r.get("val_macro_auroc_after_first_projection"),
+                     "val_final": r["macro_auroc_val"], "own_share_val": r["explanation_val"]["own_share_median"],
+                     "top3_val": r["explanation_val"]["top3_coverage_median"],
+                     "targets_met_val": r["explanation_val"]["own_share_median"] >= em.TARGETS["own_share"]
+                     and r["explanation_val"]["top3_coverage_median"] >= em.TARGETS["top3_coverage"],
+                     "wall_s": r["wall_s"]})
+    return rows
+
+
+def chosen(work: Path, tag: str) -> dict:
+    """The evaluated seeds of ``tag``: fold 9 and 10, external, explanations, speed."""
+    seeds = [{**json.loads((p / "val.json").read_text()), **json.loads((p / "test.json").read_text())}
+             for p in sorted((work / tag).glob("seed*")) if (p / "test.json").is_file()]
+    if not seeds:
+        raise SystemExit(f"no evaluated seeds under {work / tag}")
+    seeds.sort(key=lambda r: r["seed"])
+    return {"tag": tag, "seeds": [r["seed"] for r in seeds],
+            "macro_auroc_val": em._mean_sd([r["macro_auroc_val"] for r in seeds]),
+            "macro_auroc_test": em._mean_sd([r["macro_auroc_test"] for r in seeds]),
+            "macro_auroc_external": em._mean_sd([r["macro_auroc_external"] for r in seeds]),
+            "explanation_test_seed0": seeds[0]["explanation_test"], "deletion_test_seed0": seeds[0]["deletion_test"],
+            "records_per_s": [r["records_per_s"] for r in seeds], "wall_s": [r["wall_s"] for r in seeds]}
+
+
+def judge(label_set: str, c: dict, base: dict) -> dict[str, dict]:
+    """Each target of the issue for one label set: the measured value, the bound and whether it is met."""
+    ex = c["explanation_test_seed0"]
+    pipeline = base[label_set]["train_wall_s_seed0"] + c["wall_s"][0]
+    targets = {
+        "macro AUROC fold 10 (mean of seeds) >= baseline - 0.02": (
+            c["macro_auroc_test"]["mean"], base[label_set]["macro_auroc_test"] - MARGIN),
+        "median own share fold 10 (seed 0) >= 0.5": (ex["own_share_median"], em.TARGETS["own_share"]),
+        "median top-3 coverage fold 10 (seed 0) >= 0.5": (ex["top3_coverage_median"], em.TARGETS["top3_coverage"]),
+        f"records/s (seed 0) >= {MIN_RECORDS_PER_S:.0f}": (c["records_per_s"][0], MIN_RECORDS_PER_S),
+        "whole pipeline s (baseline training + this run, seed 0) <= 1200": (-pipeline, -MAX_PIPELINE_S),
+    }
+    if label_set == "all":
+        targets["external macro AUROC (mean of seeds) >= baseline - 0.02"] = (
+            c["macro_auroc_external"]["mean"], base["external"] - MARGIN)
+        targets["macro AUROC 'all' fold 10 >= 0.835 (previous issue)"] = (
+            c["macro_auroc_test"]["mean"], em.TARGETS["macro_auroc_all"])
+    return {name: {"value": abs(v) if v < 0 else v, "bound": abs(b) if b < 0 else b, "met": bool(v >= b)}
+            for name, (v, b) in targets.items()}
+
+
+def render(doc: dict) -> str:
+    f = em._f
+    lines = ["# ProtoECGNet on the baseline's trunk (issue 25)", "",
+             "`bench/protoecgnet_finetune.py run --start trunk`: a new ProtoECGNet whose three branches share the "
+             "trained baseline's xresnet1d body (`ProtoECGNetConfig.trunk`; each branch keeps its own add-on, "
+             "prototypes and last layer) with the related (case-based) fusion head over the training co-occurrence. "
+             "(1) every parameter fine-tuned on BCE of the fused logits + the recipe's prototype losses (+ `distill` "
+             "times the cross-entropy against the same baseline's training-fold probabilities), keeping the fold-9 "
+             "epoch with the best macro AUROC among those meeting the explanation targets; (2) projection onto "
+             "training patches; (3) refine with the prototypes tied to their sources, re-projection; (4) the related "
+             "head re-fitted on the fixed prototype scores. Inputs go through the baseline's preprocessing "
+             "(resample, its training-set per-lead scale). Every configuration below was chosen on fold 9 (seed 0); "
+             "fold 10 and the external records were read once, for the chosen configuration's seeds. Seeds vary the "
+             "ProtoECGNet run (batch order, shifts, initialisation of add-ons and prototypes); every seed starts from "
+             "the same trained baseline (seed 0).", ""]
+    base = doc["baseline"]
+    for label_set, c in doc["chosen"].items():
+        lines += [f"## {label_set}: `{c['tag']}`", "",
+                  f"| | mean +/- SD over {len(c['seeds'])} seeds | per seed | baseline |", "|---|---|---|---|"]
+        for key, name, ref in (("macro_auroc_test", "macro AUROC fold 10", base[label_set]["macro_auroc_test"]),
+                               ("macro_auroc_val", "macro AUROC fold 9", None),
+                               ("macro_auroc_external", "macro AUROC external", base["external"]
+                                if label_set == "all" else None)):
+            m = c[key]
+            lines.append(f"| {name} | {m['mean']:.3f} +/- {m['sd']:.3f} | "
+                         + ", ".join(f"{v:.3f}" for v in m["values"]) + f" | {f(ref)} |")
+        ex = c["explanation_test_seed0"]
+        lines += [f"| median own share, fold 10 (seed 0) | {ex['own_share_median']:.3f} | | |",
+                  f"| median top-3 coverage, fold 10 (seed 0) | {ex['top3_coverage_median']:.3f} | | |",
+                  f"| called statements/record, fold 10 (seed 0) | {ex['called_per_record']:.2f} | | |",
+                  "| records/s (Classifier, 1 thread) | | " + ", ".join(f"{v:.0f}" for v in c["records_per_s"]) + " | |",
+                  "| run wall s (this machine, shared) | | " + ", ".join(f"{v:.0f}" for v in c["wall_s"])
+                  + f" | {base[label_set]['train_wall_s_seed0']:.0f} (training, seed 0) |", "",
+                  "| target | value | bound | met |", "|---|---|---|---|"]
+        for name, t in doc["targets"][label_set].items():
+            lines.append(f"| {name} | {t['value']:.3f} | {t['bound']:.3f} | {'yes' if t['met'] else 'no'} |")
+        lines.append("")
+    lines += ["## Configurations tried (fold 9, seed 0)", "",
+              "| tag | labels | epochs | lr | related L1 | distill | warm-up | trunk lr x | channels | counts | epochs by "
+              "| head (re-fit L1s -> kept) | fine-tuned | after projection | final | own share | top-3 | targets met "
+              "| wall s |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in doc["sweep_fold_9"]:
+        counts = "-" if not r["counts"] else "/".join(str(v) for v in r["counts"].values())
+        lines.append(f"| {r['tag']} | {r['label_set']} | {r['epochs']} | {r['lr']:g} | {r['related_l1']:g} | "
+                     f"{r['distill']:g} | {r['warmup_epochs']} | {r['trunk_lr_scale']:g} | {r['prototype_channels']} | "
+                     f"{counts} | {r['select']} | {r['head']} | {r['val_finetuned']:.3f} | "
+                     f"{f(r['val_after_first_projection'])} | "
+                     f"{r['val_final']:.3f} | {r['own_share_val']:.3f} | {r['top3_val']:.3f} | "
+                     f"{'yes' if r['targets_met_val'] else 'no'} | {r['wall_s']:.0f} |")
+    lines += ["", ("Tags ending in `-resumed` re-ran only the projection and head steps on a copy of the named run's "
+                   "finished training (their wall time is that alone); `within-targets` is the same settings as "
+                   "`trunk_c32_l10_d1_e30_r10` with the fine-tuned head kept as a re-fit candidate. A missing run of a "
+                   "tag (seeds 1-2 of it) was stopped when its configuration was dropped."),
+              "", ("Definitions as in `explanation_metrics.md` (called statements at fold-9 calibration, own share, "
+                   "top-k coverage). Baseline: `benchmark.json` (fold 10, mean of its 3 seeds; training wall time of "
+                   f"seed 0) and `external.json`. Python {doc['python']}, 1 thread per process, 2 shared cores."), ""]
+    return "\n".join(lines)
+
+
+def ship(out: Path, work: Path) -> int:
+    """The chosen "all" configuration's seed 0 (checkpoint and gallery) into the shipped ProtoECGNet, only when
+    the report says every target is met."""
+    import shutil
+
+    from ecglens.pretrained import pretrained_root
+
+    doc = json.loads((out / "protoecgnet_trunk.json").read_text())
+    if not doc["all_met"]:
+        raise SystemExit("not every target is met: nothing shipped")
+    source, target = work / doc["chosen"]["all"]["tag"] / "seed0" / "model", pretrained_root() / "protoecgnet"
+    for name in ("model.safetensors", "gallery.safetensors", "gallery.json", "config.json"):
+        shutil.copyfile(source / name, target / name)
+    print(f"shipped {source} -> {target}; now bench/prototype_reference.py and "
+          "bench/ship.py --calibrate-only --only protoecgnet")
+    return 0
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--chosen", action="append", default=[], metavar="LABELS=TAG",
+                    help="the fold-9 choice of a label set (repeat per label set)")
+    ap.add_argument("--work", type=Path, default=WORK)
+    ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--ship", action="store_true", help="ship the written report's 'all' choice (seed 0)")
+    args = ap.parse_args()
+    if args.ship:
+        return ship(args.out, args.work)
+    base = baseline_numbers(args.out)
+    picks = dict(item.split("=", 1) for item in args.chosen)
+    doc = {"benchmark": "protoecgnet_trunk", "python": platform.python_version(), "baseline": base,
+           "chosen": {labels: chosen(args.work, tag) for labels, tag in picks.items()}, "sweep_fold_9": sweep(args.work)}
+    doc["targets"] = {labels: judge(labels, c, base) for labels, c in doc["chosen"].items()}
+    doc["all_met"] = bool(doc["targets"]) and all(t["met"] for ts in doc["targets"].values() for t in ts.values())
+    write_json_atomic(args.out / "protoecgnet_trunk.json", doc)
+    write_text_atomic(args.out / "protoecgnet_trunk.md", render(doc))
+    print(f"wrote {args.out / 'protoecgnet_trunk.md'}; every target met: {doc['all_met']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
