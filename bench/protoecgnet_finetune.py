@@ -28,6 +28,14 @@ fold 9) have median own-class share and top-3 coverage >= 0.5.
 
 ``ship`` refuses unless the report says every target is met; afterwards run ``bench/prototype_reference.py`` and
 ``bench/ship.py --calibrate-only --only protoecgnet``.
+
+``--start trunk`` (issue 25) starts instead from a new network whose branches share a trained baseline's body
+(``--baseline``, also the distillation teacher; ``--labels`` its label set), with options for the fold-9 search
+that ``bench/protoecgnet_trunk.py`` reports (``--select auroc`` with ``--refit-l1``: epochs by AUROC, the head then
+re-fitted to the explanation targets):
+
+    .venv/bin/python bench/protoecgnet_finetune.py run --start trunk --related-l1 0 --distill 1 --select auroc \
+        --refit-l1 1e-3 3e-3 --prototype-loss-scale 0.25 --seed 0 --tag trunk_all_auroc_refit_ploss0.25
 """
 from __future__ import annotations
 
@@ -122,7 +130,7 @@ def validation_metric(head, labels, train_pos):
 def finetune(model, recipe, folds, labels, seed: int, epochs: int, lr: float, run_dir: Path,
              sources: list | None = None, resume: bool = False, teacher: np.ndarray | None = None,
              distill: float = 0.0, trunk_lr_scale: float = 1.0, name: str | None = None,
-             select: str = "targets") -> dict:
+             select: str = "targets", prototype_loss_scale: float = 1.0) -> dict:
     """One end-to-end ``StageRun.fit`` of the network with the related head in the loop; the model ends at its
     selected epoch (``resume``: continue or reuse the run in ``run_dir``). With ``sources`` (``(branch, index, record row, window)`` of projected prototypes) the
     prototypes are frozen and set back onto their source patches after every epoch (the pipeline's refine).
@@ -130,7 +138,8 @@ def finetune(model, recipe, folds, labels, seed: int, epochs: int, lr: float, ru
     another model): ``distill`` times their cross-entropy against those soft targets. A network with a shared
     trunk trains it at ``trunk_lr_scale`` times ``lr``, and not at all at 0 (no backward pass through it).
     ``select``: "targets" keeps the best fold-9 macro AUROC among the epochs meeting the explanation targets,
-    "auroc" the best fold-9 macro AUROC (for a head that ``refit`` fits to the targets afterwards)."""
+    "auroc" the best fold-9 macro AUROC (for a head that ``refit`` fits to the targets afterwards).
+    ``prototype_loss_scale`` multiplies the recipe's prototype-loss weights (cluster to proximity)."""
     from ecglens.datasets import jaccard_cooccurrence
     from ecglens.models.protoecgnet.losses import classification_loss, pos_weight_from_labels, total_loss
     from ecglens.models.protoecgnet.projection import sync_prototypes
@@ -139,7 +148,10 @@ def finetune(model, recipe, folds, labels, seed: int, epochs: int, lr: float, ru
     _, train_x, train_y = folds["train"]
     _, val_x, val_y = folds["val"]
     cfg = model.config
-    weights = dataclasses.replace(recipe.loss, branch_ce=0.0, fusion_ce=1.0, l1=0.0, fusion_l1=recipe.related_l1)
+    terms = ("cluster", "separation", "diversity", "contrastive", "prototype_contrastive", "jaccard_contrastive",
+             "proximity")
+    weights = dataclasses.replace(recipe.loss, branch_ce=0.0, fusion_ce=1.0, l1=0.0, fusion_l1=recipe.related_l1,
+                                  **{t: getattr(recipe.loss, t) * prototype_loss_scale for t in terms})
     pos_weight = pos_weight_from_labels(train_y, cap=recipe.pos_weight_cap)
     cooc = torch.as_tensor(jaccard_cooccurrence(train_y), dtype=torch.float32)
     for key, p in model.named_parameters():
@@ -268,6 +280,16 @@ def refit(model, recipe, folds, labels, seed: int, l1s: list[float] | None = Non
             "head_candidates_val": rank}
 
 
+def final_pairs(model, config: dict, recipe, train_y, labels: list[str]) -> None:
+    """The model's (and its checkpoint config's) related statements set to the recipe's Jaccard threshold, for the
+    head ``refit`` fits after a loop trained with another one (``trunk_start``'s ``loop_threshold``)."""
+    from ecglens.models.protoecgnet.heads import cooccurrence_pairs
+
+    cooccurrence = cooccurrence_pairs(train_y, labels, recipe.related_threshold)
+    model.config.cooccurrence, model.config.related_threshold = cooccurrence, recipe.related_threshold
+    config["model"].update(cooccurrence=cooccurrence, related_threshold=recipe.related_threshold)
+
+
 def gallery_of(rows, folds, labels, ds, recipe, sampling_rate: float):
     """The projected prototypes' source records for display (the training pipeline's ``show``)."""
     from ecglens.models.protoecgnet.projection import Gallery
@@ -306,11 +328,13 @@ def evaluate(model, clf, folds, labels, records: Path) -> dict:
 
 
 def trunk_start(baseline, baseline_name: str, train_y, labels: list[str], label_set: str, prototype_channels: int,
-                recipe, counts: dict[str, int] | None = None):
+                recipe, counts: dict[str, int] | None = None, loop_threshold: float | None = None):
     """A new ProtoECGNet whose branches share a trained baseline's xresnet1d body (its weights) as
     their trunk, with the related head over the training folds' co-occurrence; add-ons, prototypes and heads
-    start untrained; ``counts``: prototypes per class by branch (default: the recipe's). Returns the model and
-    its checkpoint config (the baseline's preprocessing)."""
+    start untrained; ``counts``: prototypes per class by branch (default: the recipe's); ``loop_threshold``: the
+    Jaccard above which the head trained in the loop relates two statements (default: the recipe's; ``refit``'s
+    head uses the recipe's, ``final_pairs``). Returns the model and its checkpoint config (the baseline's
+    preprocessing)."""
     from ecglens.models.protoecgnet import ProtoECGNet, ProtoECGNetConfig
     from ecglens.models.protoecgnet.config import BranchConfig
     from ecglens.models.protoecgnet.heads import cooccurrence_pairs
@@ -325,9 +349,10 @@ def trunk_start(baseline, baseline_name: str, train_y, labels: list[str], label_
                 for name, b in recipe.branches.items()}
     recipe = dataclasses.replace(recipe, branches=branches, head="related")
     trunk = XResNetConfig.from_dict(baseline.config["recipe"]["model"])
+    threshold = recipe.related_threshold if loop_threshold is None else loop_threshold
     model_config = ProtoECGNetConfig(labels=tuple(labels), branch_map=branch_map_for(labels), branches=branches,
-                                     fusion="related", trunk=trunk, related_threshold=recipe.related_threshold,
-                                     cooccurrence=cooccurrence_pairs(train_y, labels, recipe.related_threshold))
+                                     fusion="related", trunk=trunk, related_threshold=threshold,
+                                     cooccurrence=cooccurrence_pairs(train_y, labels, threshold))
     model = ProtoECGNet(model_config)
     model.trunk.load_features(baseline.model.state_dict())
     config = {"kind": "protoecgnet", "model": model_config.to_dict(), "recipe": recipe.to_dict(),
@@ -351,7 +376,7 @@ def setup(args):
         ds, folds, labels = load_folds(baseline.pipeline, args.data, args.labels)
         recipe = ProtoTrainConfig.from_dict(clf.config["recipe"])
         model, config = trunk_start(baseline, args.baseline, folds["train"][2], labels, args.labels,
-                                    args.prototype_channels, recipe, args.counts)
+                                    args.prototype_channels, recipe, args.counts, args.loop_threshold)
         head_config = {}
     else:
         model, config, head_config = load_start(args.head, args.start)
@@ -386,7 +411,7 @@ def run_seed(args) -> int:
               f"{_at_best({'history': warm['history'], **warm['facts']})['val_macro_auroc']:.4f}", flush=True)
     tuned = finetune(model, recipe, folds, labels, args.seed, args.epochs, args.lr, out / "train",
                      shipped_sources(folds, args.start) if args.tied else None, args.resume, teacher, args.distill,
-                     args.trunk_lr_scale, select=args.select)
+                     args.trunk_lr_scale, select=args.select, prototype_loss_scale=args.prototype_loss_scale)
     print(f"seed {args.seed}: fine-tune done ({time.time() - t0:.0f} s), best epoch {tuned['facts']['best_epoch']}",
           flush=True)
     post = {}
@@ -396,11 +421,13 @@ def run_seed(args) -> int:
         sources = [(r["branch"], r["index"], r["record"], r["window"]) for r in rows if r["projected"]]
         refined = finetune(model, recipe, folds, labels, args.seed, args.refine_epochs, args.refine_lr,
                            out / "refine", sources, args.resume, teacher, args.distill, args.trunk_lr_scale,
-                           select=args.select)
+                           select=args.select, prototype_loss_scale=args.prototype_loss_scale)
         post["refine"] = {**refined["facts"], "history": refined["history"]}
         rows = project(model, folds)
     post["projection"] = projection_summary(rows)
     gallery = gallery_of(rows, folds, labels, ds, recipe, model.config.sampling_rate)
+    if model.config.related_threshold != recipe.related_threshold:
+        final_pairs(model, config, recipe, folds["train"][2], labels)
     post.update(refit(model, recipe, folds, labels, args.seed, args.refit_l1, args.refit_within_targets))
     scores = em.prototype_scores(model, folds["val"][1])
     z = em.head_logits(model.fusion, scores)
@@ -409,7 +436,7 @@ def run_seed(args) -> int:
                 "refine_epochs": args.refine_epochs, "refine_lr": args.refine_lr, "start": str(args.start),
                 "distill": args.distill, "teacher": (args.teacher or args.baseline) if args.distill else None,
                 "label_set": args.labels, "refit_within_targets": args.refit_within_targets,
-                "refit_l1": args.refit_l1, "select": args.select, "baseline": args.baseline if args.start == TRUNK else None,
+                "refit_l1": args.refit_l1, "select": args.select, "loop_threshold": args.loop_threshold, "prototype_loss_scale": args.prototype_loss_scale, "baseline": args.baseline if args.start == TRUNK else None,
                 "warmup_epochs": args.warmup_epochs, "related_l1": recipe.related_l1,
                 "trunk_lr_scale": args.trunk_lr_scale,
                 "prototype_channels": args.prototype_channels if args.start == TRUNK else None,
@@ -638,6 +665,12 @@ def main() -> int:
     ap.add_argument("--select", choices=("targets", "auroc"), default="targets",
                     help="fine-tune and refine epochs: the best fold-9 AUROC among epochs meeting the explanation "
                          "targets, or the best fold-9 AUROC (when --refit-l1 fits the head to the targets)")
+    ap.add_argument("--loop-threshold", type=float, default=None,
+                    help="--start trunk: the Jaccard above which the head trained in the loop relates statements "
+                         "(-1: every pair); the re-fitted head uses the recipe's")
+    ap.add_argument("--prototype-loss-scale", type=float, default=1.0,
+                    help="multiply the recipe's prototype-loss weights (cluster, separation, diversity, contrastive, "
+                         "proximity) in the fine-tune and refine")
     ap.add_argument("--refit-within-targets", action="store_true",
                     help="keep the fine-tuned head unless the re-fitted one is better on fold 9 within the "
                          "explanation targets")

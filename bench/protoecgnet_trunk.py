@@ -45,6 +45,28 @@ def baseline_numbers(results: Path) -> dict:
     return out
 
 
+def fold9_references(results: Path) -> dict:
+    """Fold-9 macro AUROC of the shipped baseline (``protoecgnet_encoder_probe.json``) and of the shipped
+    ProtoECGNet's 3 seeds (``protoecgnet_finetune.json``)."""
+    probe = json.loads((results / "protoecgnet_encoder_probe.json").read_text())
+    shipped = json.loads((results / "protoecgnet_finetune.json").read_text())
+    return {"baseline": probe[0]["baseline_shipped"], "protoecgnet_shipped": shipped["macro_auroc_val"]}
+
+
+def seeds_fold9(rows: list[dict], work: Path) -> list[dict]:
+    """Every tag run with more than one seed: its fold-9 macro AUROC and explanation medians per seed."""
+    out = []
+    for tag in sorted({r["tag"] for r in rows}):
+        runs = [json.loads(p.read_text()) for p in sorted((work / tag).glob("seed*/val.json"))]
+        if len(runs) > 1:
+            out.append({"tag": tag, "seeds": [r["seed"] for r in runs],
+                        "macro_auroc_val": em._mean_sd([r["macro_auroc_val"] for r in runs]),
+                        "own_share_val": [r["explanation_val"]["own_share_median"] for r in runs],
+                        "top3_val": [r["explanation_val"]["top3_coverage_median"] for r in runs],
+                        "wall_s": [r["wall_s"] for r in runs]})
+    return out
+
+
 def sweep(work: Path) -> list[dict]:
     """Every trunk configuration's seed 0 on fold 9."""
     rows = []
@@ -55,13 +77,17 @@ def sweep(work: Path) -> list[dict]:
         # runs from before an option existed ran at its default, and their checkpoint's recipe has the L1 they used
         config = json.loads((path.parent / "model" / "config.json").read_text())
         r = {"label_set": "all", "warmup_epochs": 0, "trunk_lr_scale": 1.0, "prototype_channels": 32,
-             "select": "targets", "refit_within_targets": False, **r, "related_l1": config["recipe"]["related_l1"]}
+             "select": "targets", "refit_within_targets": False, "prototype_loss_scale": 1.0, **r,
+             "related_l1": config["recipe"]["related_l1"],
+             "loop_threshold": r.get("loop_threshold") if r.get("loop_threshold") is not None
+             else config["recipe"]["related_threshold"]}
         refit = "/".join(f"{v:g}" for v in r.get("refit_l1") or [r["related_l1"]]) + (
             " or fine-tuned" if r["refit_within_targets"] else "")
         rows.append({"tag": path.parent.parent.name, "label_set": r["label_set"],
                      **{k: r.get(k) for k in ("epochs", "lr", "related_l1", "distill", "warmup_epochs",
                                               "trunk_lr_scale", "prototype_channels", "counts", "refine_epochs",
-                                              "select")},
+                                              "select", "prototype_loss_scale", "loop_threshold")},
+                     "val_after_reprojection": r["val_macro_auroc_after_projection"],
                      "head": f"{refit} -> {r.get('head_kept', 'refit')}",
                      "val_finetuned": _at_best(r)["val_macro_auroc"],
                      "val_after_first_projection": r.get("val_macro_auroc_after_first_projection"),
@@ -115,15 +141,18 @@ def render(doc: dict) -> str:
              "`bench/protoecgnet_finetune.py run --start trunk`: a new ProtoECGNet whose three branches share the "
              "trained baseline's xresnet1d body (`ProtoECGNetConfig.trunk`; each branch keeps its own add-on, "
              "prototypes and last layer) with the related (case-based) fusion head over the training co-occurrence. "
-             "(1) every parameter fine-tuned on BCE of the fused logits + the recipe's prototype losses (+ `distill` "
-             "times the cross-entropy against the same baseline's training-fold probabilities), keeping the fold-9 "
-             "epoch with the best macro AUROC among those meeting the explanation targets; (2) projection onto "
-             "training patches; (3) refine with the prototypes tied to their sources, re-projection; (4) the related "
-             "head re-fitted on the fixed prototype scores. Inputs go through the baseline's preprocessing "
-             "(resample, its training-set per-lead scale). Every configuration below was chosen on fold 9 (seed 0); "
-             "fold 10 and the external records were read once, for the chosen configuration's seeds. Seeds vary the "
-             "ProtoECGNet run (batch order, shifts, initialisation of add-ons and prototypes); every seed starts from "
-             "the same trained baseline (seed 0).", ""]
+             "(1) every parameter fine-tuned on BCE of the fused logits + the recipe's prototype losses (times "
+             "`proto-loss x`; + `distill` times the cross-entropy against the same baseline's training-fold "
+             "probabilities), with the head in the loop relating the statements whose training Jaccard is above "
+             "`loop pairs` (0.05: the co-occurring ones; -1: every pair), keeping the fold-9 epoch chosen by `epochs "
+             "by` (targets: the best macro AUROC among the epochs whose fold-9 called statements meet the explanation "
+             "targets; auroc: the best macro AUROC); (2) projection onto training patches; (3) refine (10 epochs) with "
+             "the prototypes tied to their sources, re-projection; (4) the related head (co-occurring statements, "
+             "Jaccard > 0.05) re-fitted on the fixed prototype scores at each listed L1, the best on fold 9 within "
+             "the explanation targets kept. Inputs go through the baseline's preprocessing (resample, its "
+             "training-set per-lead scale). Seeds vary the ProtoECGNet run (batch order, shifts, initialisation of "
+             "add-ons and prototypes); every seed starts from the same trained baseline (seed 0). Everything here "
+             "is fold 9 unless a label set's chosen configuration is listed with fold-10 and external numbers.", ""]
     base = doc["baseline"]
     for label_set, c in doc["chosen"].items():
         lines += [f"## {label_set}: `{c['tag']}`", "",
@@ -146,17 +175,32 @@ def render(doc: dict) -> str:
         for name, t in doc["targets"][label_set].items():
             lines.append(f"| {name} | {t['value']:.3f} | {t['bound']:.3f} | {'yes' if t['met'] else 'no'} |")
         lines.append("")
-    lines += ["## Configurations tried (fold 9, seed 0)", "",
-              "| tag | labels | epochs | lr | related L1 | distill | warm-up | trunk lr x | channels | counts | epochs by "
-              "| head (re-fit L1s -> kept) | fine-tuned | after projection | final | own share | top-3 | targets met "
-              "| wall s |",
-              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    ref = doc["fold9_references"]
+    lines += ["## Seeds on fold 9", "",
+              f"For comparison on fold 9: the shipped baseline {ref['baseline']:.3f}; the shipped ProtoECGNet (small "
+              f"branch backbones, `protoecgnet_finetune.md`) {ref['protoecgnet_shipped']['mean']:.3f} +/- "
+              f"{ref['protoecgnet_shipped']['sd']:.3f} over its 3 seeds.", "",
+              "| tag | seeds | macro AUROC mean +/- SD | per seed | own share | top-3 coverage | wall s |",
+              "|---|---|---|---|---|---|---|"]
+    for r in doc["seeds_fold_9"]:
+        m = r["macro_auroc_val"]
+        lines.append(f"| {r['tag']} | {', '.join(map(str, r['seeds']))} | {m['mean']:.3f} +/- {m['sd']:.3f} | "
+                     + ", ".join(f"{v:.3f}" for v in m["values"]) + " | "
+                     + ", ".join(f"{v:.3f}" for v in r["own_share_val"]) + " | "
+                     + ", ".join(f"{v:.3f}" for v in r["top3_val"]) + " | "
+                     + ", ".join(f"{v:.0f}" for v in r["wall_s"]) + " |")
+    lines += ["", "## Configurations tried (fold 9, seed 0)", "",
+              "| tag | labels | epochs | lr | related L1 | loop pairs | proto-loss x | distill | warm-up | trunk lr x "
+              "| channels | counts | epochs by | head (re-fit L1s -> kept) | fine-tuned | after projection "
+              "| after re-projection | final | own share | top-3 | targets met | wall s |",
+              "|" + "---|" * 22]
     for r in doc["sweep_fold_9"]:
         counts = "-" if not r["counts"] else "/".join(str(v) for v in r["counts"].values())
         lines.append(f"| {r['tag']} | {r['label_set']} | {r['epochs']} | {r['lr']:g} | {r['related_l1']:g} | "
+                     f"{r['loop_threshold']:g} | {r['prototype_loss_scale']:g} | "
                      f"{r['distill']:g} | {r['warmup_epochs']} | {r['trunk_lr_scale']:g} | {r['prototype_channels']} | "
                      f"{counts} | {r['select']} | {r['head']} | {r['val_finetuned']:.3f} | "
-                     f"{f(r['val_after_first_projection'])} | "
+                     f"{f(r['val_after_first_projection'])} | {r['val_after_reprojection']:.3f} | "
                      f"{r['val_final']:.3f} | {r['own_share_val']:.3f} | {r['top3_val']:.3f} | "
                      f"{'yes' if r['targets_met_val'] else 'no'} | {r['wall_s']:.0f} |")
     lines += ["", ("Tags ending in `-resumed` re-ran only the projection and head steps on a copy of the named run's "
@@ -200,7 +244,9 @@ def main() -> int:
     base = baseline_numbers(args.out)
     picks = dict(item.split("=", 1) for item in args.chosen)
     doc = {"benchmark": "protoecgnet_trunk", "python": platform.python_version(), "baseline": base,
-           "chosen": {labels: chosen(args.work, tag) for labels, tag in picks.items()}, "sweep_fold_9": sweep(args.work)}
+           "chosen": {labels: chosen(args.work, tag) for labels, tag in picks.items()}, "sweep_fold_9": sweep(args.work),
+           "fold9_references": fold9_references(args.out)}
+    doc["seeds_fold_9"] = seeds_fold9(doc["sweep_fold_9"], args.work)
     doc["targets"] = {labels: judge(labels, c, base) for labels, c in doc["chosen"].items()}
     doc["all_met"] = bool(doc["targets"]) and all(t["met"] for ts in doc["targets"].values() for t in ts.values())
     write_json_atomic(args.out / "protoecgnet_trunk.json", doc)
