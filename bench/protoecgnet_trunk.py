@@ -53,13 +53,29 @@ def fold9_references(results: Path) -> dict:
     return {"baseline": probe[0]["baseline_shipped"], "protoecgnet_shipped": shipped["macro_auroc_val"]}
 
 
-def seeds_fold9(rows: list[dict], work: Path) -> list[dict]:
-    """Every tag run with more than one seed: its fold-9 macro AUROC and explanation medians per seed."""
+def baseline_fold9(name: str, label_set: str, data: Path) -> float:
+    """Fold-9 macro AUROC of the trained baseline ``name`` (the trunk's source and teacher) on ``label_set``."""
+    from protoecgnet_finetune import load_folds
+
+    from ecglens.api import load_model
+    from ecglens.metrics import macro_auroc
+
+    clf = load_model(name).loaded
+    _, folds, _ = load_folds(clf.pipeline, data, label_set)
+    return macro_auroc(folds["val"][2], clf.predict_batch(folds["val"][1], clf.sampling_rate))[0]
+
+
+def seeds_fold9(rows: list[dict], work: Path, data: Path) -> list[dict]:
+    """Every tag run with more than one seed: its fold-9 macro AUROC and explanation medians per seed, and its
+    baseline's fold-9 macro AUROC."""
     out = []
     for tag in sorted({r["tag"] for r in rows}):
         runs = [json.loads(p.read_text()) for p in sorted((work / tag).glob("seed*/val.json"))]
         if len(runs) > 1:
-            out.append({"tag": tag, "seeds": [r["seed"] for r in runs],
+            label_set = runs[0].get("label_set", "all")
+            out.append({"tag": tag, "label_set": label_set, "seeds": [r["seed"] for r in runs],
+                        "baseline_macro_auroc_val": baseline_fold9(runs[0].get("baseline") or "baseline", label_set,
+                                                                   data),
                         "macro_auroc_val": em._mean_sd([r["macro_auroc_val"] for r in runs]),
                         "own_share_val": [r["explanation_val"]["own_share_median"] for r in runs],
                         "top3_val": [r["explanation_val"]["top3_coverage_median"] for r in runs],
@@ -180,12 +196,13 @@ def render(doc: dict) -> str:
               f"For comparison on fold 9: the shipped baseline {ref['baseline']:.3f}; the shipped ProtoECGNet (small "
               f"branch backbones, `protoecgnet_finetune.md`) {ref['protoecgnet_shipped']['mean']:.3f} +/- "
               f"{ref['protoecgnet_shipped']['sd']:.3f} over its 3 seeds.", "",
-              "| tag | seeds | macro AUROC mean +/- SD | per seed | own share | top-3 coverage | wall s |",
-              "|---|---|---|---|---|---|---|"]
+              "| tag | labels | seeds | macro AUROC mean +/- SD | per seed | its baseline | own share | top-3 coverage "
+              "| wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in doc["seeds_fold_9"]:
         m = r["macro_auroc_val"]
-        lines.append(f"| {r['tag']} | {', '.join(map(str, r['seeds']))} | {m['mean']:.3f} +/- {m['sd']:.3f} | "
-                     + ", ".join(f"{v:.3f}" for v in m["values"]) + " | "
+        lines.append(f"| {r['tag']} | {r['label_set']} | {', '.join(map(str, r['seeds']))} | {m['mean']:.3f} +/- "
+                     f"{m['sd']:.3f} | " + ", ".join(f"{v:.3f}" for v in m["values"])
+                     + f" | {r['baseline_macro_auroc_val']:.3f} | "
                      + ", ".join(f"{v:.3f}" for v in r["own_share_val"]) + " | "
                      + ", ".join(f"{v:.3f}" for v in r["top3_val"]) + " | "
                      + ", ".join(f"{v:.0f}" for v in r["wall_s"]) + " |")
@@ -237,6 +254,7 @@ def main() -> int:
                     help="the fold-9 choice of a label set (repeat per label set)")
     ap.add_argument("--work", type=Path, default=WORK)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "ptb-xl")
     ap.add_argument("--ship", action="store_true", help="ship the written report's 'all' choice (seed 0)")
     args = ap.parse_args()
     if args.ship:
@@ -246,7 +264,7 @@ def main() -> int:
     doc = {"benchmark": "protoecgnet_trunk", "python": platform.python_version(), "baseline": base,
            "chosen": {labels: chosen(args.work, tag) for labels, tag in picks.items()}, "sweep_fold_9": sweep(args.work),
            "fold9_references": fold9_references(args.out)}
-    doc["seeds_fold_9"] = seeds_fold9(doc["sweep_fold_9"], args.work)
+    doc["seeds_fold_9"] = seeds_fold9(doc["sweep_fold_9"], args.work, args.data)
     doc["targets"] = {labels: judge(labels, c, base) for labels, c in doc["chosen"].items()}
     doc["all_met"] = bool(doc["targets"]) and all(t["met"] for ts in doc["targets"].values() for t in ts.values())
     write_json_atomic(args.out / "protoecgnet_trunk.json", doc)
