@@ -130,7 +130,7 @@ def validation_metric(head, labels, train_pos):
 def finetune(model, recipe, folds, labels, seed: int, epochs: int, lr: float, run_dir: Path,
              sources: list | None = None, resume: bool = False, teacher: np.ndarray | None = None,
              distill: float = 0.0, trunk_lr_scale: float = 1.0, name: str | None = None,
-             select: str = "targets", prototype_loss_scale: float = 1.0) -> dict:
+             select: str = "targets", prototype_loss_scale: float = 1.0, l1_ramp: float = 0.0) -> dict:
     """One end-to-end ``StageRun.fit`` of the network with the related head in the loop; the model ends at its
     selected epoch (``resume``: continue or reuse the run in ``run_dir``). With ``sources`` (``(branch, index, record row, window)`` of projected prototypes) the
     prototypes are frozen and set back onto their source patches after every epoch (the pipeline's refine).
@@ -139,9 +139,15 @@ def finetune(model, recipe, folds, labels, seed: int, epochs: int, lr: float, ru
     trunk trains it at ``trunk_lr_scale`` times ``lr``, and not at all at 0 (no backward pass through it).
     ``select``: "targets" keeps the best fold-9 macro AUROC among the epochs meeting the explanation targets,
     "auroc" the best fold-9 macro AUROC (for a head that ``refit`` fits to the targets afterwards).
-    ``prototype_loss_scale`` multiplies the recipe's prototype-loss weights (cluster to proximity)."""
+    ``prototype_loss_scale`` multiplies the recipe's prototype-loss weights (cluster to proximity); ``l1_ramp``
+    adds an L1 on the head's related weights that grows linearly from 0 to that weight over the run."""
     from ecglens.datasets import jaccard_cooccurrence
-    from ecglens.models.protoecgnet.losses import classification_loss, pos_weight_from_labels, total_loss
+    from ecglens.models.protoecgnet.losses import (
+        classification_loss,
+        l1_offclass_loss,
+        pos_weight_from_labels,
+        total_loss,
+    )
     from ecglens.models.protoecgnet.projection import sync_prototypes
     from ecglens.training import RecordDataset, Stage, StageRun, Validation
 
@@ -165,6 +171,7 @@ def finetune(model, recipe, folds, labels, seed: int, epochs: int, lr: float, ru
         return [{"params": trunk, "lr": lr * trunk_lr_scale}, {"params": rest}]
 
     k = train_y.shape[1]
+    steps = {"done": 0, "total": epochs * -(-len(train_y) // recipe.batch_size)}
 
     def loss_fn(net, batch):
         x, targets = batch
@@ -172,6 +179,10 @@ def finetune(model, recipe, folds, labels, seed: int, epochs: int, lr: float, ru
         out = net(x)
         terms = total_loss(out, y, weights, pos_weight=pos_weight, cooccurrence=cooc)
         total = terms["total"]
+        if l1_ramp and net.training:
+            steps["done"] += 1
+            terms["l1_ramp"] = l1_offclass_loss(out.fusion_weight, out.fusion_class_identity)
+            total = total + l1_ramp * min(1.0, steps["done"] / steps["total"]) * terms["l1_ramp"]
         if distill:
             terms["distill"] = classification_loss(out.logits, soft, pos_weight)
             total = total + distill * terms["distill"]
@@ -411,7 +422,8 @@ def run_seed(args) -> int:
               f"{_at_best({'history': warm['history'], **warm['facts']})['val_macro_auroc']:.4f}", flush=True)
     tuned = finetune(model, recipe, folds, labels, args.seed, args.epochs, args.lr, out / "train",
                      shipped_sources(folds, args.start) if args.tied else None, args.resume, teacher, args.distill,
-                     args.trunk_lr_scale, select=args.select, prototype_loss_scale=args.prototype_loss_scale)
+                     args.trunk_lr_scale, select=args.select, prototype_loss_scale=args.prototype_loss_scale,
+                     l1_ramp=args.l1_ramp)
     print(f"seed {args.seed}: fine-tune done ({time.time() - t0:.0f} s), best epoch {tuned['facts']['best_epoch']}",
           flush=True)
     post = {}
@@ -436,7 +448,9 @@ def run_seed(args) -> int:
                 "refine_epochs": args.refine_epochs, "refine_lr": args.refine_lr, "start": str(args.start),
                 "distill": args.distill, "teacher": (args.teacher or args.baseline) if args.distill else None,
                 "label_set": args.labels, "refit_within_targets": args.refit_within_targets,
-                "refit_l1": args.refit_l1, "select": args.select, "loop_threshold": args.loop_threshold, "prototype_loss_scale": args.prototype_loss_scale, "baseline": args.baseline if args.start == TRUNK else None,
+                "refit_l1": args.refit_l1, "select": args.select, "loop_threshold": args.loop_threshold,
+                "prototype_loss_scale": args.prototype_loss_scale, "l1_ramp": args.l1_ramp,
+                "baseline": args.baseline if args.start == TRUNK else None,
                 "warmup_epochs": args.warmup_epochs, "related_l1": recipe.related_l1,
                 "trunk_lr_scale": args.trunk_lr_scale,
                 "prototype_channels": args.prototype_channels if args.start == TRUNK else None,
@@ -668,6 +682,8 @@ def main() -> int:
     ap.add_argument("--loop-threshold", type=float, default=None,
                     help="--start trunk: the Jaccard above which the head trained in the loop relates statements "
                          "(-1: every pair); the re-fitted head uses the recipe's")
+    ap.add_argument("--l1-ramp", type=float, default=0.0,
+                    help="fine-tune: an L1 on the related weights rising linearly from 0 to this weight")
     ap.add_argument("--prototype-loss-scale", type=float, default=1.0,
                     help="multiply the recipe's prototype-loss weights (cluster, separation, diversity, contrastive, "
                          "proximity) in the fine-tune and refine")
