@@ -471,17 +471,13 @@ def run_seed(args) -> int:
 
 def evaluate_seeds(args) -> int:
     """Fold 10 and the external records for every seed of ``--tag`` (``<seed>/test.json``)."""
-    from ecglens.models.protoecgnet.classifier import model_from_checkpoint
-    from ecglens.training import load_checkpoint
-
     from ecglens.api import load_model
 
     torch.set_num_threads(1)
     for directory in sorted((args.work / args.tag).glob("seed*/model")):
-        model = model_from_checkpoint(*load_checkpoint(directory))
         clf = load_model(directory).loaded
         _, folds, labels = load_folds(clf.pipeline, args.data, clf.config["label_set"])  # its own preprocessing
-        result = evaluate(model, clf, folds, labels, args.records)
+        result = evaluate(clf.model.net, clf, folds, labels, args.records)
         write_json_atomic(directory.parent / "test.json", result)
         print(f"{directory.parent.name}: fold 10 {result['macro_auroc_test']:.4f} "
               f"own {result['explanation_test']['own_share_median']:.3f} "
@@ -495,13 +491,30 @@ def targets_met(doc: dict) -> dict[str, bool]:
             "macro AUROC": doc["macro_auroc_test"]["mean"] >= em.TARGETS["macro_auroc_all"]}
 
 
+def evaluated_seeds(directory: Path) -> list[dict]:
+    """Every seed under a configuration's ``directory`` with both its fold-9 (``val.json``) and fold-10
+    (``test.json``) results, merged, in seed order."""
+    seeds = [{**json.loads((p / "val.json").read_text()), **json.loads((p / "test.json").read_text())}
+             for p in sorted(directory.glob("seed*")) if (p / "test.json").is_file()]
+    if not seeds:
+        raise SystemExit(f"no evaluated seeds under {directory}")
+    return sorted(seeds, key=lambda r: r["seed"])
+
+
+def ship_checkpoint(source: Path) -> None:
+    """``source``'s checkpoint and gallery into the shipped ProtoECGNet's directory (ATTRIBUTION.md kept)."""
+    from ecglens.pretrained import pretrained_root
+
+    target = pretrained_root() / "protoecgnet"
+    for name in ("model.safetensors", "gallery.safetensors", "gallery.json", "config.json"):
+        shutil.copyfile(source / name, target / name)
+    print(f"shipped {source} -> {target}; now bench/prototype_reference.py and "
+          "bench/ship.py --calibrate-only --only protoecgnet")
+
+
 def report(args) -> int:
     """``--tag``'s seeds (fold 9 and 10) and every configuration's seed 0 on fold 9 -> protoecgnet_finetune.*"""
-    seeds = [{**json.loads((p / "val.json").read_text()), **json.loads((p / "test.json").read_text())}
-             for p in sorted((args.work / args.tag).glob("seed*")) if (p / "test.json").is_file()]
-    if not seeds:
-        raise SystemExit(f"no evaluated seeds under {args.work / args.tag}")
-    seeds.sort(key=lambda r: r["seed"])
+    seeds = evaluated_seeds(args.work / args.tag)
     first = seeds[0]
     sweep = []
     for path in sorted(args.work.glob("*/seed0/val.json")):
@@ -618,17 +631,11 @@ def render(doc: dict) -> str:
 
 
 def ship(args) -> int:
-    """Seed 0's checkpoint and gallery into the shipped directory (ATTRIBUTION.md kept)."""
-    from ecglens.pretrained import pretrained_root
-
+    """Seed 0's checkpoint and gallery into the shipped directory (``ship_checkpoint``)."""
     doc = json.loads((args.out / "protoecgnet_finetune.json").read_text())
     if not doc["ship"]:
         raise SystemExit(f"targets not met ({doc['met']}): nothing shipped")
-    source, target = args.work / doc["chosen"] / "seed0" / "model", pretrained_root() / "protoecgnet"
-    for name in ("model.safetensors", "gallery.safetensors", "gallery.json", "config.json"):
-        shutil.copyfile(source / name, target / name)
-    print(f"shipped {source} -> {target}; now bench/prototype_reference.py and "
-          "bench/ship.py --calibrate-only --only protoecgnet")
+    ship_checkpoint(args.work / doc["chosen"] / "seed0" / "model")
     return 0
 
 

@@ -56,8 +56,6 @@ def gradient_shares(model, x: np.ndarray, sampling_rate: float) -> dict[str, lis
 
 def main() -> int:
     from ecglens.api import load_model
-    from ecglens.models.protoecgnet.classifier import model_from_checkpoint
-    from ecglens.training import load_checkpoint
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="+", required=True, help="shipped ProtoECGNet names or checkpoint directories")
@@ -68,9 +66,9 @@ def main() -> int:
     torch.set_num_threads(1)
     rows = []
     for name in args.models:
-        loaded = load_model(name)
-        model = model_from_checkpoint(*load_checkpoint(loaded.directory))
-        _, folds, _ = load_folds(loaded.loaded.pipeline, args.data)
+        clf = load_model(name).loaded
+        model = clf.model.net
+        _, folds, _ = load_folds(clf.pipeline, args.data)
         x = folds["val"][1][:args.records]
         shares = gradient_shares(model, x, model.config.sampling_rate)
         geometry = model.branches["morphology"].time_geometry

@@ -14,6 +14,7 @@ ProtoECGNet run's (``val.json``'s wall time, seed 0).
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import platform
 import sys
@@ -24,7 +25,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import explanation_metrics as em
 import numpy as np
-from protoecgnet_finetune import RESULTS, WORK, _at_best
+from protoecgnet_finetune import RESULTS, WORK, _at_best, evaluated_seeds, ship_checkpoint
 
 from ecglens.atomic import write_json_atomic, write_text_atomic
 
@@ -53,6 +54,7 @@ def fold9_references(results: Path) -> dict:
     return {"baseline": probe[0]["baseline_shipped"], "protoecgnet_shipped": shipped["macro_auroc_val"]}
 
 
+@functools.lru_cache(maxsize=None)  # configurations sharing a baseline score it once
 def baseline_fold9(name: str, label_set: str, data: Path) -> float:
     """Fold-9 macro AUROC of the trained baseline ``name`` (the trunk's source and teacher) on ``label_set``."""
     from protoecgnet_finetune import load_folds
@@ -117,11 +119,7 @@ def sweep(work: Path) -> list[dict]:
 
 def chosen(work: Path, tag: str) -> dict:
     """The evaluated seeds of ``tag``: fold 9 and 10, external, explanations, speed."""
-    seeds = [{**json.loads((p / "val.json").read_text()), **json.loads((p / "test.json").read_text())}
-             for p in sorted((work / tag).glob("seed*")) if (p / "test.json").is_file()]
-    if not seeds:
-        raise SystemExit(f"no evaluated seeds under {work / tag}")
-    seeds.sort(key=lambda r: r["seed"])
+    seeds = evaluated_seeds(work / tag)
     return {"tag": tag, "seeds": [r["seed"] for r in seeds],
             "macro_auroc_val": em._mean_sd([r["macro_auroc_val"] for r in seeds]),
             "macro_auroc_test": em._mean_sd([r["macro_auroc_test"] for r in seeds]),
@@ -235,18 +233,10 @@ def render(doc: dict) -> str:
 def ship(out: Path, work: Path) -> int:
     """The chosen "all" configuration's seed 0 (checkpoint and gallery) into the shipped ProtoECGNet, only when
     the report says every target is met."""
-    import shutil
-
-    from ecglens.pretrained import pretrained_root
-
     doc = json.loads((out / "protoecgnet_trunk.json").read_text())
     if not doc["all_met"]:
         raise SystemExit("not every target is met: nothing shipped")
-    source, target = work / doc["chosen"]["all"]["tag"] / "seed0" / "model", pretrained_root() / "protoecgnet"
-    for name in ("model.safetensors", "gallery.safetensors", "gallery.json", "config.json"):
-        shutil.copyfile(source / name, target / name)
-    print(f"shipped {source} -> {target}; now bench/prototype_reference.py and "
-          "bench/ship.py --calibrate-only --only protoecgnet")
+    ship_checkpoint(work / doc["chosen"]["all"]["tag"] / "seed0" / "model")
     return 0
 
 

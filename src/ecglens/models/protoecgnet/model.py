@@ -171,11 +171,14 @@ class PrototypeBranch(nn.Module):
 
     @torch.no_grad()
     def _latent_shape(self, n_leads: int, n_samples: int, trunk: Trunk | None) -> tuple[int, int]:
-        was_training = self.training
-        self.eval()
+        modules = [self] if trunk is None else [self, trunk]
+        modes = [m.training for m in modules]
+        for m in modules:
+            m.eval()
         x = torch.zeros(1, n_leads, n_samples)
-        latent = self.latent(x if trunk is None else trunk.eval()(x))
-        self.train(was_training)
+        latent = self.latent(x if trunk is None else trunk(x))
+        for m, mode in zip(modules, modes):
+            m.train(mode)
         return latent.shape[1], latent.shape[2]
 
     def latent(self, x: torch.Tensor) -> torch.Tensor:
@@ -227,8 +230,6 @@ class ProtoECGNet(nn.Module):
                                   config.sampling_rate, config.addon_activation, config.off_class_weight,
                                   config.norm_momentum, self.trunk)
             for name, idx in index.items()})
-        if self.trunk is not None:
-            self.trunk.train()  # sizing the branches put it in eval mode
         for name, idx in index.items():
             self.register_buffer(f"class_index_{name}", torch.tensor(idx, dtype=torch.long))
         order = torch.cat([torch.tensor(idx, dtype=torch.long) for idx in index.values()])
