@@ -292,13 +292,15 @@ def refit(model, recipe, folds, labels, seed: int, l1s: list[float] | None = Non
 
 
 def final_pairs(model, config: dict, recipe, train_y, labels: list[str]) -> None:
-    """The model's (and its checkpoint config's) related statements set to the recipe's Jaccard threshold, for the
-    head ``refit`` fits after a loop trained with another one (``trunk_start``'s ``loop_threshold``)."""
-    from ecglens.models.protoecgnet.heads import cooccurrence_pairs
+    """The model's (and its checkpoint config's) related statements set to the recipe's (its Jaccard threshold and
+    statement groups), for the head ``refit`` fits after a loop trained with others (``trunk_start``'s
+    ``loop_threshold`` and ``loop_groups``)."""
+    from ecglens.models.protoecgnet.heads import related_facts
 
-    cooccurrence = cooccurrence_pairs(train_y, labels, recipe.related_threshold)
-    model.config.cooccurrence, model.config.related_threshold = cooccurrence, recipe.related_threshold
-    config["model"].update(cooccurrence=cooccurrence, related_threshold=recipe.related_threshold)
+    facts = related_facts(train_y, labels, recipe)
+    for key, value in facts.items():
+        setattr(model.config, key, value)
+    config["model"].update(facts)
 
 
 def gallery_of(rows, folds, labels, ds, recipe, sampling_rate: float):
@@ -339,16 +341,18 @@ def evaluate(model, clf, folds, labels, records: Path) -> dict:
 
 
 def trunk_start(baseline, baseline_name: str, train_y, labels: list[str], label_set: str, prototype_channels: int,
-                recipe, counts: dict[str, int] | None = None, loop_threshold: float | None = None):
+                recipe, counts: dict[str, int] | None = None, loop_threshold: float | None = None,
+                related_groups: str | None = None, loop_groups: str | None = None):
     """A new ProtoECGNet whose branches share a trained baseline's xresnet1d body (its weights) as
     their trunk, with the related head over the training folds' co-occurrence; add-ons, prototypes and heads
     start untrained; ``counts``: prototypes per class by branch (default: the recipe's); ``loop_threshold``: the
     Jaccard above which the head trained in the loop relates two statements (default: the recipe's; ``refit``'s
-    head uses the recipe's, ``final_pairs``). Returns the model and its checkpoint config (the baseline's
+    head uses the recipe's, ``final_pairs``); ``related_groups``: the recipe's statement grouping that relates
+    statements as well (``ProtoTrainConfig.related_groups``), ``loop_groups`` the loop's. Returns the model and its checkpoint config (the baseline's
     preprocessing)."""
     from ecglens.models.protoecgnet import ProtoECGNet, ProtoECGNetConfig
     from ecglens.models.protoecgnet.config import BranchConfig
-    from ecglens.models.protoecgnet.heads import cooccurrence_pairs
+    from ecglens.models.protoecgnet.heads import related_facts
     from ecglens.models.protoecgnet.recipe import branch_map_for, whole_record
     from ecglens.models.xresnet1d import XResNetConfig
     from ecglens.training import provenance
@@ -358,12 +362,13 @@ def trunk_start(baseline, baseline_name: str, train_y, labels: list[str], label_
                                    prototype_mode=b.prototype_mode,
                                    prototype_seconds=b.prototype_seconds)
                 for name, b in recipe.branches.items()}
-    recipe = dataclasses.replace(recipe, branches=branches, head="related")
+    recipe = dataclasses.replace(recipe, branches=branches, head="related", related_groups=related_groups)
     trunk = XResNetConfig.from_dict(baseline.config["recipe"]["model"])
     threshold = recipe.related_threshold if loop_threshold is None else loop_threshold
     model_config = ProtoECGNetConfig(labels=tuple(labels), branch_map=branch_map_for(labels), branches=branches,
-                                     fusion="related", trunk=trunk, related_threshold=threshold,
-                                     cooccurrence=cooccurrence_pairs(train_y, labels, threshold))
+                                     fusion="related", trunk=trunk,
+                                     **related_facts(train_y, labels, dataclasses.replace(
+                                         recipe, related_threshold=threshold, related_groups=loop_groups)))
     model = ProtoECGNet(model_config)
     model.trunk.load_features(baseline.model.state_dict())
     config = {"kind": "protoecgnet", "model": model_config.to_dict(), "recipe": recipe.to_dict(),
@@ -387,7 +392,9 @@ def setup(args):
         ds, folds, labels = load_folds(baseline.pipeline, args.data, args.labels)
         recipe = ProtoTrainConfig.from_dict(clf.config["recipe"])
         model, config = trunk_start(baseline, args.baseline, folds["train"][2], labels, args.labels,
-                                    args.prototype_channels, recipe, args.counts, args.loop_threshold)
+                                    args.prototype_channels, recipe, args.counts, args.loop_threshold,
+                                    args.related_groups,
+                                    args.related_groups if args.loop_groups == "final" else args.loop_groups)
         head_config = {}
     else:
         model, config, head_config = load_start(args.head, args.start)
@@ -405,6 +412,7 @@ def run_seed(args) -> int:
     from ecglens.training import save_checkpoint, seed_everything
 
     t0 = time.time()
+    seed_everything(args.seed)  # before setup: a trunk start draws its add-ons and prototypes there
     _, model, config, head_config, ds, folds, labels = setup(args)
     del folds["test"]  # read by ``evaluate`` only
     recipe = ProtoTrainConfig.from_dict(config["recipe"])
@@ -412,7 +420,6 @@ def run_seed(args) -> int:
         recipe = dataclasses.replace(recipe, related_l1=args.related_l1)
         config["recipe"]["related_l1"] = args.related_l1
     out = args.work / args.tag / f"seed{args.seed}"
-    seed_everything(args.seed)
     teacher = teacher_probabilities(args.teacher or args.baseline, args.data, labels, args.labels) \
         if args.distill else None
     if args.warmup_epochs:
@@ -438,7 +445,7 @@ def run_seed(args) -> int:
         rows = project(model, folds)
     post["projection"] = projection_summary(rows)
     gallery = gallery_of(rows, folds, labels, ds, recipe, model.config.sampling_rate)
-    if model.config.related_threshold != recipe.related_threshold:
+    if args.start == TRUNK:  # the loop's related statements may differ from the re-fitted head's
         final_pairs(model, config, recipe, folds["train"][2], labels)
     post.update(refit(model, recipe, folds, labels, args.seed, args.refit_l1, args.refit_within_targets))
     scores = em.prototype_scores(model, folds["val"][1])
@@ -454,7 +461,8 @@ def run_seed(args) -> int:
                 "warmup_epochs": args.warmup_epochs, "related_l1": recipe.related_l1,
                 "trunk_lr_scale": args.trunk_lr_scale,
                 "prototype_channels": args.prototype_channels if args.start == TRUNK else None,
-                "counts": args.counts if args.start == TRUNK else None}
+                "counts": args.counts if args.start == TRUNK else None, "related_groups": recipe.related_groups,
+                "loop_groups": args.related_groups if args.loop_groups == "final" else args.loop_groups}
     config["training"]["finetune"] = {"script": "bench/protoecgnet_finetune.py", **settings,
                                       "start_head_val_macro_auroc": head_config.get("val_macro_auroc"),
                                       **tuned["facts"], **post}
@@ -686,6 +694,11 @@ def main() -> int:
     ap.add_argument("--select", choices=("targets", "auroc"), default="targets",
                     help="fine-tune and refine epochs: the best fold-9 AUROC among epochs meeting the explanation "
                          "targets, or the best fold-9 AUROC (when --refit-l1 fits the head to the targets)")
+    ap.add_argument("--related-groups", choices=("diagnostic_class", "diagnostic_subclass"), default=None,
+                    help="--start trunk: the re-fitted related head also relates the statements of one such group")
+    ap.add_argument("--loop-groups", type=lambda v: None if v == "none" else v, default="final",
+                    choices=(None, "final", "diagnostic_class", "diagnostic_subclass"),
+                    help="--start trunk: the statement groups of the head in the loop ('none'; default: --related-groups)")
     ap.add_argument("--loop-threshold", type=float, default=None,
                     help="--start trunk: the Jaccard above which the head trained in the loop relates statements "
                          "(-1: every pair); the re-fitted head uses the recipe's")

@@ -32,6 +32,7 @@ from ecglens.atomic import write_json_atomic, write_text_atomic
 MARGIN = 0.02  # the "within 0.02 of the baseline"
 MIN_RECORDS_PER_S = 500.0
 MAX_PIPELINE_S = 20 * 60.0
+GROUP_NAMES = {None: "-", "diagnostic_class": "class", "diagnostic_subclass": "subclass"}
 
 
 def baseline_numbers(results: Path) -> dict:
@@ -95,7 +96,8 @@ def sweep(work: Path) -> list[dict]:
         # runs from before an option existed ran at its default, and their checkpoint's recipe has the L1 they used
         config = json.loads((path.parent / "model" / "config.json").read_text())
         r = {"label_set": "all", "warmup_epochs": 0, "trunk_lr_scale": 1.0, "prototype_channels": 32,
-             "select": "targets", "refit_within_targets": False, "prototype_loss_scale": 1.0, "l1_ramp": 0.0, **r,
+             "select": "targets", "refit_within_targets": False, "prototype_loss_scale": 1.0, "l1_ramp": 0.0,
+             "related_groups": None, **r,
              "related_l1": config["recipe"]["related_l1"],
              "loop_threshold": r.get("loop_threshold") if r.get("loop_threshold") is not None
              else config["recipe"]["related_threshold"]}
@@ -105,6 +107,8 @@ def sweep(work: Path) -> list[dict]:
                      **{k: r.get(k) for k in ("epochs", "lr", "related_l1", "distill", "warmup_epochs",
                                               "trunk_lr_scale", "prototype_channels", "counts", "refine_epochs",
                                               "select", "prototype_loss_scale", "loop_threshold", "l1_ramp")},
+                     "groups": "/".join(GROUP_NAMES[g] for g in (r.get("loop_groups", r["related_groups"]),
+                                                                 r["related_groups"])),
                      "val_after_reprojection": r["val_macro_auroc_after_projection"],
                      "head": f"{refit} -> {r.get('head_kept', 'refit')}",
                      "val_finetuned": _at_best(r)["val_macro_auroc"],
@@ -159,11 +163,13 @@ def render(doc: dict) -> str:
              "`proto-loss x`; + `distill` times the cross-entropy against the same baseline's training-fold "
              "probabilities; + an L1 on the head's related weights rising from 0 to `L1 ramp` over the fine-tune), "
              "with the head in the loop relating the statements whose training Jaccard is above "
-             "`loop pairs` (0.05: the co-occurring ones; -1: every pair), keeping the fold-9 epoch chosen by `epochs "
+             "`loop pairs` (0.05: the co-occurring ones; -1: every pair) and, where `groups` names one before the "
+             "slash, every two statements of one PTB-XL diagnostic class (subclass), keeping the fold-9 epoch chosen by `epochs "
              "by` (targets: the best macro AUROC among the epochs whose fold-9 called statements meet the explanation "
              "targets; auroc: the best macro AUROC); (2) projection onto training patches; (3) refine (10 epochs) with "
              "the prototypes tied to their sources, re-projection; (4) the related head (co-occurring statements, "
-             "Jaccard > 0.05) re-fitted on the fixed prototype scores at each listed L1, the best on fold 9 within "
+             "Jaccard > 0.05, and the statements of one diagnostic class or subclass where `groups` names one after "
+             "the slash) re-fitted on the fixed prototype scores at each listed L1, the best on fold 9 within "
              "the explanation targets kept. Inputs go through the baseline's preprocessing (resample, its "
              "training-set per-lead scale). Seeds vary the ProtoECGNet run (batch order, shifts, initialisation of "
              "add-ons and prototypes); every seed starts from the same trained baseline (seed 0). Everything here "
@@ -206,15 +212,15 @@ def render(doc: dict) -> str:
                      + ", ".join(f"{v:.3f}" for v in r["top3_val"]) + " | "
                      + ", ".join(f"{v:.0f}" for v in r["wall_s"]) + " |")
     lines += ["", "## Configurations tried (fold 9, seed 0)", "",
-              "| tag | labels | epochs | lr | related L1 | L1 ramp | loop pairs | proto-loss x | distill | warm-up "
+              "| tag | labels | epochs | lr | related L1 | L1 ramp | loop pairs | groups | proto-loss x | distill | warm-up "
               "| trunk lr x "
               "| channels | counts | epochs by | head (re-fit L1s -> kept) | fine-tuned | after projection "
               "| after re-projection | final | own share | top-3 | targets met | wall s |",
-              "|" + "---|" * 23]
+              "|" + "---|" * 24]
     for r in doc["sweep_fold_9"]:
         counts = "-" if not r["counts"] else "/".join(str(v) for v in r["counts"].values())
         lines.append(f"| {r['tag']} | {r['label_set']} | {r['epochs']} | {r['lr']:g} | {r['related_l1']:g} | "
-                     f"{r['l1_ramp']:g} | {r['loop_threshold']:g} | {r['prototype_loss_scale']:g} | "
+                     f"{r['l1_ramp']:g} | {r['loop_threshold']:g} | {r['groups']} | {r['prototype_loss_scale']:g} | "
                      f"{r['distill']:g} | {r['warmup_epochs']} | {r['trunk_lr_scale']:g} | {r['prototype_channels']} | "
                      f"{counts} | {r['select']} | {r['head']} | {r['val_finetuned']:.3f} | "
                      f"{f(r['val_after_first_projection'])} | {r['val_after_reprojection']:.3f} | "

@@ -283,6 +283,12 @@ def test_contributions_in_words_and_figure_size(shipped, tmp_path):
         for it in s["top_prototypes"]:
             assert f"{it['contribution']:+.2f}" in it["words"] and f"the {s['statement']} logit" in it["words"]
             assert ("not one of" in it["words"]) == (not it["own_statement"])
+            why = it["relation"]
+            assert (why is None) == it["own_statement"]  # the shipped head is related: every other prototype has a reason
+            if why is not None:
+                assert why["jaccard"] or why["group"]
+                assert ("co-occur in training" in it["words"]) == bool(why["jaccard"])
+                assert ("both are" in it["words"]) == bool(why["group"])
     explanation.save(tmp_path)
     pngs = sorted(tmp_path.glob("*.png"))
     assert len(pngs) == len(explanation.data["statements"]) <= 4

@@ -25,6 +25,7 @@ from ecglens.models.protoecgnet.heads import (
     cooccurrence_pairs,
     fit_fusion_on_scores,
     fusion_head,
+    related_facts,
     related_matrix,
 )
 from ecglens.models.protoecgnet.recipe import ProtoTrainConfig, whole_record
@@ -101,6 +102,47 @@ def test_related_config_validation_and_round_trip():
     for key in ("cooccurrence", "related_threshold", "window_stride_s"):  # a checkpoint from before these fields
         old.pop(key)
     assert config_from_dict(ProtoECGNetConfig, old).fusion == "dense"
+
+
+def test_related_groups_add_every_pair_within_a_group():
+    # LVH-SR (0.03) is under the threshold; the groups relate IMI-LVH again (already co-occurring) and AFIB-SR
+    groups = {"AFIB": "rhythm-ish", "SR": "rhythm-ish", "IMI": "MI", "LVH": "MI"}
+    cfg = tiny_config(labels=LABELS, fusion="related", cooccurrence=COOC, related_groups=groups)
+    assert ProtoECGNetConfig.from_dict(cfg.to_dict()) == cfg
+    assert sorted(cfg.related_pairs()) == [(0, 1), (0, 4), (1, 0), (2, 3), (3, 2), (4, 0)]
+    assert len(cfg.related_pairs()) == len(set(cfg.related_pairs()))  # a pair both ways related is listed once
+    with pytest.raises(ECGError, match="related_groups names statements that are not labels"):
+        tiny_config(labels=LABELS, fusion="related", cooccurrence=COOC, related_groups={"PMI": "MI"})
+    model = related_model(related_groups=groups)
+    proto_label = model.fusion.class_identity.argmax(1)
+    afib, sr = LABELS.index("AFIB"), LABELS.index("SR")
+    assert bool(model.fusion.related[afib][proto_label == sr].all())
+    assert not bool(related_model().fusion.related[afib].any())
+
+
+def test_explanation_names_why_a_related_prototype_counts():
+    from ecglens.explain.protoecgnet import _relation
+
+    groups = {"AFIB": "rhythm-ish", "SR": "rhythm-ish", "IMI": "MI", "LVH": "MI"}
+    cfg = tiny_config(labels=LABELS, fusion="related", cooccurrence=COOC, related_groups=groups)
+    assert _relation(cfg, "IMI", "LVH") == {"jaccard": 0.1, "group": "MI"}
+    assert _relation(cfg, "SR", "NORM") == {"jaccard": 0.45, "group": None}
+    assert _relation(cfg, "AFIB", "SR") == {"jaccard": None, "group": "rhythm-ish"}
+    assert _relation(cfg, "SR", "LVH") == {"jaccard": None, "group": None}  # 0.03: under the threshold
+    assert _relation(cfg, "IMI", "IMI") is None
+    assert _relation(tiny_config(labels=LABELS, fusion="dense"), "IMI", "LVH") is None
+
+
+def test_related_facts_take_the_recipe_grouping_of_the_labels():
+    labels = ["PMI", "IMI", "AFIB", "LVH"]
+    y = np.array([[0, 1, 0, 0], [0, 0, 1, 0], [1, 1, 0, 0], [0, 0, 0, 1]])
+    facts = related_facts(y, labels, ProtoTrainConfig(related_groups="diagnostic_class"))
+    # AFIB is a rhythm statement without a diagnostic class; PMI/IMI are MI, LVH HYP
+    assert facts["related_groups"] == {"PMI": "MI", "IMI": "MI", "LVH": "HYP"}
+    assert facts["cooccurrence"] == {"PMI": {"IMI": 0.5}, "IMI": {"PMI": 0.5}}
+    assert related_facts(y, labels, ProtoTrainConfig())["related_groups"] is None
+    assert related_facts(y, ["NORM", "MI"], ProtoTrainConfig(related_groups="diagnostic_class"))[
+        "related_groups"] == {"NORM": "NORM"}  # superclasses are not statements of a class
 
 
 def test_related_checkpoint_round_trip():

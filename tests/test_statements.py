@@ -11,7 +11,7 @@ from ecglens.cli import main
 from ecglens.errors import ECGError
 from ecglens.models.prediction import Prediction
 from ecglens.samples import sample_path
-from ecglens.statements import TABLE, describe, descriptions, write_descriptions
+from ecglens.statements import TABLE, describe, descriptions, statement_groups, write_descriptions
 
 
 def test_describe_known_and_unknown_codes():
@@ -22,6 +22,16 @@ def test_describe_known_and_unknown_codes():
     assert describe("NOT_A_CODE") == ""
     table = descriptions()
     assert len(table) == 71 + 8 and all(table.values())
+
+
+def test_statement_groups_from_the_table():
+    classes, subclasses = statement_groups("diagnostic_class"), statement_groups("diagnostic_subclass")
+    assert classes["PMI"] == classes["IMI"] == "MI" and classes["LVH"] == "HYP" and classes["NORM"] == "NORM"
+    assert subclasses["IMI"] == "IMI" and subclasses["ISCAL"] == "ISCA"
+    assert "AFIB" not in classes and "MI" not in classes  # rhythm statements and the groups themselves
+    assert len(classes) == 44
+    with pytest.raises(ECGError, match="no statement grouping 'kind'"):
+        statement_groups("kind")
 
 
 def test_attribution_names_source_and_licence():

@@ -57,6 +57,17 @@ def beyond_one_beat() -> frozenset[str]:
     return frozenset(rhythm | set(SEQUENCE_STATEMENTS))
 
 
+@lru_cache(maxsize=2)
+def statement_groups(column: str) -> dict[str, str]:
+    """``{statement: group}`` from the shipped table's ``column`` ("diagnostic_class" or "diagnostic_subclass"),
+    for the statements that have one (PTB-XL gives a group to its diagnostic statements only)."""
+    if column not in ("diagnostic_class", "diagnostic_subclass"):
+        raise ECGError(TABLE, f"no statement grouping {column!r}; use 'diagnostic_class' or 'diagnostic_subclass'")
+    text = files("ecglens").joinpath(TABLE).read_text(encoding="utf-8")
+    return {row["code"]: row[column] for row in csv.DictReader(io.StringIO(text))
+            if row[column] and row["kind"]}  # rows without a kind are the groups themselves
+
+
 def describe(code: str) -> str:
     """The plain-language description of a statement code; ``""`` for a code PTB-XL does not define."""
     return descriptions().get(str(code), "")

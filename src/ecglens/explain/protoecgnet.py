@@ -34,6 +34,7 @@ import numpy as np
 from ..errors import ECGError
 from ..io.leads import STANDARD_LEADS
 from ..io.record import ECG
+from ..statements import describe
 from . import (
     ExplainOptions,
     Explanation,
@@ -270,7 +271,8 @@ class _Context:
         start, end = start + self.offset, min(end + self.offset, self.record_samples)
         foot = (foot[0] + self.offset, min(foot[1] + self.offset, self.record_samples))
         item = {"prototype": p, "branch": branch, "index": index, "prototype_label": row["label"],
-                "own_statement": row["label"] == statement, "contribution": float(contribution), "weight": float(weight),
+                "own_statement": row["label"] == statement, "relation": _relation(self.net.config, statement, row["label"]),
+                "contribution": float(contribution), "weight": float(weight),
                 "share_of_evidence": float(contribution / total) if total else None,
                 "normalized_similarity": float(self.out.normalized[branch][0, index]),
                 "similarity": similarity, "similarity_percentile": percentile,
@@ -283,6 +285,18 @@ class _Context:
                 "source": source}
         item["words"] = _evidence_words(item, statement)
         return item
+
+
+def _relation(config, statement: str, label: str) -> dict[str, Any] | None:
+    """Why a related head lets ``statement`` read a prototype of ``label``: their training co-occurrence (Jaccard above
+    the head's threshold) and/or one diagnostic group (``ProtoECGNetConfig.related_groups``); None for its own
+    prototypes and for heads that read every prototype."""
+    if label == statement or config.fusion != "related":
+        return None
+    jaccard = (config.cooccurrence or {}).get(statement, {}).get(label)
+    group = (config.related_groups or {}).get(statement)
+    return {"jaccard": jaccard if jaccard is not None and jaccard > config.related_threshold else None,
+            "group": group if group is not None and group == (config.related_groups or {}).get(label) else None}
 
 
 def _ordinal(n: int) -> str:
@@ -314,6 +328,11 @@ def _evidence_words(item: dict, statement: str) -> str:
                 f"{where}{leads}; {effect}")
     if not item["own_statement"]:
         text += f"; evidence from another statement's prototype ({label}), not one of {statement}'s own"
+        why = item["relation"] or {}
+        reasons = ([f"they co-occur in training (Jaccard {why['jaccard']:.2f})"] if why.get("jaccard") else []) + (
+            [f"both are {describe(why['group']) or why['group']} statements"] if why.get("group") else [])
+        if reasons:
+            text += ": " + " and ".join(reasons)
         if item["weight"] < 0:
             text += f" (negative weight: looking like {label} counts against {statement})"
     return text
@@ -353,7 +372,6 @@ def _cut(signal: np.ndarray, rate: float, start_s: float, end_s: float, leads: l
 
 def _statement_figure(display: ECG, gallery, entry: dict, context: _Context):
     """Drawer: where the shown prototypes matched (lead II, whole record), then each match beside its source."""
-    from ..statements import describe
 
     s = entry["statement"]
     rate = display.sampling_rate
@@ -392,7 +410,6 @@ def _statement_figure(display: ECG, gallery, entry: dict, context: _Context):
 
 def format_text(result: dict) -> str:
     """A short human-readable summary of ``explain``'s result."""
-    from ..statements import describe
 
     lines = [f"{result['record']}: ProtoECGNet ({result['head']})"]
     if result.get("note"):

@@ -95,11 +95,15 @@ def default_branches() -> dict[str, BranchConfig]:
 
 
 def related_pairs(labels: tuple[str, ...], cooccurrence: dict[str, dict[str, float]],
-                  threshold: float) -> list[tuple[int, int]]:
+                  threshold: float, groups: dict[str, str] | None = None) -> list[tuple[int, int]]:
     """``(statement, related statement)`` positions into ``labels``: the co-occurrence pairs
-    (``ProtoECGNetConfig.cooccurrence``) whose Jaccard is above ``threshold``."""
+    (``ProtoECGNetConfig.cooccurrence``) whose Jaccard is above ``threshold``, then every other pair of
+    statements in one of ``groups`` (``{statement: group}``, ``ProtoECGNetConfig.related_groups``)."""
     index = {s: i for i, s in enumerate(labels)}
-    return [(index[a], index[b]) for a, row in cooccurrence.items() for b, jaccard in row.items() if jaccard > threshold]
+    pairs = [(index[a], index[b]) for a, row in cooccurrence.items() for b, jaccard in row.items() if jaccard > threshold]
+    seen = set(pairs)
+    members = [(index[s], g) for s, g in (groups or {}).items()]
+    return pairs + [(i, j) for i, g in members for j, h in members if g == h and i != j and (i, j) not in seen]
 
 
 @dataclass
@@ -120,6 +124,9 @@ class ProtoECGNetConfig:
     cooccurrence: ``{statement: {related statement: Jaccard}}``, the training labels'
         co-occurrence (records with both / records with either) for every pair above
         ``related_threshold``; what "related" reads (None for the other fusions).
+    related_groups: ``{statement: group}`` (e.g. PTB-XL's diagnostic class): the related fusion
+        also relates every two statements of one group, whatever their co-occurrence, so a rare
+        statement (posterior MI, 3 training records here) may cite the cases of its class's others.
     off_class_weight: the paper's -0.5, divided by the number of off-class prototypes.
     norm_momentum: running-statistics momentum of the similarity normalisation.
     window_stride_s: step between the ``n_samples``-long windows a longer record is scored by
@@ -141,6 +148,7 @@ class ProtoECGNetConfig:
     norm_momentum: float = 0.1
     cooccurrence: dict[str, dict[str, float]] | None = None
     related_threshold: float = 0.05
+    related_groups: dict[str, str] | None = None
     window_stride_s: float | None = None
     trunk: XResNetConfig | None = None
 
@@ -166,6 +174,9 @@ class ProtoECGNetConfig:
                 raise ECGError(src, f"cooccurrence names statements that are not labels: {bad}")
             if any(a == b for a, b in pairs):
                 raise ECGError(src, "cooccurrence relates a statement to itself")
+        stray = sorted(set(self.related_groups or {}) - set(self.labels))
+        if stray:
+            raise ECGError(src, f"related_groups names statements that are not labels: {stray}")
         if self.addon_activation not in ACTIVATIONS:
             raise ECGError(src, f"addon_activation must be one of {ACTIVATIONS}, got {self.addon_activation!r}")
         unknown = set(self.branches) - set(BRANCHES)
@@ -189,7 +200,7 @@ class ProtoECGNetConfig:
 
     def related_pairs(self) -> list[tuple[int, int]]:
         """The related fusion's ``(statement, related statement)`` positions (``related_pairs``)."""
-        return related_pairs(self.labels, self.cooccurrence or {}, self.related_threshold)
+        return related_pairs(self.labels, self.cooccurrence or {}, self.related_threshold, self.related_groups)
 
     def to_dict(self) -> dict:
         return config_to_dict(self)

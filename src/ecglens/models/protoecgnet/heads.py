@@ -99,6 +99,17 @@ def cooccurrence_pairs(y: np.ndarray, labels: Sequence[str], threshold: float) -
     return out
 
 
+def related_facts(y: np.ndarray, labels: Sequence[str], recipe: ProtoTrainConfig) -> dict[str, Any]:
+    """What the related fusion reads, as ``ProtoECGNetConfig`` stores it: the training labels' co-occurrence
+    above the recipe's threshold and, with ``recipe.related_groups``, the statement table's groups of ``labels``."""
+    from ...statements import statement_groups
+
+    groups = {s: g for s, g in statement_groups(recipe.related_groups).items() if s in labels} \
+        if recipe.related_groups else {}
+    return {"cooccurrence": cooccurrence_pairs(y, labels, recipe.related_threshold),
+            "related_threshold": recipe.related_threshold, "related_groups": groups or None}
+
+
 def branch_scores(y: np.ndarray, probs: np.ndarray, index: Mapping[str, list[int]]) -> dict[str, float]:
     """Macro AUROC overall and per branch on its own statements (``val_auroc_<branch>``);
     ``probs`` may be probabilities or logits (AUROC only ranks)."""
@@ -222,8 +233,7 @@ def train_fusion(run: StageRun, model: ProtoECGNet, data: TrainingData, recipe: 
         else:
             facts.update({k.replace("val_", f"val_{kind}_", 1): v for k, v in result.items() if k.startswith("val_")})
         if kind in HEAD_FILES and is_main():
-            extra = {"cooccurrence": cooccurrence_pairs(data.train_y, data.labels, recipe.related_threshold),
-                     "related_threshold": recipe.related_threshold} if kind == "related" else {}
+            extra = related_facts(data.train_y, data.labels, recipe) if kind == "related" else {}
             save_checkpoint(run.dir / HEAD_FILES[kind], head, {"kind": f"protoecgnet-{kind}-fusion", **extra})
     return facts
 
@@ -302,8 +312,8 @@ def fusion_variants(model: ProtoECGNet, config: dict[str, Any], fusion_dir: Path
             head, head_config = load_checkpoint(fusion_dir / HEAD_FILES[kind])
             state = {**state, **{f"fusion.{k}": v for k, v in head.items()}}
             if kind == "related":
-                cfg["model"]["cooccurrence"] = head_config["cooccurrence"]
-                cfg["model"]["related_threshold"] = head_config["related_threshold"]
+                cfg["model"].update({k: head_config.get(k) for k in ("cooccurrence", "related_threshold",
+                                                                      "related_groups")})
         cfg["model"]["fusion"], cfg["head"] = kind, f"{kind} fusion"
         out[kind] = (state, cfg)
     return out

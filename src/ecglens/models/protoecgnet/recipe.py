@@ -40,7 +40,9 @@ class ProtoTrainConfig:
     pre-projection score. Refine runs all its epochs (no early stop): its first epochs, at a
     rising learning rate, fall below the projected model before they climb above it.
     ``related_l1`` / ``related_threshold``: the related (case-based) fusion head's L1 on its
-    related-statement weights and the Jaccard above which two statements are related.
+    related-statement weights and the Jaccard above which two statements are related;
+    ``related_groups``: a column of the statement table ("diagnostic_class") whose groups relate
+    their statements as well (``ProtoECGNetConfig.related_groups``; None: co-occurrence only).
     ``head``: the fusion the final ``model`` carries. "dense" by default: on the local set
     (seed 0, scale) it reached validation macro AUROC 0.887 against 0.868 for the masked
     head, and test 0.833 against 0.814. ``last_layer_l1`` weighs the L1 on
@@ -86,6 +88,7 @@ class ProtoTrainConfig:
     fusion_l1: float = 1e-4
     related_l1: float = 1e-4
     related_threshold: float = 0.05
+    related_groups: str | None = None
     head_weight_decay: float = 1e-2
     bandpass: tuple[float, float] = (0.5, 40.0)
     normalize: str = "scale"

@@ -59,11 +59,11 @@ from ...training import (
 from .config import FUSIONS, related_pairs
 from .heads import (
     branch_scores,
-    cooccurrence_pairs,
     fusion_head,
     fusion_variants,
     last_layer_heads,
     predict_heads,
+    related_facts,
     train_fusion,
     train_last_layers,
 )
@@ -166,8 +166,9 @@ class ProtoStages:
     def _fusion_heads(self, run: StageRun) -> nn.Module:
         off = self.model.config.off_class_weight
         r, d = self.recipe, self.data
-        related = related_pairs(tuple(d.labels), cooccurrence_pairs(d.train_y, d.labels, r.related_threshold),
-                                r.related_threshold)
+        facts = related_facts(d.train_y, d.labels, r)
+        related = related_pairs(tuple(d.labels), facts["cooccurrence"], facts["related_threshold"],
+                                facts["related_groups"])
         heads = nn.ModuleDict({kind: fusion_head(self.model, kind, off, related) for kind in FUSIONS})
         for p in heads.parameters():
             p.requires_grad_(True)
