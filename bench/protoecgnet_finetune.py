@@ -58,6 +58,7 @@ import numpy as np
 import torch
 
 from ecglens.atomic import write_json_atomic, write_text_atomic
+from ecglens.statements import GROUP_COLUMNS
 
 WORK = REPO / "bench" / "work" / "protoecgnet_finetune"
 HEAD = REPO / "bench" / "work" / "explanation_metrics" / "heads" / "related"
@@ -694,10 +695,10 @@ def main() -> int:
     ap.add_argument("--select", choices=("targets", "auroc"), default="targets",
                     help="fine-tune and refine epochs: the best fold-9 AUROC among epochs meeting the explanation "
                          "targets, or the best fold-9 AUROC (when --refit-l1 fits the head to the targets)")
-    ap.add_argument("--related-groups", choices=("diagnostic_class", "diagnostic_subclass"), default=None,
+    ap.add_argument("--related-groups", choices=GROUP_COLUMNS, default=None,
                     help="--start trunk: the re-fitted related head also relates the statements of one such group")
     ap.add_argument("--loop-groups", type=lambda v: None if v == "none" else v, default="final",
-                    choices=(None, "final", "diagnostic_class", "diagnostic_subclass"),
+                    choices=(None, "final", *GROUP_COLUMNS),
                     help="--start trunk: the statement groups of the head in the loop ('none'; default: --related-groups)")
     ap.add_argument("--loop-threshold", type=float, default=None,
                     help="--start trunk: the Jaccard above which the head trained in the loop relates statements "

@@ -45,7 +45,8 @@ def tiny_recipe(**kw) -> ProtoTrainConfig:
 def trained(ptbxl_dir, tmp_path_factory):
     out = tmp_path_factory.mktemp("proto") / "run"
     cache = tmp_path_factory.mktemp("proto-cache")
-    path = train_protoecgnet(ptbxl_dir, "superdiagnostic", out, tiny_recipe(), folds_train=(1, 2), fold_val=9,
+    path = train_protoecgnet(ptbxl_dir, "superdiagnostic", out, tiny_recipe(related_groups="diagnostic_class"),
+                             folds_train=(1, 2), fold_val=9,
                              cache_dir=cache, progress=False)
     return out, path, cache
 
@@ -228,6 +229,8 @@ def test_model_carries_the_dense_fusion_and_the_masked_one_is_saved_beside_it(tr
     related = model_from_checkpoint(related_state, related_config)
     assert related_config["model"]["fusion"] == "related" and related_config["head"] == "related fusion"
     assert related_config["model"]["cooccurrence"] is not None and (out / "model-related" / "gallery.json").is_file()
+    # of the superclasses only NORM is also a statement (of diagnostic class NORM): the recipe's groups, carried along
+    assert related_config["model"]["related_groups"] == {"NORM": "NORM"} and config["model"]["related_groups"] is None
     assert bool((related.fusion.effective_weight[related.fusion.mask == 0] == 0).all())
     assert summary_has_related(config)
     x = torch.randn(2, 12, 1000)
@@ -265,6 +268,8 @@ def test_recipe_round_trip_and_invalid_values():
         tiny_recipe(fusion_epochs=0)
     with pytest.raises(ConfigError, match="unknown field"):
         ProtoTrainConfig.from_dict({"warmup_epoch": 2})
+    with pytest.raises(ConfigError, match="related_groups must be one of"):
+        tiny_recipe(related_groups="kind")
 
 
 @pytest.mark.slow
@@ -326,6 +331,9 @@ def test_cli_registers_the_trainer():
     args = parse("train", "protoecgnet", "--data", "D", "--out", "R", "--head", "masked", "--normalize", "standardize")
     assert (args.head, args.normalize) == ("masked", "standardize")
     assert parse("train", "protoecgnet", "--data", "D", "--out", "R", "--losses", "paper").losses == "paper"
+    assert parse("train", "protoecgnet", "--data", "D", "--out", "R").related_groups is None
+    assert parse("train", "protoecgnet", "--data", "D", "--out", "R", "--related-groups",
+                 "diagnostic_class").related_groups == "diagnostic_class"
 
 
 def test_branches_to_refine_are_those_that_lost_at_projection():

@@ -39,6 +39,7 @@ GROUPS = {
 # Besides PTB-XL's rhythm statements, these are defined by the sequence of beats (ectopic beats, the
 # P-to-QRS relation), which one averaged beat cannot show.
 SEQUENCE_STATEMENTS = ("PAC", "PVC", "2AVB", "3AVB")
+GROUP_COLUMNS = ("diagnostic_class", "diagnostic_subclass")  # the table's groupings of statements
 
 
 @lru_cache(maxsize=1)
@@ -61,8 +62,8 @@ def beyond_one_beat() -> frozenset[str]:
 def statement_groups(column: str) -> dict[str, str]:
     """``{statement: group}`` from the shipped table's ``column`` ("diagnostic_class" or "diagnostic_subclass"),
     for the statements that have one (PTB-XL gives a group to its diagnostic statements only)."""
-    if column not in ("diagnostic_class", "diagnostic_subclass"):
-        raise ECGError(TABLE, f"no statement grouping {column!r}; use 'diagnostic_class' or 'diagnostic_subclass'")
+    if column not in GROUP_COLUMNS:
+        raise ECGError(TABLE, f"no statement grouping {column!r}; use one of {GROUP_COLUMNS}")
     text = files("ecglens").joinpath(TABLE).read_text(encoding="utf-8")
     return {row["code"]: row[column] for row in csv.DictReader(io.StringIO(text))
             if row[column] and row["kind"]}  # rows without a kind are the groups themselves

@@ -4,11 +4,13 @@ from __future__ import annotations
 import argparse
 
 from ...errors import ConfigError
+from ...statements import GROUP_COLUMNS
 from ..options import add_training_options
 from .config import FUSIONS
 
 NORMALIZE = ("standardize", "scale")
 LOSS_FORMS = ("ours", "paper")
+RELATED_GROUPS = GROUP_COLUMNS  # statement-table columns (``statements.statement_groups``)
 EPOCH_STAGES = ("warmup", "joint", "refine", "last_layer", "fusion")  # the stages that train for a number of epochs
 
 
@@ -35,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fusion head of RUN_DIR/model (default dense; related: case-based, a statement reads "
                              "its own and its co-occurring statements' prototypes); each other one goes to "
                              "RUN_DIR/model-<other>")
+    parser.add_argument("--related-groups", default=None, choices=RELATED_GROUPS,
+                        help="the related head also relates every two statements of one PTB-XL diagnostic class "
+                             "(subclass), e.g. posterior MI to the other MIs, besides the co-occurring ones")
     parser.add_argument("--normalize", default="scale", choices=NORMALIZE,
                         help="amplitude normalisation: training-set per-lead scale (default) or per-record standardize")
     parser.add_argument("--losses", default="ours", choices=LOSS_FORMS,

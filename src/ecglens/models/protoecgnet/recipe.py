@@ -16,7 +16,7 @@ from ..splits import load_train_val
 from .branches import load_branch_table
 from .config import FUSIONS, BranchConfig, default_branches
 from .losses import LossWeights, paper_loss_weights
-from .options import EPOCH_STAGES, LOSS_FORMS, NORMALIZE
+from .options import EPOCH_STAGES, LOSS_FORMS, NORMALIZE, RELATED_GROUPS
 
 # Statements outside the bundled 71-statement table (superclasses, subclasses) route here.
 OTHER_BRANCH = {"NORM": "global"}
@@ -106,6 +106,8 @@ class ProtoTrainConfig:
             raise ConfigError(src, f"head must be one of {FUSIONS}, got {self.head!r}")
         if self.normalize not in NORMALIZE:
             raise ConfigError(src, f"normalize must be one of {NORMALIZE}, got {self.normalize!r}")
+        if self.related_groups not in (None, *RELATED_GROUPS):
+            raise ConfigError(src, f"related_groups must be one of {RELATED_GROUPS} or None, got {self.related_groups!r}")
         for name in EPOCH_STAGES:
             if getattr(self, f"{name}_epochs") < 1:
                 raise ConfigError(src, f"{name}_epochs must be at least 1")

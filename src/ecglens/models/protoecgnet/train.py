@@ -86,7 +86,8 @@ def _train(data_root, label_set, out, recipe, folds_train, fold_val, seed, cache
 def run(args: argparse.Namespace) -> int:
     """``ecglens train protoecgnet`` (options: ``protoecgnet.options``)."""
     recipe = recipe_with_losses(ProtoTrainConfig(max_records=args.max_records, head=args.head,
-                                                 normalize=args.normalize, **parse_stage_epochs(args.epochs_per_stage)),
+                                                 normalize=args.normalize, related_groups=args.related_groups,
+                                                 **parse_stage_epochs(args.epochs_per_stage)),
                                 args.losses)
     folds = tuple(f for f in TRAIN_FOLDS if f != args.val_fold)
     return run_training(lambda: train_protoecgnet(
