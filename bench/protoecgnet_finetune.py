@@ -36,6 +36,10 @@ re-fitted to the explanation targets):
 
     .venv/bin/python bench/protoecgnet_finetune.py run --start trunk --related-l1 0 --distill 1 --select auroc \
         --refit-l1 1e-3 3e-3 --prototype-loss-scale 0.25 --seed 0 --tag trunk_all_auroc_refit_ploss0.25
+
+``--related-groups diagnostic_class --loop-groups none``: the re-fitted head also relates the statements of one
+diagnostic class (the loop's head the co-occurring ones only). A run is seeded before its network is drawn, so the
+same seed and settings give the same weights (1 thread).
 """
 from __future__ import annotations
 

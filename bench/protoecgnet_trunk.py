@@ -229,7 +229,10 @@ def render(doc: dict) -> str:
     lines += ["", ("Tags ending in `-resumed` re-ran only the projection and head steps on a copy of the named run's "
                    "finished training (their wall time is that alone); `within-targets` is the same settings as "
                    "`trunk_c32_l10_d1_e30_r10` with the fine-tuned head kept as a re-fit candidate. A missing run of a "
-                   "tag (seeds 1-2 of it) was stopped when its configuration was dropped."),
+                   "tag (seeds 1-2 of it) was stopped when its configuration was dropped. Runs before the fine-tune "
+                   "was seeded ahead of drawing the network (all but `*_refitclass_e45`, `*_t0.3`, `*_c64`, `*_d3` and "
+                   "seed 2 of `*_refitclass`) drew add-ons and prototypes unseeded, so a rerun of them differs; the "
+                   "later ones give the same weights for the same seed."),
               "", ("Definitions as in `explanation_metrics.md` (called statements at fold-9 calibration, own share, "
                    "top-k coverage). Baseline: `benchmark.json` (fold 10, mean of its 3 seeds; training wall time of "
                    f"seed 0) and `external.json`. Python {doc['python']}, 1 thread per process, 2 shared cores."), ""]
