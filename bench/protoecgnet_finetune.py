@@ -324,8 +324,8 @@ def gallery_of(rows, folds, labels, ds, recipe, sampling_rate: float):
 
 
 def evaluate(model, clf, folds, labels, records: Path) -> dict:
-    """Fold 10 and the external records, as ``bench/explanation_metrics.py`` measures a head (calibration and
-    thresholds from fold 9)."""
+    """Fold 10 and (label set "all") the external records, as ``bench/explanation_metrics.py`` measures a head
+    (calibration and thresholds from fold 9)."""
     from ecglens.metrics import macro_auroc
     from ecglens.models.classifier import Classifier
     from ecglens.models.protoecgnet.classifier import FusedLogits
@@ -335,13 +335,15 @@ def evaluate(model, clf, folds, labels, records: Path) -> dict:
     z = {p: em.head_logits(head, scores[p]) for p in scores}
     called, stats = em.explain_fold(head, labels, scores["test"], z["val"], folds["val"][2], z["test"], folds["train"][2].sum(0))
     deletion = em.occlusion_check(model, head, folds["test"][1], scores["test"], called, model.prototype_table())
-    ev, windows, _ = em.external_windows(model, clf, records)
-    cols = [labels.index(s) for s in ev.labels]
-    ext = np.stack([em.head_logits(head, s).max(0) for s, _ in windows])[:, cols]
+    external = None  # the external labels map to PTB-XL statements, not to other label sets' groups
+    if clf.config.get("label_set", "all") == "all":
+        ev, windows, _ = em.external_windows(model, clf, records)
+        cols = [labels.index(s) for s in ev.labels]
+        external = macro_auroc(ev.y_true, np.stack([em.head_logits(head, s).max(0) for s, _ in windows])[:, cols])[0]
     fused = Classifier(FusedLogits(model), labels, clf.pipeline, clf.sampling_rate, clf.window_s, clf.stride_s,
                        "max", device="cpu")
     return {"macro_auroc_test": macro_auroc(folds["test"][2], z["test"])[0],
-            "macro_auroc_external": macro_auroc(ev.y_true, ext)[0], "explanation_test": stats,
+            "macro_auroc_external": external, "explanation_test": stats,
             "deletion_test": deletion, "records_per_s": em.records_per_second(fused, folds["test"][1])}
 
 

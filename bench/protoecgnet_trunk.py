@@ -127,7 +127,8 @@ def chosen(work: Path, tag: str) -> dict:
     return {"tag": tag, "seeds": [r["seed"] for r in seeds],
             "macro_auroc_val": em._mean_sd([r["macro_auroc_val"] for r in seeds]),
             "macro_auroc_test": em._mean_sd([r["macro_auroc_test"] for r in seeds]),
-            "macro_auroc_external": em._mean_sd([r["macro_auroc_external"] for r in seeds]),
+            "macro_auroc_external": em._mean_sd([r["macro_auroc_external"] for r in seeds])
+            if all(r["macro_auroc_external"] is not None for r in seeds) else None,
             "explanation_test_seed0": seeds[0]["explanation_test"], "deletion_test_seed0": seeds[0]["deletion_test"],
             "records_per_s": [r["records_per_s"] for r in seeds], "wall_s": [r["wall_s"] for r in seeds]}
 
@@ -183,6 +184,8 @@ def render(doc: dict) -> str:
                                ("macro_auroc_external", "macro AUROC external", base["external"]
                                 if label_set == "all" else None)):
             m = c[key]
+            if m is None:
+                continue
             lines.append(f"| {name} | {m['mean']:.3f} +/- {m['sd']:.3f} | "
                          + ", ".join(f"{v:.3f}" for v in m["values"]) + f" | {f(ref)} |")
         ex = c["explanation_test_seed0"]
