@@ -372,7 +372,6 @@ def _cut(signal: np.ndarray, rate: float, start_s: float, end_s: float, leads: l
 
 def _statement_figure(display: ECG, gallery, entry: dict, context: _Context):
     """Drawer: where the shown prototypes matched (lead II, whole record), then each match beside its source."""
-
     s = entry["statement"]
     rate = display.sampling_rate
     bars = [(it["query_window"]["start_s"], it["query_window"]["end_s"], f"#{k + 1}", COLORS[k % len(COLORS)])
@@ -410,7 +409,6 @@ def _statement_figure(display: ECG, gallery, entry: dict, context: _Context):
 
 def format_text(result: dict) -> str:
     """A short human-readable summary of ``explain``'s result."""
-
     lines = [f"{result['record']}: ProtoECGNet ({result['head']})"]
     if result.get("note"):
         lines.append(result["note"])

@@ -10,7 +10,6 @@ from .config import FUSIONS
 
 NORMALIZE = ("standardize", "scale")
 LOSS_FORMS = ("ours", "paper")
-RELATED_GROUPS = GROUP_COLUMNS  # statement-table columns (``statements.statement_groups``)
 EPOCH_STAGES = ("warmup", "joint", "refine", "last_layer", "fusion")  # the stages that train for a number of epochs
 
 
@@ -37,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fusion head of RUN_DIR/model (default dense; related: case-based, a statement reads "
                              "its own and its co-occurring statements' prototypes); each other one goes to "
                              "RUN_DIR/model-<other>")
-    parser.add_argument("--related-groups", default=None, choices=RELATED_GROUPS,
+    parser.add_argument("--related-groups", default=None, choices=GROUP_COLUMNS,
                         help="the related head also relates every two statements of one PTB-XL diagnostic class "
                              "(subclass), e.g. posterior MI to the other MIs, besides the co-occurring ones")
     parser.add_argument("--normalize", default="scale", choices=NORMALIZE,

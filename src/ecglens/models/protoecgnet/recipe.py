@@ -11,12 +11,13 @@ import numpy as np
 from ...configs import config_from_dict, config_to_dict
 from ...errors import ConfigError
 from ...preprocess import Bandpass, FixLength, Pipeline, Resample, Scale, Standardize
+from ...statements import GROUP_COLUMNS
 from ...training import skipped_facts
 from ..splits import load_train_val
 from .branches import load_branch_table
 from .config import FUSIONS, BranchConfig, default_branches
 from .losses import LossWeights, paper_loss_weights
-from .options import EPOCH_STAGES, LOSS_FORMS, NORMALIZE, RELATED_GROUPS
+from .options import EPOCH_STAGES, LOSS_FORMS, NORMALIZE
 
 # Statements outside the bundled 71-statement table (superclasses, subclasses) route here.
 OTHER_BRANCH = {"NORM": "global"}
@@ -106,8 +107,8 @@ class ProtoTrainConfig:
             raise ConfigError(src, f"head must be one of {FUSIONS}, got {self.head!r}")
         if self.normalize not in NORMALIZE:
             raise ConfigError(src, f"normalize must be one of {NORMALIZE}, got {self.normalize!r}")
-        if self.related_groups not in (None, *RELATED_GROUPS):
-            raise ConfigError(src, f"related_groups must be one of {RELATED_GROUPS} or None, got {self.related_groups!r}")
+        if self.related_groups not in (None, *GROUP_COLUMNS):
+            raise ConfigError(src, f"related_groups must be one of {GROUP_COLUMNS} or None, got {self.related_groups!r}")
         for name in EPOCH_STAGES:
             if getattr(self, f"{name}_epochs") < 1:
                 raise ConfigError(src, f"{name}_epochs must be at least 1")
