@@ -349,13 +349,15 @@ def evaluate(model, clf, folds, labels, records: Path) -> dict:
 
 def trunk_start(baseline, baseline_name: str, train_y, labels: list[str], label_set: str, prototype_channels: int,
                 recipe, counts: dict[str, int] | None = None, loop_threshold: float | None = None,
-                related_groups: str | None = None, loop_groups: str | None = None):
+                related_groups: str | None = None, loop_groups: str | None = None,
+                stages: dict[str, int] | None = None):
     """A new ProtoECGNet whose branches share a trained baseline's xresnet1d body (its weights) as
     their trunk, with the related head over the training folds' co-occurrence; add-ons, prototypes and heads
     start untrained; ``counts``: prototypes per class by branch (default: the recipe's); ``loop_threshold``: the
     Jaccard above which the head trained in the loop relates two statements (default: the recipe's; ``refit``'s
     head uses the recipe's, ``final_pairs``); ``related_groups``: the recipe's statement grouping that relates
-    statements as well (``ProtoTrainConfig.related_groups``), ``loop_groups`` the loop's. Returns the model and its checkpoint config (the baseline's
+    statements as well (``ProtoTrainConfig.related_groups``), ``loop_groups`` the loop's; ``stages``: the trunk
+    stage a branch reads (``BranchConfig.trunk_stage``; default the last). Returns the model and its checkpoint config (the baseline's
     preprocessing)."""
     from ecglens.models.protoecgnet import ProtoECGNet, ProtoECGNetConfig
     from ecglens.models.protoecgnet.config import BranchConfig
@@ -366,6 +368,7 @@ def trunk_start(baseline, baseline_name: str, train_y, labels: list[str], label_
 
     branches = {name: BranchConfig(kind="trunk", prototype_channels=prototype_channels,
                                    prototypes_per_class=(counts or {}).get(name, b.prototypes_per_class),
+                                   trunk_stage=(stages or {}).get(name),
                                    prototype_mode=b.prototype_mode,
                                    prototype_seconds=b.prototype_seconds)
                 for name, b in recipe.branches.items()}
@@ -401,7 +404,8 @@ def setup(args):
         model, config = trunk_start(baseline, args.baseline, folds["train"][2], labels, args.labels,
                                     args.prototype_channels, recipe, args.counts, args.loop_threshold,
                                     args.related_groups,
-                                    args.related_groups if args.loop_groups == "final" else args.loop_groups)
+                                    args.related_groups if args.loop_groups == "final" else args.loop_groups,
+                                    args.trunk_stages)
         head_config = {}
     else:
         model, config, head_config = load_start(args.head, args.start)
@@ -468,7 +472,8 @@ def run_seed(args) -> int:
                 "warmup_epochs": args.warmup_epochs, "related_l1": recipe.related_l1,
                 "trunk_lr_scale": args.trunk_lr_scale,
                 "prototype_channels": args.prototype_channels if args.start == TRUNK else None,
-                "counts": args.counts if args.start == TRUNK else None, "related_groups": recipe.related_groups,
+                "counts": args.counts if args.start == TRUNK else None,
+                "trunk_stages": args.trunk_stages if args.start == TRUNK else None, "related_groups": recipe.related_groups,
                 "loop_groups": args.related_groups if args.loop_groups == "final" else args.loop_groups}
     config["training"]["finetune"] = {"script": "bench/protoecgnet_finetune.py", **settings,
                                       "start_head_val_macro_auroc": head_config.get("val_macro_auroc"),
@@ -681,6 +686,8 @@ def main() -> int:
     ap.add_argument("--prototype-channels", type=int, default=32, help="--start trunk: each branch's latent channels")
     ap.add_argument("--related-l1", type=float, default=None,
                     help="the L1 on the related head's related-statement weights (default: the start's recipe's)")
+    ap.add_argument("--trunk-stages", type=_counts, default=None,
+                    help="--start trunk: the trunk stage a branch reads, e.g. morphology=2 (default: the last)")
     ap.add_argument("--counts", type=_counts, default=None,
                     help="--start trunk: prototypes per class by branch, e.g. 'rhythm=5,morphology=18,global=7'")
     ap.add_argument("--warmup-epochs", type=int, default=0,

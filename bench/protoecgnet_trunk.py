@@ -107,6 +107,7 @@ def sweep(work: Path) -> list[dict]:
                      **{k: r.get(k) for k in ("epochs", "lr", "related_l1", "distill", "warmup_epochs",
                                               "trunk_lr_scale", "prototype_channels", "counts", "refine_epochs",
                                               "select", "prototype_loss_scale", "loop_threshold", "l1_ramp")},
+                     "trunk_stages": r.get("trunk_stages"),
                      "groups": "/".join(GROUP_NAMES[g] for g in (r.get("loop_groups", r["related_groups"]),
                                                                  r["related_groups"])),
                      "val_after_reprojection": r["val_macro_auroc_after_projection"],
@@ -217,15 +218,16 @@ def render(doc: dict) -> str:
     lines += ["", "## Configurations tried (fold 9, seed 0)", "",
               "| tag | labels | epochs | lr | related L1 | L1 ramp | loop pairs | groups | proto-loss x | distill | warm-up "
               "| trunk lr x "
-              "| channels | counts | epochs by | head (re-fit L1s -> kept) | fine-tuned | after projection "
+              "| channels | counts | trunk stage | epochs by | head (re-fit L1s -> kept) | fine-tuned | after projection "
               "| after re-projection | final | own share | top-3 | targets met | wall s |",
-              "|" + "---|" * 24]
+              "|" + "---|" * 25]
     for r in doc["sweep_fold_9"]:
         counts = "-" if not r["counts"] else "/".join(str(v) for v in r["counts"].values())
+        stages = ", ".join(f"{k} {v}" for k, v in (r["trunk_stages"] or {}).items()) or "last"
         lines.append(f"| {r['tag']} | {r['label_set']} | {r['epochs']} | {r['lr']:g} | {r['related_l1']:g} | "
                      f"{r['l1_ramp']:g} | {r['loop_threshold']:g} | {r['groups']} | {r['prototype_loss_scale']:g} | "
                      f"{r['distill']:g} | {r['warmup_epochs']} | {r['trunk_lr_scale']:g} | {r['prototype_channels']} | "
-                     f"{counts} | {r['select']} | {r['head']} | {r['val_finetuned']:.3f} | "
+                     f"{counts} | {stages} | {r['select']} | {r['head']} | {r['val_finetuned']:.3f} | "
                      f"{f(r['val_after_first_projection'])} | {r['val_after_reprojection']:.3f} | "
                      f"{r['val_final']:.3f} | {r['own_share_val']:.3f} | {r['top3_val']:.3f} | "
                      f"{'yes' if r['targets_met_val'] else 'no'} | {r['wall_s']:.0f} |")

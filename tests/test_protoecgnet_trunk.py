@@ -43,10 +43,10 @@ def test_trunk_receptive_field_matches_gradient_support(config):
         for m in trunk.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.weight.fill_(1.0)
-    geo = trunk.time_geometry
+    _, geo = trunk.tap(len(config.layers))
     assert geo.stride == 2 * 2 * 2 ** (len(config.layers) - 1)  # strided stem conv, max pool, stages after the first
     x = torch.randn(1, 12, 600, dtype=torch.float64, requires_grad=True)
-    trunk(x)[..., 30].sum().backward()
+    trunk(x)[len(config.layers)][..., 30].sum().backward()
     support = (x.grad.abs().sum(dim=(0, 1)) > 0).nonzero().flatten()
     lo, hi = window_input_span(30, 1, geo, 600, mode="receptive_field")
     assert lo <= support.min().item() and support.max().item() < hi
@@ -64,7 +64,7 @@ def test_trunk_loads_a_trained_xresnet_body():
     trunk.load_features(net.state_dict())
     x = torch.randn(2, 12, 500)
     with torch.no_grad():
-        assert torch.allclose(trunk(x), net.features(x), atol=1e-6)
+        assert torch.allclose(trunk(x)[len(BASIC.layers)], net.features(x), atol=1e-6)
     with pytest.raises(RuntimeError):
         Trunk(BOTTLENECK).load_features(net.state_dict())
 
@@ -104,3 +104,66 @@ def test_trunk_prototype_synced_to_its_source_matches_it_exactly():
     assert out.similarities["morphology"][2, 1].item() == pytest.approx(1.0, abs=1e-5)
     assert out.best_window["morphology"][2, 1].item() == 40
     assert out.similarities["rhythm"][0, 0].item() == pytest.approx(1.0, abs=1e-5)
+
+
+# ------------------------------------------------------------ a branch reading an earlier stage
+THREE = XResNetConfig(layers=(1, 1, 1), expansion=1, widths=(8, 16, 16), stem=(4, 4, 8), head_hidden=None)
+
+
+@pytest.mark.parametrize("stage", [1, 2, 3])
+def test_each_stage_map_has_its_receptive_field(stage):
+    trunk = Trunk(THREE, stages=(stage,)).double().eval()
+    with torch.no_grad():
+        for m in trunk.modules():
+            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                m.weight.fill_(1.0)
+    channels, geo = trunk.tap(stage)
+    assert channels == THREE.widths[stage - 1] and geo.stride == 4 * 2 ** (stage - 1)
+    x = torch.randn(1, 12, 600, dtype=torch.float64, requires_grad=True)
+    out = trunk(x)
+    assert set(out) == {stage} and out[stage].shape[1] == channels
+    out[stage][..., 20].sum().backward()
+    support = (x.grad.abs().sum(dim=(0, 1)) > 0).nonzero().flatten()
+    lo, hi = window_input_span(20, 1, geo, 600, mode="receptive_field")
+    assert lo <= support.min().item() and support.max().item() < hi
+    assert support.max().item() - support.min().item() + 1 >= 0.8 * geo.receptive_field
+
+
+def test_a_trunk_read_at_stage_two_stops_there_and_loads_the_trained_body_up_to_it():
+    torch.manual_seed(0)
+    net = XResNet1d(5, THREE)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    net.eval()
+    full, early = Trunk(THREE).eval(), Trunk(THREE, stages=(2,)).eval()
+    full.load_features(net.state_dict())
+    early.load_features(net.state_dict())
+    assert sum(p.numel() for p in early.parameters()) < sum(p.numel() for p in full.parameters())
+    both = Trunk(THREE, stages=(3, 2)).eval()
+    both.load_features(net.state_dict())
+    x = torch.randn(2, 12, 500)
+    with torch.no_grad():
+        maps = both(x)
+        assert torch.allclose(early(x)[2], net.features[:6](x), atol=1e-6)  # stem (3), pool, two blocks
+        assert torch.allclose(maps[2], early(x)[2], atol=1e-6) and torch.allclose(maps[3], full(x)[3], atol=1e-6)
+    with pytest.raises(ECGError, match="outside"):
+        Trunk(THREE, stages=(4,))
+
+
+def test_model_with_morphology_on_an_earlier_stage():
+    branches = dict(trunk_config(THREE).branches)
+    branches["morphology"] = BranchConfig(kind="trunk", prototype_channels=4, prototypes_per_class=2, trunk_stage=2)
+    config = ProtoECGNetConfig(branches=branches, trunk=THREE)
+    assert config.trunk_stages() == (2, 3) and ProtoECGNetConfig.from_dict(config.to_dict()) == config
+    torch.manual_seed(0)
+    model = ProtoECGNet(config).double().eval()
+    assert model.branches["morphology"].time_geometry.stride == 8  # stage 2, where the others read stride 16
+    assert model.branches["global"].time_geometry.stride == 16
+    assert model.branches["morphology"].prototype_layer.length == 12  # 1 s at stride 8
+    x = torch.randn(12, 1000, dtype=torch.float64)
+    c = model.contributions(x)
+    assert torch.allclose(c.values.sum(-1) + c.bias, c.logits, atol=1e-9)
+    with pytest.raises(ECGError, match="outside the trunk's stages"):
+        branches["morphology"] = BranchConfig(kind="trunk", trunk_stage=4)
+        ProtoECGNetConfig(branches=branches, trunk=THREE)

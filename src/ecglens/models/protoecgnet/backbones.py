@@ -32,7 +32,7 @@ from torch import nn
 from ...errors import ECGError
 from .. import layout
 from ..xresnet1d.config import XResNetConfig
-from ..xresnet1d.network import xresnet_body, xresnet_time_layers
+from ..xresnet1d.network import xresnet_body, xresnet_stage_ends, xresnet_time_layers
 
 
 @dataclass(frozen=True)
@@ -171,32 +171,53 @@ class Backbone2d(nn.Module):
 
 
 class Trunk(nn.Module):
-    """An xresnet1d body shared by the branches: (B, leads, T) -> (B, C, T / 32).
+    """An xresnet1d body shared by the branches: (B, leads, T) -> ``{stage: (B, C_stage, T / stride_stage)}``,
+    the maps at the end of the residual stages its branches read (``stages``, numbered from 1; default the last).
 
-    Its parameters are named as ``XResNet1d.features``'s, so a trained xresnet1d's body loads
-    into it as is (``load_features``).
+    The body stops at the deepest stage read. Its parameters are named as ``XResNet1d.features``'s, so a
+    trained xresnet1d's body loads into it as is (``load_features``).
     """
 
-    def __init__(self, config: XResNetConfig):
+    def __init__(self, config: XResNetConfig, stages: Sequence[int] | None = None):
         super().__init__()
-        self.features, self.out_channels = xresnet_body(config)
-        self.time_geometry = compose_time_geometry(xresnet_time_layers(config))
+        body, _ = xresnet_body(config)
+        ends = xresnet_stage_ends(config)
+        self.stages = tuple(sorted(set(stages or (len(ends),))))
+        if not 1 <= self.stages[0] <= self.stages[-1] <= len(ends):
+            raise ECGError("<ProtoECGNetConfig>", f"trunk stages {self.stages} outside 1..{len(ends)}")
+        layers = xresnet_time_layers(config)
+        self._taps = {stage: (ends[stage - 1][0], ends[stage - 1][2],
+                              compose_time_geometry(layers[:ends[stage - 1][1]])) for stage in self.stages}
+        self.features = body[:ends[self.stages[-1] - 1][0]]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return layout.as_1d(self.features(layout.channels_last_1d(x)))
+    def tap(self, stage: int) -> tuple[int, TimeGeometry]:
+        """A stage's output channels and time geometry."""
+        return self._taps[stage][1:]
+
+    def forward(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
+        at = {modules: stage for stage, (modules, _, _) in self._taps.items()}
+        h, out = layout.channels_last_1d(x), {}
+        for i, module in enumerate(self.features, start=1):
+            h = module(h)
+            if i in at:
+                out[at[i]] = layout.as_1d(h)
+        return out
 
     def load_features(self, state: dict[str, torch.Tensor]) -> None:
-        """Load a trained ``XResNet1d``'s body from its state dict (its ``features.*`` keys; the head's are
-        ignored); a body of another shape raises torch's error."""
-        self.features.load_state_dict({k[len("features."):]: v for k, v in state.items() if k.startswith("features.")})
+        """Load a trained ``XResNet1d``'s body from its state dict (its ``features.*`` keys up to the deepest stage
+        read; the rest and the head's are ignored); a body of another shape raises torch's error."""
+        kept = set(self.features._modules)  # a truncated body keeps the full body's module names
+        self.features.load_state_dict({k[len("features."):]: v for k, v in state.items()
+                                       if k.startswith("features.") and k.split(".")[1] in kept})
 
 
 class TrunkTap(nn.Module):
-    """A branch's backbone when the branches share a ``Trunk``: passes the trunk's map on, with its geometry."""
+    """A branch's backbone when the branches share a ``Trunk``: passes the map of its ``stage`` on, with its
+    geometry."""
 
-    def __init__(self, out_channels: int, time_geometry: TimeGeometry):
+    def __init__(self, stage: int, out_channels: int, time_geometry: TimeGeometry):
         super().__init__()
-        self.out_channels, self.time_geometry = out_channels, time_geometry
+        self.stage, self.out_channels, self.time_geometry = stage, out_channels, time_geometry
 
-    def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return h
+    def forward(self, h: dict[int, torch.Tensor]) -> torch.Tensor:
+        return h[self.stage]

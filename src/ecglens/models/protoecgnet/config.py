@@ -28,6 +28,9 @@ class BranchConfig:
 
     kind: "1d" (leads as channels), "2d" (leads x time image) or "trunk" (reads the network's
         shared trunk, ``ProtoECGNetConfig.trunk``; the backbone sizes are then unused).
+    trunk_stage: a "trunk" branch reads the map at the end of this residual stage (from 1; None:
+        the last). An earlier stage keeps a match local: a latent step of the baseline's body sees
+        2.0 s after stage 2, 4.25 s after stage 3 and 8.7 s after stage 4.
     widths / time_strides / lead_strides: one residual block per stage (lead_strides 2d only).
     prototype_mode: "pooled" (latent averaged over time, one vector per record),
         "full" (prototype spans the whole latent map), "partial" (``prototype_seconds``
@@ -45,6 +48,7 @@ class BranchConfig:
     prototypes_per_class: int = 3
     prototype_mode: str = "partial"
     prototype_seconds: float = 1.0
+    trunk_stage: int | None = None
 
     def __post_init__(self):
         self.widths = tuple(int(w) for w in self.widths)
@@ -190,6 +194,9 @@ class ProtoECGNetConfig:
             raise ECGError(src, f"branches {readers} read the trunk but the config has none (trunk)")
         if self.trunk is not None and not readers:
             raise ECGError(src, "the config has a trunk but no branch reads it (kind 'trunk')")
+        stages = [s for s in self.trunk_stages() if not 1 <= s <= len(self.trunk.layers)] if self.trunk else []
+        if stages:
+            raise ECGError(src, f"trunk_stage {stages} outside the trunk's stages 1..{len(self.trunk.layers)}")
         if self.trunk is not None and self.trunk.in_channels != self.n_leads:
             raise ECGError(src, f"the trunk takes {self.trunk.in_channels} leads, the model {self.n_leads}")
 
@@ -197,6 +204,12 @@ class ProtoECGNetConfig:
     def branch_index(self) -> dict[str, list[int]]:
         """Per-branch positions into ``labels`` (empty branches absent)."""
         return branch_indices(self.labels, self.branch_map)
+
+    def trunk_stages(self) -> tuple[int, ...]:
+        """The trunk stages its branches read (sorted; the last stage for a branch that names none)."""
+        last = len(self.trunk.layers) if self.trunk is not None else 0
+        return tuple(sorted({b.trunk_stage or last for n, b in self.branches.items()
+                             if b.kind == "trunk" and n in self.branch_index}))
 
     def related_pairs(self) -> list[tuple[int, int]]:
         """The related fusion's ``(statement, related statement)`` positions (``related_pairs``)."""

@@ -135,7 +135,8 @@ class PrototypeBranch(nn.Module):
         if cfg.kind == "trunk":
             if trunk is None:
                 raise ECGError("<ProtoECGNetConfig>", "a 'trunk' branch needs the model's trunk")
-            self.backbone = TrunkTap(trunk.out_channels, trunk.time_geometry)
+            stage = cfg.trunk_stage or trunk.stages[-1]
+            self.backbone = TrunkTap(stage, *trunk.tap(stage))
         elif two_d:
             self.backbone = Backbone2d(cfg.widths, cfg.time_strides, cfg.lead_strides, cfg.kernel,
                                        cfg.stem_kernel, cfg.stem_stride)
@@ -224,7 +225,7 @@ class ProtoECGNet(nn.Module):
         self.config = config
         index = config.branch_index
         self.branch_names = list(index)
-        self.trunk = Trunk(config.trunk) if config.trunk is not None else None
+        self.trunk = Trunk(config.trunk, config.trunk_stages()) if config.trunk is not None else None
         self.branches = nn.ModuleDict({
             name: PrototypeBranch(config.branches[name], len(idx), config.n_leads, config.n_samples,
                                   config.sampling_rate, config.addon_activation, config.off_class_weight,
@@ -269,7 +270,8 @@ class ProtoECGNet(nn.Module):
             raise ECGError(None, f"ProtoECGNet expects input (batch, {want[0]}, {want[1]}), got {tuple(x.shape)}")
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        """What the branches' backbones read: the shared trunk's map, or without a trunk ``x`` itself."""
+        """What the branches' backbones read: the shared trunk's maps (``{stage: map}``), or without a trunk ``x``
+        itself."""
         return x if self.trunk is None else self.trunk(x)
 
     def forward(self, x: torch.Tensor) -> ProtoECGNetOutput:

@@ -105,6 +105,17 @@ def xresnet_time_layers(cfg: XResNetConfig) -> list[tuple[int, int, int]]:
     return layers
 
 
+def xresnet_stage_ends(cfg: XResNetConfig) -> list[tuple[int, int, int]]:
+    """For each residual stage (in order): the number of body modules up to its end (stem and pool included),
+    the number of ``xresnet_time_layers`` up to its end, and its output channels."""
+    per_block = 2 if cfg.expansion == 1 else 3
+    ends, blocks = [], 0
+    for stage, n_blocks in enumerate(cfg.layers):
+        blocks += n_blocks
+        ends.append((4 + blocks, 4 + per_block * blocks, cfg.widths[stage] * cfg.expansion))
+    return ends
+
+
 class XResNet1d(nn.Module):
     """(n, in_channels, t) -> (n, n_classes) logits, for any ``t`` (global pooling).
 
