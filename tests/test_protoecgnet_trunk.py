@@ -7,7 +7,7 @@ import torch
 
 from ecglens.errors import ECGError
 from ecglens.models.protoecgnet import BranchConfig, ProtoECGNet, ProtoECGNetConfig, window_input_span
-from ecglens.models.protoecgnet.backbones import Trunk
+from ecglens.models.protoecgnet.backbones import TimeGeometry, Trunk
 from ecglens.models.protoecgnet.classifier import model_from_checkpoint
 from ecglens.models.protoecgnet.projection import collect_latents, sync_prototypes
 from ecglens.models.xresnet1d import XResNet1d, XResNetConfig
@@ -36,21 +36,30 @@ def trunk_model(seed: int = 0, dtype: torch.dtype = torch.float64) -> ProtoECGNe
     return model.eval()
 
 
-@pytest.mark.parametrize("config", [BASIC, BOTTLENECK], ids=["basic", "bottleneck"])
-def test_trunk_receptive_field_matches_gradient_support(config):
-    trunk = Trunk(config).double().eval()
+def assert_stage_receptive_field(config: XResNetConfig, stage: int, step: int) -> TimeGeometry:
+    """The input samples a step of ``stage``'s map depends on (its gradient support) lie within the receptive
+    field the time geometry gives, and fill most of it; returns that geometry."""
+    trunk = Trunk(config, stages=(stage,)).double().eval()
     with torch.no_grad():  # residual branches start silenced (zero batch-norm scale); trained ones are not
         for m in trunk.modules():
             if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
                 m.weight.fill_(1.0)
-    _, geo = trunk.tap(len(config.layers))
-    assert geo.stride == 2 * 2 * 2 ** (len(config.layers) - 1)  # strided stem conv, max pool, stages after the first
+    channels, geo = trunk.tap(stage)
     x = torch.randn(1, 12, 600, dtype=torch.float64, requires_grad=True)
-    trunk(x)[len(config.layers)][..., 30].sum().backward()
+    out = trunk(x)
+    assert set(out) == {stage} and out[stage].shape[1] == channels
+    out[stage][..., step].sum().backward()
     support = (x.grad.abs().sum(dim=(0, 1)) > 0).nonzero().flatten()
-    lo, hi = window_input_span(30, 1, geo, 600, mode="receptive_field")
+    lo, hi = window_input_span(step, 1, geo, 600, mode="receptive_field")
     assert lo <= support.min().item() and support.max().item() < hi
     assert support.max().item() - support.min().item() + 1 >= 0.8 * geo.receptive_field
+    return geo
+
+
+@pytest.mark.parametrize("config", [BASIC, BOTTLENECK], ids=["basic", "bottleneck"])
+def test_trunk_receptive_field_matches_gradient_support(config):
+    geo = assert_stage_receptive_field(config, len(config.layers), 30)
+    assert geo.stride == 2 * 2 * 2 ** (len(config.layers) - 1)  # strided stem conv, max pool, stages after the first
 
 
 def test_trunk_loads_a_trained_xresnet_body():
@@ -112,21 +121,8 @@ THREE = XResNetConfig(layers=(1, 1, 1), expansion=1, widths=(8, 16, 16), stem=(4
 
 @pytest.mark.parametrize("stage", [1, 2, 3])
 def test_each_stage_map_has_its_receptive_field(stage):
-    trunk = Trunk(THREE, stages=(stage,)).double().eval()
-    with torch.no_grad():
-        for m in trunk.modules():
-            if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
-                m.weight.fill_(1.0)
-    channels, geo = trunk.tap(stage)
-    assert channels == THREE.widths[stage - 1] and geo.stride == 4 * 2 ** (stage - 1)
-    x = torch.randn(1, 12, 600, dtype=torch.float64, requires_grad=True)
-    out = trunk(x)
-    assert set(out) == {stage} and out[stage].shape[1] == channels
-    out[stage][..., 20].sum().backward()
-    support = (x.grad.abs().sum(dim=(0, 1)) > 0).nonzero().flatten()
-    lo, hi = window_input_span(20, 1, geo, 600, mode="receptive_field")
-    assert lo <= support.min().item() and support.max().item() < hi
-    assert support.max().item() - support.min().item() + 1 >= 0.8 * geo.receptive_field
+    assert assert_stage_receptive_field(THREE, stage, 20).stride == 4 * 2 ** (stage - 1)
+    assert Trunk(THREE, stages=(stage,)).tap(stage)[0] == THREE.widths[stage - 1]
 
 
 def test_a_trunk_read_at_stage_two_stops_there_and_loads_the_trained_body_up_to_it():
