@@ -357,8 +357,8 @@ def trunk_start(baseline, baseline_name: str, train_y, labels: list[str], label_
     Jaccard above which the head trained in the loop relates two statements (default: the recipe's; ``refit``'s
     head uses the recipe's, ``final_pairs``); ``related_groups``: the recipe's statement grouping that relates
     statements as well (``ProtoTrainConfig.related_groups``), ``loop_groups`` the loop's; ``stages``: the trunk
-    stage a branch reads (``BranchConfig.trunk_stage``; default the last). Returns the model and its checkpoint config (the baseline's
-    preprocessing)."""
+    stage a branch reads (``BranchConfig.trunk_stage``; default the last). Returns the model and its checkpoint
+    config (the baseline's preprocessing)."""
     from ecglens.models.protoecgnet import ProtoECGNet, ProtoECGNetConfig
     from ecglens.models.protoecgnet.config import BranchConfig
     from ecglens.models.protoecgnet.heads import related_facts
