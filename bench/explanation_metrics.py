@@ -377,6 +377,16 @@ def _mean_sd(values):
     return {"mean": float(np.mean(values)), "sd": float(np.std(values, ddof=1)), "values": [float(v) for v in values]}
 
 
+def _values(values, nd=3) -> str:
+    """``v1, v2, ...`` for a table cell."""
+    return ", ".join(f"{v:.{nd}f}" for v in values)
+
+
+def _mean_sd_cells(m: dict) -> str:
+    """Two table cells from ``_mean_sd``'s dict: ``mean +/- sd | v1, v2, ...``."""
+    return f"{m['mean']:.3f} +/- {m['sd']:.3f} | {_values(m['values'])}"
+
+
 def _f(v, nd=3):
     return "-" if v is None else f"{v:.{nd}f}"
 

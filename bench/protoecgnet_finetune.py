@@ -403,9 +403,7 @@ def setup(args):
         recipe = ProtoTrainConfig.from_dict(clf.config["recipe"])
         model, config = trunk_start(baseline, args.baseline, folds["train"][2], labels, args.labels,
                                     args.prototype_channels, recipe, args.counts, args.loop_threshold,
-                                    args.related_groups,
-                                    args.related_groups if args.loop_groups == "final" else args.loop_groups,
-                                    args.trunk_stages)
+                                    args.related_groups, args.loop_groups, args.trunk_stages)
         head_config = {}
     else:
         model, config, head_config = load_start(args.head, args.start)
@@ -474,7 +472,7 @@ def run_seed(args) -> int:
                 "prototype_channels": args.prototype_channels if args.start == TRUNK else None,
                 "counts": args.counts if args.start == TRUNK else None,
                 "trunk_stages": args.trunk_stages if args.start == TRUNK else None, "related_groups": recipe.related_groups,
-                "loop_groups": args.related_groups if args.loop_groups == "final" else args.loop_groups}
+                "loop_groups": args.loop_groups}
     config["training"]["finetune"] = {"script": "bench/protoecgnet_finetune.py", **settings,
                                       "start_head_val_macro_auroc": head_config.get("val_macro_auroc"),
                                       **tuned["facts"], **post}
@@ -595,8 +593,7 @@ def render(doc: dict) -> str:
     for key, name in (("macro_auroc_test", "macro AUROC fold 10"), ("macro_auroc_val", "macro AUROC fold 9"),
                       ("macro_auroc_external", "macro AUROC external")):
         m = doc[key]
-        lines.append(f"| {name} | {m['mean']:.3f} +/- {m['sd']:.3f} | " + ", ".join(f"{v:.3f}" for v in m["values"])
-                     + " |")
+        lines.append(f"| {name} | {em._mean_sd_cells(m)} |")
     for key, name in (("own_share_median", "median own share, fold 10"),
                       ("top3_coverage_median", "median top-3 coverage, fold 10"),
                       ("top5_coverage_median", "median top-5 coverage, fold 10"),
@@ -728,6 +725,8 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--note", default="", help="report: a sentence for the written results")
     args = ap.parse_args()
+    if args.loop_groups == "final":
+        args.loop_groups = args.related_groups
     import logging
 
     logging.disable(logging.WARNING)

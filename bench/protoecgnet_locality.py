@@ -20,13 +20,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "bench"))
 
+import explanation_metrics as em
 import numpy as np
 import torch
 from protoecgnet_finetune import RESULTS, load_folds
 
 from ecglens.atomic import write_json_atomic, write_text_atomic
 
-DATA = REPO.parent / "shared" / "data" / "ptb-xl"
 MARGIN_S = 0.5
 
 
@@ -60,7 +60,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--models", nargs="+", required=True, help="shipped ProtoECGNet names or checkpoint directories")
     ap.add_argument("--records", type=int, default=100, help="the first N fold-9 records")
-    ap.add_argument("--data", type=Path, default=DATA)
+    ap.add_argument("--data", type=Path, default=em.DATA)
     ap.add_argument("--out", type=Path, default=RESULTS)
     args = ap.parse_args()
     torch.set_num_threads(1)

@@ -55,9 +55,8 @@ def refits(model_dir: Path, data: Path) -> list[dict]:
     targets = {p: folds[p][2] for p in scores}
     rows = []
     for relation, change in RELATIONS.items():
-        facts = related_facts(targets["train"], labels, dataclasses.replace(recipe, **change))
-        pairs = related_pairs(tuple(labels), facts["cooccurrence"], facts["related_threshold"],
-                              facts["related_groups"])
+        pairs = related_pairs(tuple(labels), **related_facts(targets["train"], labels,
+                                                             dataclasses.replace(recipe, **change)))
         for l1 in L1S:
             head, _ = fit_fusion_on_scores(net, "related", scores, targets,
                                            dataclasses.replace(recipe, related_l1=l1), 0, pairs)
@@ -95,11 +94,9 @@ def render(doc: dict) -> str:
              "| networks | relation | pairs | L1 | macro AUROC | per seed | own share | top-3 coverage | targets met "
              "(every seed) |", "|---|---|---|---|---|---|---|---|---|"]
     for r in doc["rows"]:
-        m = r["macro_auroc_val"]
-        lines.append(f"| {r['tag']} | {r['relation']} | {r['n_pairs']} | {r['related_l1']:g} | {m['mean']:.3f} +/- "
-                     f"{m['sd']:.3f} | " + ", ".join(f"{v:.3f}" for v in m["values"]) + " | "
-                     + ", ".join(f"{v:.3f}" for v in r["own_share_val"]) + " | "
-                     + ", ".join(f"{v:.3f}" for v in r["top3_val"]) + f" | {'yes' if r['targets_met_all_seeds'] else 'no'} |")
+        lines.append(f"| {r['tag']} | {r['relation']} | {r['n_pairs']} | {r['related_l1']:g} | "
+                     f"{em._mean_sd_cells(r['macro_auroc_val'])} | {em._values(r['own_share_val'])} | "
+                     f"{em._values(r['top3_val'])} | {'yes' if r['targets_met_all_seeds'] else 'no'} |")
     lines += ["", f"Python {doc['python']}, 1 thread.", ""]
     return "\n".join(lines)
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO / "bench"))
 
 import explanation_metrics as em
 import numpy as np
-from protoecgnet_finetune import RESULTS, WORK, _at_best, evaluated_seeds, ship_checkpoint
+from protoecgnet_finetune import RESULTS, WORK, _at_best, evaluated_seeds, load_folds, ship_checkpoint
 
 from ecglens.atomic import write_json_atomic, write_text_atomic
 
@@ -58,8 +58,6 @@ def fold9_references(results: Path) -> dict:
 @functools.lru_cache(maxsize=None)  # configurations sharing a baseline score it once
 def baseline_fold9(name: str, label_set: str, data: Path) -> float:
     """Fold-9 macro AUROC of the trained baseline ``name`` (the trunk's source and teacher) on ``label_set``."""
-    from protoecgnet_finetune import load_folds
-
     from ecglens.api import load_model
     from ecglens.metrics import macro_auroc
 
@@ -187,8 +185,7 @@ def render(doc: dict) -> str:
             m = c[key]
             if m is None:
                 continue
-            lines.append(f"| {name} | {m['mean']:.3f} +/- {m['sd']:.3f} | "
-                         + ", ".join(f"{v:.3f}" for v in m["values"]) + f" | {f(ref)} |")
+            lines.append(f"| {name} | {em._mean_sd_cells(m)} | {f(ref)} |")
         ex = c["explanation_test_seed0"]
         lines += [f"| median own share, fold 10 (seed 0) | {ex['own_share_median']:.3f} | | |",
                   f"| median top-3 coverage, fold 10 (seed 0) | {ex['top3_coverage_median']:.3f} | | |",
@@ -208,13 +205,9 @@ def render(doc: dict) -> str:
               "| tag | labels | seeds | macro AUROC mean +/- SD | per seed | its baseline | own share | top-3 coverage "
               "| wall s |", "|---|---|---|---|---|---|---|---|---|"]
     for r in doc["seeds_fold_9"]:
-        m = r["macro_auroc_val"]
-        lines.append(f"| {r['tag']} | {r['label_set']} | {', '.join(map(str, r['seeds']))} | {m['mean']:.3f} +/- "
-                     f"{m['sd']:.3f} | " + ", ".join(f"{v:.3f}" for v in m["values"])
-                     + f" | {r['baseline_macro_auroc_val']:.3f} | "
-                     + ", ".join(f"{v:.3f}" for v in r["own_share_val"]) + " | "
-                     + ", ".join(f"{v:.3f}" for v in r["top3_val"]) + " | "
-                     + ", ".join(f"{v:.0f}" for v in r["wall_s"]) + " |")
+        lines.append(f"| {r['tag']} | {r['label_set']} | {', '.join(map(str, r['seeds']))} | "
+                     f"{em._mean_sd_cells(r['macro_auroc_val'])} | {r['baseline_macro_auroc_val']:.3f} | "
+                     f"{em._values(r['own_share_val'])} | {em._values(r['top3_val'])} | {em._values(r['wall_s'], 0)} |")
     lines += ["", "## Configurations tried (fold 9, seed 0)", "",
               "| tag | labels | epochs | lr | related L1 | L1 ramp | loop pairs | groups | proto-loss x | distill | warm-up "
               "| trunk lr x "
@@ -260,7 +253,7 @@ def main() -> int:
                     help="the fold-9 choice of a label set (repeat per label set)")
     ap.add_argument("--work", type=Path, default=WORK)
     ap.add_argument("--out", type=Path, default=RESULTS)
-    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "ptb-xl")
+    ap.add_argument("--data", type=Path, default=em.DATA)
     ap.add_argument("--ship", action="store_true", help="ship the written report's 'all' choice (seed 0)")
     args = ap.parse_args()
     if args.ship:

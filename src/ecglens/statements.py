@@ -43,18 +43,23 @@ GROUP_COLUMNS = ("diagnostic_class", "diagnostic_subclass")  # the table's group
 
 
 @lru_cache(maxsize=1)
+def _rows() -> tuple[dict[str, str], ...]:
+    """The shipped table's rows, read once."""
+    text = files("ecglens").joinpath(TABLE).read_text(encoding="utf-8")
+    return tuple(csv.DictReader(io.StringIO(text)))
+
+
+@lru_cache(maxsize=1)
 def descriptions() -> dict[str, str]:
     """{code: description} for every statement, class and subclass in the shipped table."""
-    text = files("ecglens").joinpath(TABLE).read_text(encoding="utf-8")
-    return {row["code"]: row["description"] for row in csv.DictReader(io.StringIO(text))}
+    return {row["code"]: row["description"] for row in _rows()}
 
 
 @lru_cache(maxsize=1)
 def beyond_one_beat() -> frozenset[str]:
     """Statements a median beat cannot carry: PTB-XL's rhythm statements (rate, regularity, the
     atrial rhythm) and ``SEQUENCE_STATEMENTS``. Beat models mark them, and qLST does not explain them."""
-    text = files("ecglens").joinpath(TABLE).read_text(encoding="utf-8")
-    rhythm = {row["code"] for row in csv.DictReader(io.StringIO(text)) if "rhythm" in row["kind"].split(";")}
+    rhythm = {row["code"] for row in _rows() if "rhythm" in row["kind"].split(";")}
     return frozenset(rhythm | set(SEQUENCE_STATEMENTS))
 
 
@@ -64,9 +69,7 @@ def statement_groups(column: str) -> dict[str, str]:
     for the statements that have one (PTB-XL gives a group to its diagnostic statements only)."""
     if column not in GROUP_COLUMNS:
         raise ECGError(TABLE, f"no statement grouping {column!r}; use one of {GROUP_COLUMNS}")
-    text = files("ecglens").joinpath(TABLE).read_text(encoding="utf-8")
-    return {row["code"]: row[column] for row in csv.DictReader(io.StringIO(text))
-            if row[column] and row["kind"]}  # rows without a kind are the groups themselves
+    return {row["code"]: row[column] for row in _rows() if row[column] and row["kind"]}  # kind-less rows: the groups
 
 
 def describe(code: str) -> str:

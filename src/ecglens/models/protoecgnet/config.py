@@ -99,14 +99,15 @@ def default_branches() -> dict[str, BranchConfig]:
 
 
 def related_pairs(labels: tuple[str, ...], cooccurrence: dict[str, dict[str, float]],
-                  threshold: float, groups: dict[str, str] | None = None) -> list[tuple[int, int]]:
+                  related_threshold: float, related_groups: dict[str, str] | None = None) -> list[tuple[int, int]]:
     """``(statement, related statement)`` positions into ``labels``: the co-occurrence pairs
-    (``ProtoECGNetConfig.cooccurrence``) whose Jaccard is above ``threshold``, then every other pair of
-    statements in one of ``groups`` (``{statement: group}``, ``ProtoECGNetConfig.related_groups``)."""
+    (``ProtoECGNetConfig.cooccurrence``) whose Jaccard is above ``related_threshold``, then every other pair of
+    statements in one of ``related_groups`` (``{statement: group}``); the keywords are ``heads.related_facts``'s."""
     index = {s: i for i, s in enumerate(labels)}
-    pairs = [(index[a], index[b]) for a, row in cooccurrence.items() for b, jaccard in row.items() if jaccard > threshold]
+    pairs = [(index[a], index[b]) for a, row in cooccurrence.items() for b, jaccard in row.items()
+             if jaccard > related_threshold]
     seen = set(pairs)
-    members = [(index[s], g) for s, g in (groups or {}).items()]
+    members = [(index[s], g) for s, g in (related_groups or {}).items()]
     return pairs + [(i, j) for i, g in members for j, h in members if g == h and i != j and (i, j) not in seen]
 
 

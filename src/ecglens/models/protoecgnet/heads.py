@@ -21,6 +21,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import TensorDataset
 
+from ...statements import statement_groups
 from ...training import (
     Stage,
     StageRun,
@@ -102,8 +103,6 @@ def cooccurrence_pairs(y: np.ndarray, labels: Sequence[str], threshold: float) -
 def related_facts(y: np.ndarray, labels: Sequence[str], recipe: ProtoTrainConfig) -> dict[str, Any]:
     """What the related fusion reads, as ``ProtoECGNetConfig`` stores it: the training labels' co-occurrence
     above the recipe's threshold and, with ``recipe.related_groups``, the statement table's groups of ``labels``."""
-    from ...statements import statement_groups
-
     groups = {s: g for s, g in statement_groups(recipe.related_groups).items() if s in labels} \
         if recipe.related_groups else {}
     return {"cooccurrence": cooccurrence_pairs(y, labels, recipe.related_threshold),

@@ -166,9 +166,7 @@ class ProtoStages:
     def _fusion_heads(self, run: StageRun) -> nn.Module:
         off = self.model.config.off_class_weight
         r, d = self.recipe, self.data
-        facts = related_facts(d.train_y, d.labels, r)
-        related = related_pairs(tuple(d.labels), facts["cooccurrence"], facts["related_threshold"],
-                                facts["related_groups"])
+        related = related_pairs(tuple(d.labels), **related_facts(d.train_y, d.labels, r))
         heads = nn.ModuleDict({kind: fusion_head(self.model, kind, off, related) for kind in FUSIONS})
         for p in heads.parameters():
             p.requires_grad_(True)
