@@ -64,13 +64,22 @@ def test_items_describe_the_model_and_its_sources(drawn, shipped):
     assert sum(not i.source_record for i in items) == 3  # the PRC(S) prototypes: no training record carries it
 
 
-def test_snippets_span_the_receptive_field(drawn):
+def test_snippets_span_the_receptive_field(drawn, shipped):
     from matplotlib.image import imread
 
+    from ecglens.explain import PANEL_DPI, PANEL_GAP_MM, PANEL_GUTTER_MM, PANEL_MARGIN_MM
+    from ecglens.explain.gallery import source_span
+    from ecglens.viz import SPEED_MM_S
+
+    net, gallery = shipped
     items = {i.prototype: i for i in read_gallery(drawn)}
-    morphology = imread(drawn / items["morphology/0"].image)
-    whole = imread(drawn / items["rhythm/0"].image)
-    assert morphology.shape[1] < 0.75 * whole.shape[1]  # 2.65 s (two lead columns) against 10 s
+    k = next(i for i, p in enumerate(gallery.prototypes) if p["branch"] == "morphology" and p["projected"])
+    start, end = source_span(net, "morphology", gallery.prototypes[k]["window"])
+    assert 0 < end - start < net.config.n_samples  # a window's receptive field, not the whole record
+    seconds = (end - start) / gallery.sampling_rate
+    mm = 2 * PANEL_MARGIN_MM + 2 * (PANEL_GUTTER_MM + seconds * SPEED_MM_S) + PANEL_GAP_MM  # limb and chest columns
+    morphology = imread(drawn / items[f"morphology/{gallery.prototypes[k]['index']}"].image)
+    assert morphology.shape[1] == pytest.approx(mm / 25.4 * PANEL_DPI, abs=2)
 
 
 def test_bad_input_names_the_file(tmp_path):
