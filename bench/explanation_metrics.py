@@ -31,10 +31,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "src"))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import numpy as np
+import torch
 
-from ecglens.atomic import write_json_atomic, write_text_atomic  # noqa: E402
+from ecglens.atomic import write_json_atomic, write_text_atomic
+from ecglens.models.protoecgnet.heads import called_explanations, explanation_shares
 
 DATA = REPO.parent / "shared" / "data" / "ptb-xl"
 RECORDS = REPO.parent / "shared" / "data" / "external" / "challenge"
@@ -43,7 +44,6 @@ KINDS = ("dense", "masked", "related")
 SEEDS = (0, 1, 2)
 GRID = [(t, l1) for t in (0.02, 0.05, 0.1) for l1 in (1e-4, 3e-4, 1e-3, 3e-3)]
 TARGETS = {"own_share": 0.5, "top3_coverage": 0.5, "macro_auroc_all": 0.835}
-TOP = (3, 5)
 SHOWN = 3  # prototypes per called statement occluded in the deletion check
 
 
@@ -62,37 +62,6 @@ def sigmoid(z):
     return 1.0 / (1.0 + np.exp(-z))
 
 
-def explanation_stats(weight: np.ndarray, scores: np.ndarray, called: np.ndarray, own: np.ndarray,
-                      related: np.ndarray) -> dict:
-    """Own share, own+related share and top-k coverage of every called (record, statement)."""
-    rec, stmt = np.nonzero(called)
-    c = np.abs(scores[rec] * weight[stmt])  # (m, P)
-    total = np.maximum(c.sum(1), 1e-12)
-    own_share = (c * own[stmt]).sum(1) / total
-    both_share = (c * (own[stmt] | related[stmt])).sum(1) / total
-    ordered = -np.sort(-c, axis=1)
-    out = {"n_called": int(len(rec)), "called_per_record": float(called.sum(1).mean()),
-           "own_share_median": float(np.median(own_share)) if len(rec) else None,
-           "own_related_share_median": float(np.median(both_share)) if len(rec) else None,
-           "nonzero_weights_per_statement_median": float(np.median((weight != 0).sum(1)))}
-    for k in TOP:
-        cov = ordered[:, :k].sum(1) / total
-        out[f"top{k}_coverage_median"] = float(np.median(cov)) if len(rec) else None
-    return out
-
-
-def explain_fold(head, labels, scores: np.ndarray, z_cal: np.ndarray, y_cal: np.ndarray, z: np.ndarray, train_pos):
-    """The statements a related ``head`` calls in ``z`` at the calibration fitted on ``z_cal``/``y_cal`` (as
-    ``ecglens calibrate`` fits it) and their explanation medians."""
-    from ecglens.calibration import fit_calibration
-    from ecglens.metrics.classification import calls_at
-
-    cal = fit_calibration(labels, y_cal, sigmoid(z_cal), train_pos)
-    called = calls_at(cal.apply_logits(z), cal.thresholds, cal.assessable)
-    return called, explanation_stats(head.effective_weight.detach().numpy(), scores, called, head.own.numpy(),
-                                     head.related.numpy())
-
-
 def select_related(model, scores, targets, train_pos, labels, recipe_cls):
     """The related head's (threshold, L1) chosen on fold 9 (seed 0); every grid point's fold-9 numbers."""
     from ecglens.metrics import macro_auroc
@@ -108,7 +77,7 @@ def select_related(model, scores, targets, train_pos, labels, recipe_cls):
         head, _ = fit_fusion_on_scores(model, "related", scores, targets, recipe_cls(related_l1=l1,
                                        related_threshold=threshold), 0, pairs)
         z = head_logits(head, scores["val"])
-        _, stats = explain_fold(head, labels, scores["val"], z, targets["val"], z, train_pos)
+        _, stats = called_explanations(head, labels, scores["val"], z, targets["val"], z, train_pos)
         rows.append({"related_threshold": threshold, "related_l1": l1, "n_pairs": len(pairs),
                      "val_macro_auroc": macro_auroc(targets["val"], z)[0], **stats})
         print(f"select: threshold {threshold} l1 {l1}: val AUROC {rows[-1]['val_macro_auroc']:.4f} "
@@ -286,7 +255,7 @@ def main() -> int:
         cal = fit_calibration(labels, targets["val"], sigmoid(z_val), train_pos)
         called = calls_at(cal.apply_logits(z_test), cal.thresholds, cal.assessable)
         w = head.effective_weight.detach().numpy()
-        stats = explanation_stats(w, scores["test"], called, own, rel_mask)
+        stats = explanation_shares(w, scores["test"], called, own, rel_mask)
         deletion = occlusion_check(model, head, signals["test"], scores["test"], called, table)
         fused = Classifier(FusedLogits(_with_fusion(model, head)), labels, clf.pipeline, clf.sampling_rate,
                            clf.window_s, clf.stride_s, "max", device="cpu")
@@ -332,7 +301,7 @@ def main() -> int:
            "backbone": "the shipped src/ecglens/pretrained/protoecgnet network (not retrained); heads only",
            "seeds": "head seeds (batch order of head training) on that one backbone", "targets": TARGETS,
            "related_selection": {"grid": grid, "chosen": choice, "met_targets_on_fold_9": met},
-           "n_records": {p: int(len(targets[p])) for p in targets},
+           "n_records": {p: len(targets[p]) for p in targets},
            "external": {"n_records": len(ev.records), "n_long": int(long_mask.sum()),
                         "statements": list(ev.labels), "long_record_seconds": sorted(ext_len[long_mask].tolist())},
            "heads": results, "long_external_calibration": long_calibration}

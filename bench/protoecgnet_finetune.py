@@ -121,7 +121,7 @@ def validation_metric(head, labels, train_pos):
 
     def metric(arrays):
         z, s, y = arrays["logit"].astype(np.float64), arrays["scores"], arrays["target"]
-        _, stats = em.explain_fold(head, labels, s, z, y, z, train_pos)
+        _, stats = em.called_explanations(head, labels, s, z, y, z, train_pos)
         auroc = macro_auroc(y, z)[0]
         ok = stats["own_share_median"] >= em.TARGETS["own_share"] and \
             stats["top3_coverage_median"] >= em.TARGETS["top3_coverage"]
@@ -333,7 +333,7 @@ def evaluate(model, clf, folds, labels, records: Path) -> dict:
     head = model.fusion
     scores = {p: em.prototype_scores(model, folds[p][1]) for p in ("val", "test")}
     z = {p: em.head_logits(head, scores[p]) for p in scores}
-    called, stats = em.explain_fold(head, labels, scores["test"], z["val"], folds["val"][2], z["test"], folds["train"][2].sum(0))
+    called, stats = em.called_explanations(head, labels, scores["test"], z["val"], folds["val"][2], z["test"], folds["train"][2].sum(0))
     deletion = em.occlusion_check(model, head, folds["test"][1], scores["test"], called, model.prototype_table())
     external = None  # the external labels map to PTB-XL statements, not to other label sets' groups
     if clf.config.get("label_set", "all") == "all":
@@ -359,28 +359,21 @@ def trunk_start(baseline, baseline_name: str, train_y, labels: list[str], label_
     statements as well (``ProtoTrainConfig.related_groups``), ``loop_groups`` the loop's; ``stages``: the trunk
     stage a branch reads (``BranchConfig.trunk_stage``; default the last). Returns the model and its checkpoint
     config (the baseline's preprocessing)."""
-    from ecglens.models.protoecgnet import ProtoECGNet, ProtoECGNetConfig
-    from ecglens.models.protoecgnet.config import BranchConfig
     from ecglens.models.protoecgnet.heads import related_facts
-    from ecglens.models.protoecgnet.recipe import branch_map_for, whole_record
-    from ecglens.models.xresnet1d import XResNetConfig
+    from ecglens.models.protoecgnet.recipe import TrunkRecipe, whole_record
+    from ecglens.models.protoecgnet.trunk_stages import trunk_network
     from ecglens.training import provenance
 
-    branches = {name: BranchConfig(kind="trunk", prototype_channels=prototype_channels,
-                                   prototypes_per_class=(counts or {}).get(name, b.prototypes_per_class),
-                                   trunk_stage=(stages or {}).get(name),
-                                   prototype_mode=b.prototype_mode,
-                                   prototype_seconds=b.prototype_seconds)
+    branches = {name: dataclasses.replace(b, prototypes_per_class=(counts or {}).get(name, b.prototypes_per_class))
                 for name, b in recipe.branches.items()}
     recipe = dataclasses.replace(recipe, branches=branches, head="related", related_groups=related_groups)
-    trunk = XResNetConfig.from_dict(baseline.config["recipe"]["model"])
     threshold = recipe.related_threshold if loop_threshold is None else loop_threshold
-    model_config = ProtoECGNetConfig(labels=tuple(labels), branch_map=branch_map_for(labels), branches=branches,
-                                     fusion="related", trunk=trunk,
-                                     **related_facts(train_y, labels, dataclasses.replace(
-                                         recipe, related_threshold=threshold, related_groups=loop_groups)))
-    model = ProtoECGNet(model_config)
-    model.trunk.load_features(baseline.model.state_dict())
+    model = trunk_network(dataclasses.replace(recipe, trunk=TrunkRecipe(prototype_channels=prototype_channels,
+                                                                        stages=stages or {})),
+                          baseline, labels, train_y, related_facts(train_y, labels, dataclasses.replace(
+                              recipe, related_threshold=threshold, related_groups=loop_groups)))
+    model_config = model.config
+    recipe = dataclasses.replace(recipe, branches=model_config.branches)
     config = {"kind": "protoecgnet", "model": model_config.to_dict(), "recipe": recipe.to_dict(),
               "pipeline": whole_record(baseline.pipeline).to_dict(),
               "display_pipeline": whole_record(recipe.display_pipeline(100.0)).to_dict(), "labels": labels,
@@ -459,7 +452,7 @@ def run_seed(args) -> int:
     post.update(refit(model, recipe, folds, labels, args.seed, args.refit_l1, args.refit_within_targets))
     scores = em.prototype_scores(model, folds["val"][1])
     z = em.head_logits(model.fusion, scores)
-    _, val_stats = em.explain_fold(model.fusion, labels, scores, z, folds["val"][2], z, folds["train"][2].sum(0))
+    _, val_stats = em.called_explanations(model.fusion, labels, scores, z, folds["val"][2], z, folds["train"][2].sum(0))
     settings = {"seed": args.seed, "epochs": args.epochs, "lr": args.lr, "tied": args.tied,
                 "refine_epochs": args.refine_epochs, "refine_lr": args.refine_lr, "start": str(args.start),
                 "distill": args.distill, "teacher": (args.teacher or args.baseline) if args.distill else None,

@@ -81,7 +81,7 @@ def related_explanations(run: Path, data: Path) -> dict:
     y = np.asarray(y, dtype=np.float32)
     scores = em.prototype_scores(model, np.asarray(x, dtype=np.float32))
     z = em.head_logits(model.fusion, scores)
-    _, stats = em.explain_fold(model.fusion, list(config["labels"]), scores, z, y, z, np.asarray(train_y).sum(0))
+    _, stats = em.called_explanations(model.fusion, list(config["labels"]), scores, z, y, z, np.asarray(train_y).sum(0))
     return {"val_macro_auroc": macro_auroc(y, z)[0], **stats}
 
 

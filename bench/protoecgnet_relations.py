@@ -61,7 +61,7 @@ def refits(model_dir: Path, data: Path) -> list[dict]:
             head, _ = fit_fusion_on_scores(net, "related", scores, targets,
                                            dataclasses.replace(recipe, related_l1=l1), 0, pairs)
             z = em.head_logits(head, scores["val"])
-            _, stats = em.explain_fold(head, labels, scores["val"], z, targets["val"], z, targets["train"].sum(0))
+            _, stats = em.called_explanations(head, labels, scores["val"], z, targets["val"], z, targets["train"].sum(0))
             rows.append({"relation": relation, "n_pairs": len(pairs), "related_l1": l1,
                          "macro_auroc_val": macro_auroc(targets["val"], z)[0],
                          "own_share_val": stats["own_share_median"], "top3_val": stats["top3_coverage_median"]})

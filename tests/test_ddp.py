@@ -13,8 +13,6 @@ teardown used to abort a rank at exit.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import sys
 import textwrap
 
@@ -72,22 +70,15 @@ SCRIPT = textwrap.dedent('''
 ''')
 
 
-def _run(cmd, cwd):
-    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT")}
-    env["OMP_NUM_THREADS"] = "1"
-    proc = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=180)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-
-
 @pytest.mark.slow
-def test_two_process_ddp_matches_single_process(tmp_path):
+def test_two_process_ddp_matches_single_process(tmp_path, run_clean):
     script = tmp_path / "ddp_train.py"
     script.write_text(SCRIPT)
     single, multi = tmp_path / "single", tmp_path / "multi"
     single.mkdir()
     multi.mkdir()
-    _run([sys.executable, str(script), str(single), "8"], tmp_path)
-    _run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+    run_clean([sys.executable, str(script), str(single), "8"], tmp_path)
+    run_clean([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
           str(script), str(multi), "4"], tmp_path)
 
     one = json.loads((single / "result0.json").read_text())

@@ -109,6 +109,42 @@ def related_facts(y: np.ndarray, labels: Sequence[str], recipe: ProtoTrainConfig
             "related_threshold": recipe.related_threshold, "related_groups": groups or None}
 
 
+def explanation_shares(weight: np.ndarray, scores: np.ndarray, called: np.ndarray, own: np.ndarray,
+                       related: np.ndarray, top: Sequence[int] = (3, 5)) -> dict[str, Any]:
+    """How case-based the called statements' explanations are: over every called (record, statement), the
+    medians of the share of |contributions| from the statement's own prototypes (``own_share_median``), from
+    its own and related ones, and from its ``k`` largest contributions (``top<k>_coverage_median``).
+    ``weight`` (statements, prototypes) is the head's effective weight, ``scores`` (records, prototypes) the
+    normalised prototype scores, ``called`` (records, statements) boolean, ``own``/``related`` the head's masks."""
+    rec, stmt = np.nonzero(called)
+    c = np.abs(scores[rec] * weight[stmt])
+    total = np.maximum(c.sum(1), 1e-12)
+    own_share = (c * own[stmt]).sum(1) / total
+    both_share = (c * (own[stmt] | related[stmt])).sum(1) / total
+    ordered = -np.sort(-c, axis=1)
+    out = {"n_called": len(rec), "called_per_record": float(called.sum(1).mean()),
+           "own_share_median": float(np.median(own_share)) if len(rec) else None,
+           "own_related_share_median": float(np.median(both_share)) if len(rec) else None,
+           "nonzero_weights_per_statement_median": float(np.median((weight != 0).sum(1)))}
+    for k in top:
+        out[f"top{k}_coverage_median"] = float(np.median(ordered[:, :k].sum(1) / total)) if len(rec) else None
+    return out
+
+
+def called_explanations(head: RelatedFusion, labels: Sequence[str], scores: np.ndarray, z_cal: np.ndarray,
+                        y_cal: np.ndarray, z: np.ndarray, train_pos: np.ndarray) -> tuple[np.ndarray, dict[str, Any]]:
+    """The statements a related ``head`` calls from logits ``z`` at the calibration fitted on ``z_cal``/``y_cal``
+    (as ``ecglens calibrate`` fits it; ``train_pos``: training positives per statement) and their
+    ``explanation_shares``."""
+    from ...calibration import fit_calibration
+    from ...metrics.classification import calls_at
+
+    cal = fit_calibration(list(labels), y_cal, 1.0 / (1.0 + np.exp(-z_cal)), train_pos)
+    called = calls_at(cal.apply_logits(z), cal.thresholds, cal.assessable)
+    return called, explanation_shares(head.effective_weight.detach().numpy(), scores, called, head.own.numpy(),
+                                      head.related.numpy())
+
+
 def branch_scores(y: np.ndarray, probs: np.ndarray, index: Mapping[str, list[int]]) -> dict[str, float]:
     """Macro AUROC overall and per branch on its own statements (``val_auroc_<branch>``);
     ``probs`` may be probabilities or logits (AUROC only ranks)."""

@@ -11,18 +11,32 @@ from .config import FUSIONS
 NORMALIZE = ("standardize", "scale")
 LOSS_FORMS = ("ours", "paper")
 EPOCH_STAGES = ("warmup", "joint", "refine", "last_layer", "fusion")  # the stages that train for a number of epochs
+TRUNK_EPOCH_STAGES = ("finetune", "refine")  # the same with --trunk
 
 
-def parse_stage_epochs(text: str) -> dict[str, int]:
-    """``"warmup=2,joint=10"`` -> {"warmup_epochs": 2, "joint_epochs": 10}; ConfigError on a bad item."""
+def parse_counts(text: str, option: str, example: str, names: tuple[str, ...] | None = None) -> dict[str, int]:
+    """``"a=2, b=10"`` -> {"a": 2, "b": 10} (``names``: the names allowed); ConfigError naming ``option`` on a bad
+    item."""
     out = {}
     for item in filter(None, (t.strip() for t in text.split(","))):
-        name, _, value = item.partition("=")
-        if name not in EPOCH_STAGES or not value.strip().isdigit():
-            raise ConfigError(None, f"--epochs-per-stage: bad item {item!r}; "
-                                    f"use e.g. warmup=2,joint=10,refine=4,last_layer=20,fusion=20")
-        out[f"{name}_epochs"] = int(value)
+        name, _, value = (part.strip() for part in item.partition("="))
+        if not name or (names is not None and name not in names) or not value.isdigit():
+            raise ConfigError(None, f"{option}: bad item {item!r}; use e.g. {example}")
+        out[name] = int(value)
     return out
+
+
+def parse_stage_epochs(text: str, trunk: bool = False) -> dict[str, int]:
+    """``"warmup=2,joint=10"`` -> {"warmup_epochs": 2, "joint_epochs": 10}; with ``trunk`` the trunk stages'
+    (``"finetune=30,refine=10"``); ConfigError on a bad item."""
+    names, example = (TRUNK_EPOCH_STAGES, "finetune=30,refine=10") if trunk else \
+        (EPOCH_STAGES, "warmup=2,joint=10,refine=4,last_layer=20,fusion=20")
+    return {f"{k}_epochs": v for k, v in parse_counts(text, "--epochs-per-stage", example, names).items()}
+
+
+def parse_trunk_stages(text: str) -> dict[str, int]:
+    """``"morphology=3"`` -> {"morphology": 3}: the trunk stage a branch reads; ConfigError on a bad item."""
+    return parse_counts(text, "--trunk-stages", "morphology=3")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -31,7 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                      "RUN_DIR/model", resume="skip finished stages and continue an interrupted one",
                          val_fold=True, max_records="use only the first N training/validation records (tests)")
     parser.add_argument("--epochs-per-stage", default="", metavar="SPEC",
-                        help="e.g. warmup=2,joint=20,refine=20,last_layer=30,fusion=30 (defaults as shown)")
+                        help="e.g. warmup=2,joint=20,refine=20,last_layer=30,fusion=30 (defaults as shown); with --trunk "
+                             "finetune=30,refine=10")
     parser.add_argument("--head", default="dense", choices=FUSIONS,
                         help="fusion head of RUN_DIR/model (default dense; related: case-based, a statement reads "
                              "its own and its co-occurring statements' prototypes); each other one goes to "
@@ -45,5 +60,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prototype loss forms: ours (co-occurrence as an exemption from pushing, diversity "
                              "within a class) or paper (Jaccard-weighted pull/push, diversity over every pair, branch "
                              "last layers frozen until their own stage)")
+    parser.add_argument("--trunk", default=None, metavar="BASELINE",
+                        help="train on this trained baseline's body and preprocessing (checkpoint, run directory or "
+                             "shipped name; same labels and training folds), with it as the distillation teacher: "
+                             "fine-tune, projection, refine, reprojection, related head (how the shipped model was "
+                             "made; its head is related)")
+    parser.add_argument("--trunk-stages", default=None, metavar="SPEC",
+                        help="with --trunk: the body's residual stage a branch reads (default morphology=3; other "
+                             "branches the last)")
+    parser.add_argument("--distill", type=float, default=None,
+                        help="with --trunk: weight of the cross-entropy against the baseline's probabilities "
+                             "(default 3)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per process (default 1: faster than 2 for these small convolutions)")
