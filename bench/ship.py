@@ -42,9 +42,11 @@ CALIBRATION_FOLD = 9
 # shipped name -> benchmark checkpoint
 SOURCES = {
     "baseline": RUNS / "baseline" / "all" / "seed0" / "model",
-    # the dense benchmark model; the shipped (case-based) one is that network fine-tuned with the related head and
-    # shipped by bench/protoecgnet_finetune.py ship (then: --calibrate-only --only protoecgnet)
-    "protoecgnet": RUNS / "protoecgnet" / "all" / "seed0" / "model",
+    # ProtoECGNet on the baseline's body, chosen on fold 9 and shipped by bench/protoecgnet_trunk.py --ship (issue 25;
+    # bench/results/protoecgnet_trunk.md), then bench/prototype_reference.py; bench/run.py's protoecgnet-trunk rows
+    # are the same recipe through `ecglens train protoecgnet --trunk`
+    "protoecgnet": REPO / "bench" / "work" / "protoecgnet_finetune" / "trunk_all_auroc_refit_ploss0.25_refitclass_d3_morph3"
+                   / "seed0" / "model",
     # bench/run.py --models factorecg --label-sets all --seeds 0: the factors and factor models (logistic regression
     # with rhythm features, C=0.1) on bench/run.py's FACTORECG_VAE (bench/vae_search.py train ... factorecg-vae3)
     "factorecg": RUNS / "factorecg" / "all" / "seed0" / "model",

@@ -183,3 +183,14 @@ def test_trunk_training_runs_under_torchrun(ptbxl_dir, baseline, tmp_path, run_c
     assert log[-1]["records"] == N  # the two ranks together saw every training record once per epoch
     assert load_classifier(out / "model", device="cpu").predict_batch(np.zeros((1, 12, 1000), np.float32),
                                                                       100.0).shape == (1, 5)
+
+
+@pytest.mark.slow
+def test_refine_can_be_left_out(ptbxl_dir, baseline, tmp_path):
+    recipe = tiny_trunk_recipe()
+    recipe = replace(recipe, trunk=replace(recipe.trunk, refine_epochs=0))
+    path = train_protoecgnet(ptbxl_dir, "superdiagnostic", tmp_path / "run", recipe, cache_dir=tmp_path / "cache",
+                             progress=False, trunk_from=baseline, **FOLDS)
+    refine = json.loads((tmp_path / "run" / "refine" / "stage.json").read_text())
+    assert refine["refined"] == [] and not (tmp_path / "run" / "refine" / "train_log.jsonl").exists()
+    assert load_classifier(path, device="cpu").labels == ["CD", "HYP", "MI", "NORM", "STTC"]

@@ -92,13 +92,12 @@ class TrunkStages(ProtoStages):
             "finetune": {"run": self._network, "trains": self._everything, "epochs": t.epochs, "lr": t.lr,
                          "select": "best", "keep_start": True},
             "projection": {"run": self._project},
-            "refine": {"run": self._refine, "trains": self._all_but_prototypes, "epochs": max(t.refine_epochs, 1),
-                       "lr": t.refine_lr, "select": "best", "keep_start": True},
+            "refine": {"run": self._refine, "trains": self._all_but_prototypes, "epochs": t.refine_epochs,
+                       "lr": t.refine_lr, "select": "best", "keep_start": True} if t.refine_epochs else
+                      {"run": lambda run: {"refined": []}},
             "reprojection": {"run": self._project},
             "head": {"run": self._head},
         }
-        if not t.refine_epochs:
-            settings["refine"] = {"run": lambda run: {"refined": []}}
         return [Stage(name, save=self._save, restore=self._restore, **settings[name]) for name in TRUNK_STAGES]
 
     # -------------------------------------------------------- what trains
@@ -113,9 +112,6 @@ class TrunkStages(ProtoStages):
         return self.model
 
     # ------------------------------------------------------------ bodies
-    def _network(self, run: StageRun) -> dict[str, Any]:
-        return self._fit_network(run)[0]
-
     def _refine(self, run: StageRun) -> dict[str, Any]:
         row_of = {int(e): i for i, e in enumerate(self.data.train_ids)}
         sources = [(p["branch"], p["index"], row_of[int(p["ecg_id"])], p["window"])
