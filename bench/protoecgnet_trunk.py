@@ -179,7 +179,9 @@ def render(doc: dict) -> str:
              "the explanation targets kept. Inputs go through the baseline's preprocessing (resample, its "
              "training-set per-lead scale). Seeds vary the ProtoECGNet run (batch order, shifts, initialisation of "
              "add-ons and prototypes); every seed starts from the same trained baseline (seed 0). Everything here "
-             "is fold 9 unless a read below lists fold-10 and external numbers (each configuration read there was chosen on fold 9 first).", ""]
+             "is fold 9 unless a read below lists fold-10 and external numbers (each configuration read there was chosen on fold 9 first). "
+             "The shipped recipe is also the package's `ecglens train protoecgnet --trunk BASELINE` (`TrunkRecipe`; "
+             "`benchmark.md`'s protoecgnet-trunk rows are its runs through `bench/run.py`).", ""]
     base = doc["baseline"]
     for n, c in enumerate(doc["reads"], 1):
         label_set = c["label_set"]
