@@ -194,3 +194,24 @@ def test_refine_can_be_left_out(ptbxl_dir, baseline, tmp_path):
     refine = json.loads((tmp_path / "run" / "refine" / "stage.json").read_text())
     assert refine["refined"] == [] and not (tmp_path / "run" / "refine" / "train_log.jsonl").exists()
     assert load_classifier(path, device="cpu").labels == ["CD", "HYP", "MI", "NORM", "STTC"]
+
+
+@pytest.mark.slow
+def test_a_trunk_must_be_a_baseline_of_the_same_labels(ptbxl_dir, baseline, tmp_path):
+    with pytest.raises(ConfigError, match="needs a trained baseline"):
+        train_protoecgnet(ptbxl_dir, "superdiagnostic", tmp_path / "a", tiny_trunk_recipe(), progress=False,
+                          trunk_from="factorecg", **FOLDS)
+    with pytest.raises(ConfigError, match=r"other labels than label set 'all' \(5 against 71\)") as err:
+        train_protoecgnet(ptbxl_dir, "all", tmp_path / "b", tiny_trunk_recipe(), cache_dir=tmp_path / "cache",
+                          progress=False, trunk_from=baseline, **FOLDS)
+    assert str(baseline) in str(err.value)
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_trunk_options_without_a_trunk_are_refused():
+    from ecglens.models.protoecgnet.train import run
+
+    parser = argparse.ArgumentParser()
+    options.add_arguments(parser)
+    with pytest.raises(ConfigError, match="give --trunk"):
+        run(parser.parse_args(["--data", "d", "--out", "o", "--distill", "1"]))

@@ -20,7 +20,6 @@ import torch
 from ...datasets import TRAIN_FOLDS
 from ...errors import ConfigError
 from ...training import StageRunner, provenance, run_training, seed_everything
-from ..loading import load_classifier
 from .config import ProtoECGNetConfig
 from .model import ProtoECGNet
 from .options import parse_stage_epochs, parse_trunk_stages
@@ -33,7 +32,7 @@ from .recipe import (
     whole_record,
 )
 from .stages import ProtoStages
-from .trunk_stages import TrunkStages, teacher_probabilities, trunk_network
+from .trunk_stages import TrunkStages, load_baseline, teacher_probabilities, trunk_network
 
 
 def train_protoecgnet(
@@ -78,10 +77,13 @@ def train_protoecgnet(
 
 def _train(data_root, label_set, out, recipe, folds_train, fold_val, seed, cache_dir, resume, progress,
            trunk_from) -> Path:
-    baseline = None if trunk_from is None else load_classifier(trunk_from, device="cpu")
+    baseline = None if trunk_from is None else load_baseline(trunk_from)
     data = load_training_data(recipe, data_root, label_set, folds_train, fold_val, cache_dir, progress,
                               pipeline=None if baseline is None else baseline.pipeline)
     labels = data.labels
+    if baseline is not None and list(baseline.labels) != labels:
+        raise ConfigError(trunk_from, f"the baseline predicts other labels than label set {label_set!r} "
+                                      f"({len(baseline.labels)} against {len(labels)}): train both on the same set")
     seed_everything(seed)
     if baseline is None:
         model = ProtoECGNet(ProtoECGNetConfig(labels=tuple(labels), branch_map=branch_map_for(labels),
@@ -113,6 +115,8 @@ def _train(data_root, label_set, out, recipe, folds_train, fold_val, seed, cache
 
 def run(args: argparse.Namespace) -> int:
     """``ecglens train protoecgnet`` (options: ``protoecgnet.options``)."""
+    if args.trunk is None and (args.trunk_stages is not None or args.distill is not None):
+        raise ConfigError(None, "--trunk-stages and --distill set up training on a baseline's body: give --trunk")
     trunk, epochs = None, parse_stage_epochs(args.epochs_per_stage, trunk=args.trunk is not None)
     if args.trunk is not None:
         trunk = TrunkRecipe(**{key: value for key, value in (

@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from ...datasets import jaccard_cooccurrence
+from ...errors import ConfigError
 from ...training import (
     RecordDataset,
     Stage,
@@ -70,10 +71,20 @@ def trunk_network(recipe: ProtoTrainConfig, baseline, labels: list[str], train_y
     return model
 
 
+def load_baseline(path) -> Any:
+    """The trained baseline ``Classifier`` at ``path`` (checkpoint, run directory or shipped name) whose body a trunk
+    model reads; ``ConfigError`` naming it when it is another kind of model."""
+    from ..loading import load_classifier
+
+    baseline = load_classifier(path, device="cpu")
+    if baseline.config.get("kind") != "baseline":
+        raise ConfigError(path, f"--trunk needs a trained baseline (an xresnet1d), not a {baseline.config.get('kind')} "
+                                "checkpoint")
+    return baseline
+
+
 def teacher_probabilities(baseline, data: TrainingData) -> np.ndarray:
     """The baseline's uncalibrated probabilities on the training records (the distillation targets)."""
-    if list(baseline.labels) != list(data.labels):
-        raise ValueError(f"the baseline predicts {list(baseline.labels)}, the training data has {data.labels}")
     with baseline.raw():
         return baseline.predict_batch(data.train_x, 100.0).astype(np.float32)
 
