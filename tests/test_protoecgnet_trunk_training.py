@@ -68,6 +68,9 @@ def test_the_five_stages_end_in_a_self_describing_related_model(trained, baselin
     assert set(config["training"]["wall_s"]) == set(TRUNK_STAGES)
     log = [json.loads(line) for line in (root / "run" / "finetune" / "train_log.jsonl").read_text().splitlines()]
     assert any("train_distill" in row for row in log)  # the baseline taught
+    finetune, projection = (json.loads((root / "run" / s / "stage.json").read_text()) for s in ("finetune", "projection"))
+    # projection is judged on the fused logits, the ones the fine-tune selected its epoch by
+    assert projection["pre_projection"]["val_macro_auroc"] == pytest.approx(finetune["val_macro_auroc"], abs=1e-6)
 
 
 @pytest.mark.slow
@@ -148,7 +151,7 @@ def test_trunk_recipe_is_checked_and_round_trips():
     recipe = ProtoTrainConfig(trunk=TrunkRecipe(stages={"morphology": 2}, head_l1=[1e-3]))
     again = ProtoTrainConfig.from_dict(json.loads(json.dumps(recipe.to_dict())))
     assert again.trunk == recipe.trunk and again.trunk.head_l1 == (1e-3,)
-    for bad in ({"epochs": 0}, {"head_l1": ()}, {"distill": -1.0}, {"loop_l1": -1e-3}):
+    for bad in ({"epochs": 0}, {"head_l1": ()}, {"distill": -1.0}, {"loop_l1": -1e-3}, {"push_every": -1}):
         with pytest.raises(ConfigError):
             TrunkRecipe(**bad)
     with pytest.raises(ConfigError, match="trunk_from"):
@@ -186,13 +189,15 @@ def test_trunk_training_runs_under_torchrun(ptbxl_dir, baseline, tmp_path, run_c
 
 
 @pytest.mark.slow
-def test_refine_can_be_left_out(ptbxl_dir, baseline, tmp_path):
+def test_refine_can_be_left_out_and_the_fine_tune_can_push(ptbxl_dir, baseline, tmp_path):
     recipe = tiny_trunk_recipe()
-    recipe = replace(recipe, trunk=replace(recipe.trunk, refine_epochs=0))
+    recipe = replace(recipe, trunk=replace(recipe.trunk, refine_epochs=0, epochs=3, push_every=1))
     path = train_protoecgnet(ptbxl_dir, "superdiagnostic", tmp_path / "run", recipe, cache_dir=tmp_path / "cache",
                              progress=False, trunk_from=baseline, **FOLDS)
     refine = json.loads((tmp_path / "run" / "refine" / "stage.json").read_text())
     assert refine["refined"] == [] and not (tmp_path / "run" / "refine" / "train_log.jsonl").exists()
+    finetune = json.loads((tmp_path / "run" / "finetune" / "stage.json").read_text())
+    assert finetune["pushed_at_epochs"] == [1, 2]  # not after the last: projection follows it
     assert load_classifier(path, device="cpu").labels == ["CD", "HYP", "MI", "NORM", "STTC"]
 
 

@@ -114,7 +114,10 @@ def branches_to_refine(projection_facts: dict[str, Any], names: Sequence[str]) -
 
 class ProtoStages:
     """The stages over one model and one dataset, and what they share: the recipe, the checkpoint
-    config every stage's model is saved with and, once projected, the prototype gallery."""
+    config every stage's model is saved with and, once projected, the prototype gallery. Projection is judged by
+    the validation AUROC of ``judged_head``'s logits ("branch": the branch last layers, which train here)."""
+
+    judged_head = "branch"
 
     def __init__(self, model: ProtoECGNet, recipe: ProtoTrainConfig, data: TrainingData,
                  base_config: dict[str, Any]):
@@ -256,11 +259,11 @@ class ProtoStages:
     def _project(self, run: StageRun) -> dict[str, Any]:
         """Project, refit the normalisation, build the gallery; score branches before and after."""
         model, d = self.model, self.data
-        before = branch_scores(d.val_y, predict_heads(model, d.val_x)["branch"], self.index)
+        before = branch_scores(d.val_y, predict_heads(model, d.val_x)[self.judged_head], self.index)
         latents = collect_latents(model, d.train_x)
         rows = project_prototypes(model, latents, d.train_y, d.train_ids.tolist())
         n_cal = calibrate_from_latents(model, latents)
-        after = predict_heads(model, d.val_x)["branch"]
+        after = predict_heads(model, d.val_x)[self.judged_head]
         label_of = {int(e): [d.labels[j] for j in np.flatnonzero(row)] for e, row in zip(d.train_ids, d.train_y)}
         self.gallery = Gallery.build(rows, d.show, lambda e: label_of[int(e)], model.config.sampling_rate)
         return {"pre_projection": before, "post_projection": branch_scores(d.val_y, after, self.index),

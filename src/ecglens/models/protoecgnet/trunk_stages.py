@@ -41,7 +41,7 @@ from .heads import (
 )
 from .losses import classification_loss, pos_weight_from_labels, total_loss
 from .model import ProtoECGNet
-from .projection import sync_prototypes
+from .projection import calibrate_from_latents, collect_latents, project_prototypes, sync_prototypes
 from .recipe import ProtoTrainConfig, TrainingData, branch_map_for
 from .stages import ProtoStages
 
@@ -92,6 +92,8 @@ def teacher_probabilities(baseline, data: TrainingData) -> np.ndarray:
 class TrunkStages(ProtoStages):
     """The five stages over one trunk model, its data and the baseline's training-record probabilities."""
 
+    judged_head = "fusion"  # the branch last layers do not train here
+
     def __init__(self, model: ProtoECGNet, recipe: ProtoTrainConfig, data: TrainingData,
                  base_config: dict[str, Any], teacher: np.ndarray):
         super().__init__(model, recipe, data, base_config)
@@ -123,6 +125,19 @@ class TrunkStages(ProtoStages):
         return self.model
 
     # ------------------------------------------------------------ bodies
+    def _network(self, run: StageRun) -> dict[str, Any]:
+        """The fine-tune, projecting every ``push_every`` epochs before the last (ProtoPNet's push epochs)."""
+        every, last, pushed = self.recipe.trunk.push_every, self.recipe.trunk.epochs, []
+
+        def push(_, epoch: int) -> None:
+            if every and epoch % every == 0 and epoch < last:
+                latents = collect_latents(self.model, self.data.train_x)
+                project_prototypes(self.model, latents, self.data.train_y, self.data.train_ids.tolist())
+                calibrate_from_latents(self.model, latents)
+                pushed.append(epoch)
+
+        return {**self._fit_network(run, push)[0], "pushed_at_epochs": pushed}
+
     def _refine(self, run: StageRun) -> dict[str, Any]:
         row_of = {int(e): i for i, e in enumerate(self.data.train_ids)}
         sources = [(p["branch"], p["index"], row_of[int(p["ecg_id"])], p["window"])
