@@ -162,8 +162,8 @@ def test_cli_trunk_options():
     parser = argparse.ArgumentParser()
     options.add_arguments(parser)
     args = parser.parse_args(["--data", "d", "--out", "o", "--trunk", "baseline", "--trunk-stages",
-                              "morphology=2,global=1", "--distill", "1"])
-    assert (args.trunk, args.distill) == ("baseline", 1.0)
+                              "morphology=2,global=1", "--distill", "1", "--push-every", "5"])
+    assert (args.trunk, args.distill, args.push_every) == ("baseline", 1.0, 5)
     assert options.parse_trunk_stages(args.trunk_stages) == {"morphology": 2, "global": 1}
     with pytest.raises(ConfigError, match="--trunk-stages"):
         options.parse_trunk_stages("morphology")
@@ -218,5 +218,29 @@ def test_trunk_options_without_a_trunk_are_refused():
 
     parser = argparse.ArgumentParser()
     options.add_arguments(parser)
-    with pytest.raises(ConfigError, match="give --trunk"):
-        run(parser.parse_args(["--data", "d", "--out", "o", "--distill", "1"]))
+    for option in (["--distill", "1"], ["--push-every", "5"], ["--trunk-stages", "morphology=2"]):
+        with pytest.raises(ConfigError, match="give --trunk"):
+            run(parser.parse_args(["--data", "d", "--out", "o", *option]))
+
+
+def test_cli_trunk_options_reach_the_recipe(monkeypatch, tmp_path):
+    from ecglens.models.protoecgnet import train as train_module
+
+    seen = {}
+
+    def fake(data, **kw):
+        seen.update(kw)
+        return tmp_path
+
+    monkeypatch.setattr(train_module, "train_protoecgnet", fake)
+    parser = argparse.ArgumentParser()
+    options.add_arguments(parser)
+    assert train_module.run(parser.parse_args(
+        ["--data", "d", "--out", "o", "--trunk", "baseline", "--trunk-stages", "morphology=2", "--distill", "1",
+         "--push-every", "5", "--epochs-per-stage", "finetune=4,refine=2", "--related-groups", "diagnostic_class"])) == 0
+    assert seen["trunk_from"] == "baseline" and seen["recipe"].related_groups == "diagnostic_class"
+    assert seen["recipe"].trunk == TrunkRecipe(epochs=4, refine_epochs=2, distill=1.0, push_every=5,
+                                               stages={"morphology": 2})
+    with pytest.raises(ConfigError, match="--epochs-per-stage"):  # the from-scratch stages are not the trunk's
+        train_module.run(parser.parse_args(["--data", "d", "--out", "o", "--trunk", "b", "--epochs-per-stage",
+                                            "joint=3"]))

@@ -71,5 +71,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--distill", type=float, default=None,
                         help="with --trunk: weight of the cross-entropy against the baseline's probabilities "
                              "(default 3)")
+    parser.add_argument("--push-every", type=int, default=None, metavar="N",
+                        help="with --trunk: also project the prototypes every N fine-tune epochs (default 0: only "
+                             "after it)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per process (default 1: faster than 2 for these small convolutions)")

@@ -115,13 +115,14 @@ def _train(data_root, label_set, out, recipe, folds_train, fold_val, seed, cache
 
 def run(args: argparse.Namespace) -> int:
     """``ecglens train protoecgnet`` (options: ``protoecgnet.options``)."""
-    if args.trunk is None and (args.trunk_stages is not None or args.distill is not None):
-        raise ConfigError(None, "--trunk-stages and --distill set up training on a baseline's body: give --trunk")
+    if args.trunk is None and any(v is not None for v in (args.trunk_stages, args.distill, args.push_every)):
+        raise ConfigError(None, "--trunk-stages, --distill and --push-every set up training on a baseline's body: "
+                                "give --trunk")
     trunk, epochs = None, parse_stage_epochs(args.epochs_per_stage, trunk=args.trunk is not None)
     if args.trunk is not None:
         trunk = TrunkRecipe(**{key: value for key, value in (
             ("epochs", epochs.pop("finetune_epochs", None)), ("refine_epochs", epochs.pop("refine_epochs", None)),
-            ("distill", args.distill),
+            ("distill", args.distill), ("push_every", args.push_every),
             ("stages", None if args.trunk_stages is None else parse_trunk_stages(args.trunk_stages)))
             if value is not None})
     recipe = recipe_with_losses(ProtoTrainConfig(max_records=args.max_records, head=args.head,
