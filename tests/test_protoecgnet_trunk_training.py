@@ -210,7 +210,17 @@ def test_a_trunk_must_be_a_baseline_of_the_same_labels(ptbxl_dir, baseline, tmp_
         train_protoecgnet(ptbxl_dir, "all", tmp_path / "b", tiny_trunk_recipe(), cache_dir=tmp_path / "cache",
                           progress=False, trunk_from=baseline, **FOLDS)
     assert str(baseline) in str(err.value)
-    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+    import shutil
+
+    fast = tmp_path / "baseline-500hz"
+    shutil.copytree(baseline, fast)
+    config = json.loads((fast / "config.json").read_text())
+    config["pipeline"]["steps"][0]["target_rate"] = config["recipe"]["sampling_rate"] = 500.0  # as a 500-Hz run
+    (fast / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ConfigError, match="takes 500 Hz"):
+        train_protoecgnet(ptbxl_dir, "superdiagnostic", tmp_path / "c", tiny_trunk_recipe(), progress=False,
+                          trunk_from=fast, **FOLDS)
+    assert not any((tmp_path / d).exists() for d in "abc")
 
 
 def test_trunk_options_without_a_trunk_are_refused():

@@ -80,6 +80,8 @@ def load_baseline(path) -> Any:
     if baseline.config.get("kind") != "baseline":
         raise ConfigError(path, f"--trunk needs a trained baseline (an xresnet1d), not a {baseline.config.get('kind')} "
                                 "checkpoint")
+    if abs(baseline.sampling_rate - 100.0) > 1e-6:
+        raise ConfigError(path, f"the baseline takes {baseline.sampling_rate:g} Hz; ProtoECGNet's branches read 100 Hz")
     return baseline
 
 
