@@ -8,6 +8,7 @@ head, with the head's explanation medians, to ``bench/results/protoecgnet_push.{
 recipe) reads the benchmark's runs (``bench/run.py --models protoecgnet-trunk``), the same recipe and seeds.
 
     .venv/bin/python bench/protoecgnet_push.py --push 0 5 10 --seeds 0 1 2
+    .venv/bin/python bench/protoecgnet_push.py --push 0 5 10 --seeds 0 1 2 3 4 --finished-only   # the table as run
 """
 from __future__ import annotations
 
@@ -88,11 +89,14 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--data", type=Path, default=em.DATA)
     ap.add_argument("--out", type=Path, default=RESULTS)
+    ap.add_argument("--finished-only", action="store_true", help="train nothing: report the finished runs among those")
     args = ap.parse_args()
     import torch
 
     torch.set_num_threads(1)
-    runs = [facts(push, seed, train(push, seed, args.data)) for push in args.push for seed in args.seeds]
+    runs = [facts(push, seed, run_dir(push, seed) if args.finished_only else train(push, seed, args.data))
+            for push in args.push for seed in args.seeds
+            if not args.finished_only or (run_dir(push, seed) / "head" / "stage.json").is_file()]
     doc = {"benchmark": "protoecgnet_push", "python": platform.python_version(), "push": args.push,
            "seeds": args.seeds, "runs": runs}
     write_json_atomic(args.out / "protoecgnet_push.json", doc)

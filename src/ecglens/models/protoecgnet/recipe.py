@@ -39,9 +39,9 @@ class TrunkRecipe:
     re-fitted on the fixed prototype scores at each L1 of ``head_l1``, keeping the best validation macro AUROC
     among those whose called validation statements have median own share >= ``min_own_share`` and top-3
     coverage >= ``min_top3_coverage``. Chosen on fold 9 (``bench/results/protoecgnet_trunk.md``): 0.899 +/- 0.006
-    over 3 seeds, against 0.879 for the branches trained from scratch. ``push_every`` 5 (fold 9, 3 seeds,
-    ``protoecgnet_push.md``): projection costs 0.03 instead of 0.07 and the final model 0.894 +/- 0.008 against
-    0.887 +/- 0.009 with 0 (the shipped recipe, kept as the default until a test-fold read of it).
+    over 3 seeds, against 0.879 for the branches trained from scratch. ``push_every`` 5 (fold 9, 5 seeds,
+    ``protoecgnet_push.md``): projection costs 0.02 instead of 0.06, but the final model ends level, 0.893 +/- 0.006
+    against 0.891 +/- 0.009 with 0 (the shipped recipe, the default).
     """
 
     epochs: int = 30
