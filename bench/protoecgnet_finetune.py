@@ -226,6 +226,7 @@ def teacher_probabilities(name: str, data: Path, labels: list[str], label_set: s
     trained on the same folds 1-8; its own pipeline), in the training split's record order."""
     from ecglens.api import load_model
     from ecglens.datasets import PTBXL, TRAIN_FOLDS
+    from ecglens.models.protoecgnet.trunk_stages import teacher_probabilities as probabilities
 
     clf = load_model(name).loaded
     if list(clf.labels) != list(labels):
@@ -233,32 +234,22 @@ def teacher_probabilities(name: str, data: Path, labels: list[str], label_set: s
     ds = PTBXL(data, sampling_rate=100)
     _, x, _ = ds.load(label_set, folds=tuple(TRAIN_FOLDS), pipeline=clf.pipeline, cache_dir=em.CACHE,
                       progress=False).arrays()
-    with clf.raw():
-        return clf.predict_batch(np.asarray(x, dtype=np.float32), clf.sampling_rate).astype(np.float32)
+    return probabilities(clf, np.asarray(x, dtype=np.float32))
 
 
 def shipped_sources(folds, start: Path) -> list[tuple[str, int, int, int]]:
     """The ``start`` network's prototypes' source patches as ``sync_prototypes`` takes them (training-fold rows)."""
     from ecglens.models.protoecgnet.projection import Gallery
 
-    row_of = {int(e): i for i, e in enumerate(folds["train"][0])}
-    return [(p["branch"], p["index"], row_of[int(p["ecg_id"])], p["window"])
-            for p in Gallery.load(start).prototypes if p["projected"]]
+    return Gallery.load(start).sources(folds["train"][0])
 
 
 def project(model, folds) -> list[dict]:
     """Every prototype onto its best training patch, the similarity normalisation refitted; the rows."""
-    from ecglens.models.protoecgnet.projection import (
-        calibrate_from_latents,
-        collect_latents,
-        project_prototypes,
-    )
+    from ecglens.models.protoecgnet.projection import project_onto_training
 
     ids, train_x, train_y = folds["train"]
-    latents = collect_latents(model, train_x)
-    rows = project_prototypes(model, latents, train_y, ids.tolist())
-    calibrate_from_latents(model, latents)
-    return rows
+    return project_onto_training(model, train_x, train_y, ids.tolist())[0]
 
 
 def val_auroc(model, folds) -> float:

@@ -126,7 +126,7 @@ def test_trunk_network_starts_from_the_baselines_body_and_the_teacher_is_its_raw
     assert body and all(torch.equal(model.trunk.features.state_dict()[k[len("features."):]], v)
                         for k, v in body.items())
     assert model.config.related_groups is None  # the loop relates co-occurring statements only
-    teacher = teacher_probabilities(clf, data)
+    teacher = teacher_probabilities(clf, data.train_x)
     with clf.raw():
         np.testing.assert_allclose(teacher, clf.predict_batch(data.train_x, 100.0), rtol=0, atol=1e-6)
     assert teacher.shape == data.train_y.shape and np.all((teacher > 0) & (teacher < 1))

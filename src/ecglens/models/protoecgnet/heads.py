@@ -136,10 +136,10 @@ def called_explanations(head: RelatedFusion, labels: Sequence[str], scores: np.n
     """The statements a related ``head`` calls from logits ``z`` at the calibration fitted on ``z_cal``/``y_cal``
     (as ``ecglens calibrate`` fits it; ``train_pos``: training positives per statement) and their
     ``explanation_shares``."""
-    from ...calibration import fit_calibration
+    from ...calibration import fit_calibration, sigmoid
     from ...metrics.classification import calls_at
 
-    cal = fit_calibration(list(labels), y_cal, 1.0 / (1.0 + np.exp(-z_cal)), train_pos)
+    cal = fit_calibration(list(labels), y_cal, sigmoid(z_cal), train_pos)
     called = calls_at(cal.apply_logits(z), cal.thresholds, cal.assessable)
     return called, explanation_shares(head.effective_weight.detach().numpy(), scores, called, head.own.numpy(),
                                       head.related.numpy())

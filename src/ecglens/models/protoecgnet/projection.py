@@ -184,6 +184,16 @@ def projection_summary(rows: list[dict[str, Any]]) -> dict[str, Any]:
             "unprojected_labels": sorted({r["label"] for r in rows if not r["projected"]})}
 
 
+def project_onto_training(model: ProtoECGNet, signals: np.ndarray, y: np.ndarray,
+                          ecg_ids: Sequence[int]) -> tuple[list[dict[str, Any]], int]:
+    """Every prototype onto its best patch of the training ``signals`` (labels ``y``, records ``ecg_ids``) and the
+    similarity normalisation refitted on the same latents: :func:`project_prototypes`' rows and the number of
+    records the normalisation saw."""
+    latents = collect_latents(model, signals)
+    rows = project_prototypes(model, latents, y, list(ecg_ids))
+    return rows, calibrate_from_latents(model, latents)
+
+
 @dataclass
 class Gallery:
     """The real ECGs behind the prototypes.
@@ -215,6 +225,13 @@ class Gallery:
             row["source_labels"] = labels_of(r["ecg_id"]) if r["projected"] else []
             out.append(row)
         return cls(out, np.asarray(ids, dtype=np.int64), signals.astype(np.float16), float(sampling_rate))
+
+    def sources(self, ecg_ids: Sequence[int], branches: Sequence[str] | None = None) -> list[tuple[str, int, int, int]]:
+        """The projected prototypes (of ``branches``; default all) as :func:`sync_prototypes` takes them:
+        ``(branch, index, row of its source record in ecg_ids, window)``."""
+        row_of = {int(e): i for i, e in enumerate(ecg_ids)}
+        return [(p["branch"], p["index"], row_of[int(p["ecg_id"])], p["window"]) for p in self.prototypes
+                if p["projected"] and (branches is None or p["branch"] in branches)]
 
     def save(self, directory: str | os.PathLike) -> None:
         directory = Path(directory)

@@ -71,9 +71,7 @@ from .losses import pos_weight_from_labels, total_loss
 from .model import ProtoECGNet
 from .projection import (
     Gallery,
-    calibrate_from_latents,
-    collect_latents,
-    project_prototypes,
+    project_onto_training,
     projection_summary,
     sync_prototypes,
 )
@@ -188,9 +186,7 @@ class ProtoStages:
         model, data, refined = self.model, self.data, run.module.refined
         facts: dict[str, Any] = {"refined": refined}
         if refined:
-            row_of = {int(e): i for i, e in enumerate(data.train_ids)}
-            sources = [(p["branch"], p["index"], row_of[int(p["ecg_id"])], p["window"])
-                       for p in self.gallery.prototypes if p["projected"] and p["branch"] in refined]
+            sources = self.gallery.sources(data.train_ids, refined)
             snapshots = run.dir / "epochs"
 
             def snapshot(epoch: int) -> None:
@@ -260,9 +256,7 @@ class ProtoStages:
         """Project, refit the normalisation, build the gallery; score branches before and after."""
         model, d = self.model, self.data
         before = branch_scores(d.val_y, predict_heads(model, d.val_x)[self.judged_head], self.index)
-        latents = collect_latents(model, d.train_x)
-        rows = project_prototypes(model, latents, d.train_y, d.train_ids.tolist())
-        n_cal = calibrate_from_latents(model, latents)
+        rows, n_cal = project_onto_training(model, d.train_x, d.train_y, d.train_ids)
         after = predict_heads(model, d.val_x)[self.judged_head]
         label_of = {int(e): [d.labels[j] for j in np.flatnonzero(row)] for e, row in zip(d.train_ids, d.train_y)}
         self.gallery = Gallery.build(rows, d.show, lambda e: label_of[int(e)], model.config.sampling_rate)

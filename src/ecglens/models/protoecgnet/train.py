@@ -107,7 +107,7 @@ def _train(data_root, label_set, out, recipe, folds_train, fold_val, seed, cache
             branch_statements={n: [labels[i] for i in idx] for n, idx in model.config.branch_index.items()}),
     }
     stages = ProtoStages(model, recipe, data, base_config) if baseline is None else \
-        TrunkStages(model, recipe, data, base_config, teacher_probabilities(baseline, data))
+        TrunkStages(model, recipe, data, base_config, teacher_probabilities(baseline, data.train_x))
     t0 = time.perf_counter()
     facts = StageRunner(out, stages.declare(), model=model, resume=resume, seed=seed, progress=progress).run()
     return stages.save_final(out, facts, time.perf_counter() - t0)
@@ -120,11 +120,10 @@ def run(args: argparse.Namespace) -> int:
                                 "give --trunk")
     trunk, epochs = None, parse_stage_epochs(args.epochs_per_stage, trunk=args.trunk is not None)
     if args.trunk is not None:
-        trunk = TrunkRecipe(**{key: value for key, value in (
-            ("epochs", epochs.pop("finetune_epochs", None)), ("refine_epochs", epochs.pop("refine_epochs", None)),
-            ("distill", args.distill), ("push_every", args.push_every),
-            ("stages", None if args.trunk_stages is None else parse_trunk_stages(args.trunk_stages)))
-            if value is not None})
+        given = {"epochs": epochs.pop("finetune_epochs", None), "refine_epochs": epochs.pop("refine_epochs", None),
+                 "distill": args.distill, "push_every": args.push_every,
+                 "stages": None if args.trunk_stages is None else parse_trunk_stages(args.trunk_stages)}
+        trunk = TrunkRecipe(**{key: value for key, value in given.items() if value is not None})
     recipe = recipe_with_losses(ProtoTrainConfig(max_records=args.max_records, head=args.head,
                                                  normalize=args.normalize, related_groups=args.related_groups,
                                                  trunk=trunk, **epochs), args.losses)

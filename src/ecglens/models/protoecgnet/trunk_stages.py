@@ -41,7 +41,7 @@ from .heads import (
 )
 from .losses import classification_loss, pos_weight_from_labels, total_loss
 from .model import ProtoECGNet
-from .projection import calibrate_from_latents, collect_latents, project_prototypes, sync_prototypes
+from .projection import project_onto_training, sync_prototypes
 from .recipe import ProtoTrainConfig, TrainingData, branch_map_for
 from .stages import ProtoStages
 
@@ -85,10 +85,11 @@ def load_baseline(path) -> Any:
     return baseline
 
 
-def teacher_probabilities(baseline, data: TrainingData) -> np.ndarray:
-    """The baseline's uncalibrated probabilities on the training records (the distillation targets)."""
+def teacher_probabilities(baseline, signals: np.ndarray) -> np.ndarray:
+    """The baseline's uncalibrated probabilities on preprocessed (n, 12, t) training ``signals`` at its rate (the
+    distillation targets)."""
     with baseline.raw():
-        return baseline.predict_batch(data.train_x, 100.0).astype(np.float32)
+        return baseline.predict_batch(signals, baseline.sampling_rate).astype(np.float32)
 
 
 class TrunkStages(ProtoStages):
@@ -133,17 +134,13 @@ class TrunkStages(ProtoStages):
 
         def push(_, epoch: int) -> None:
             if every and epoch % every == 0 and epoch < last:
-                latents = collect_latents(self.model, self.data.train_x)
-                project_prototypes(self.model, latents, self.data.train_y, self.data.train_ids.tolist())
-                calibrate_from_latents(self.model, latents)
+                project_onto_training(self.model, self.data.train_x, self.data.train_y, self.data.train_ids)
                 pushed.append(epoch)
 
         return {**self._fit_network(run, push)[0], "pushed_at_epochs": pushed}
 
     def _refine(self, run: StageRun) -> dict[str, Any]:
-        row_of = {int(e): i for i, e in enumerate(self.data.train_ids)}
-        sources = [(p["branch"], p["index"], row_of[int(p["ecg_id"])], p["window"])
-                   for p in self.gallery.prototypes if p["projected"]]
+        sources = self.gallery.sources(self.data.train_ids)
         facts, _ = self._fit_network(run, lambda _, __: sync_prototypes(self.model, self.data.train_x, sources))
         return {**facts, "refined": list(self.model.branch_names)}
 
@@ -181,9 +178,8 @@ class TrunkStages(ProtoStages):
                          validation=Validation(val_data, outputs,
                                                lambda a: {"val_macro_auroc": macro_auroc(a["target"], a["logit"])[0]},
                                                name="val_macro_auroc", mode="max"))
-        best = max(result.history, key=lambda h: h["val_macro_auroc"])
         return {**{k: v for k, v in result.facts.items() if k != "stage"},
-                "val_macro_auroc": best["val_macro_auroc"]}, result.history
+                "val_macro_auroc": result.facts["best_metric"]}, result.history
 
     def _head(self, run: StageRun) -> dict[str, Any]:
         """Re-fit the related head (the recipe's relations) at each ``head_l1``; keep the best candidate whose
