@@ -15,7 +15,7 @@ from ecglens.models.baseline.config import get_recipe
 from ecglens.models.baseline.train import train_baseline
 from ecglens.models.protoecgnet import options
 from ecglens.models.protoecgnet.heads import explanation_shares
-from ecglens.models.protoecgnet.recipe import ProtoTrainConfig, TrunkRecipe
+from ecglens.models.protoecgnet.recipe import ProtoTrainConfig, TrunkRecipe, recipe_with_prototypes
 from ecglens.models.protoecgnet.train import train_protoecgnet
 from ecglens.models.protoecgnet.trunk_stages import (
     TRUNK_STAGES,
@@ -169,6 +169,19 @@ def test_cli_trunk_options():
         options.parse_trunk_stages("morphology")
 
 
+def test_prototypes_per_class_reach_the_recipe():
+    counts = options.parse_prototype_counts("rhythm=5, morphology=18")
+    assert counts == {"rhythm": 5, "morphology": 18}
+    recipe = recipe_with_prototypes(ProtoTrainConfig(), counts)
+    assert {n: b.prototypes_per_class for n, b in recipe.branches.items()} == {"rhythm": 5, "morphology": 18,
+                                                                                "global": 5}
+    assert ProtoTrainConfig.from_dict(json.loads(json.dumps(recipe.to_dict()))).branches == recipe.branches
+    with pytest.raises(ConfigError, match="--prototypes-per-class"):
+        options.parse_prototype_counts("beat=2")
+    with pytest.raises(ConfigError, match="at least 1"):
+        recipe_with_prototypes(ProtoTrainConfig(), {"global": 0})
+
+
 @pytest.mark.slow
 def test_trunk_training_runs_under_torchrun(ptbxl_dir, baseline, tmp_path, run_clean):
     import sys
@@ -177,9 +190,11 @@ def test_trunk_training_runs_under_torchrun(ptbxl_dir, baseline, tmp_path, run_c
     run_clean([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ecglens",
                "train", "protoecgnet", "--data", str(ptbxl_dir), "--labels", "superdiagnostic", "--out", str(out),
                "--trunk", str(baseline), "--trunk-stages", "morphology=1", "--epochs-per-stage", "finetune=1,refine=1",
+               "--prototypes-per-class", "morphology=2",
                "--max-records", str(N), "--cache", str(tmp_path / "cache"), "--no-progress"], tmp_path, timeout=300)
     _, config = load_checkpoint(out / "model")
     assert config["training"]["world_size"] == 2
+    assert config["model"]["branches"]["morphology"]["prototypes_per_class"] == 2
     finetune = json.loads((out / "finetune" / "stage.json").read_text())
     assert finetune["world_size"] == 2
     log = [json.loads(line) for line in (out / "finetune" / "train_log.jsonl").read_text().splitlines()]

@@ -6,6 +6,7 @@ import argparse
 from ...errors import ConfigError
 from ...statements import GROUP_COLUMNS
 from ..options import add_training_options
+from .branches import BRANCHES
 from .config import FUSIONS
 
 NORMALIZE = ("standardize", "scale")
@@ -39,6 +40,11 @@ def parse_trunk_stages(text: str) -> dict[str, int]:
     return parse_counts(text, "--trunk-stages", "morphology=3")
 
 
+def parse_prototype_counts(text: str) -> dict[str, int]:
+    """``"morphology=9"`` -> {"morphology": 9}: prototypes per class of a branch; ConfigError on a bad item."""
+    return parse_counts(text, "--prototypes-per-class", "rhythm=5,morphology=18,global=7", BRANCHES)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``ecglens train protoecgnet``."""
     add_training_options(parser, out="run directory: one sub-directory per stage; the final model goes to "
@@ -60,6 +66,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="prototype loss forms: ours (co-occurrence as an exemption from pushing, diversity "
                              "within a class) or paper (Jaccard-weighted pull/push, diversity over every pair, branch "
                              "last layers frozen until their own stage)")
+    parser.add_argument("--prototypes-per-class", default="", metavar="SPEC",
+                        help="prototypes per statement of a branch, e.g. morphology=9 (default rhythm=3,morphology=3,"
+                             "global=5; the paper's rhythm=5,morphology=18,global=7)")
     parser.add_argument("--trunk", default=None, metavar="BASELINE",
                         help="train on this trained baseline's body and preprocessing (checkpoint, run directory or "
                              "shipped name; same labels and training folds), with it as the distillation teacher: "

@@ -40,7 +40,7 @@ class TrunkRecipe:
     among those whose called validation statements have median own share >= ``min_own_share`` and top-3
     coverage >= ``min_top3_coverage``. Chosen on fold 9 (``bench/results/protoecgnet_trunk.md``): 0.899 +/- 0.006
     over 3 seeds, against 0.879 for the branches trained from scratch. ``push_every`` 5 (fold 9, 5 seeds,
-    ``protoecgnet_push.md``): projection costs 0.02 instead of 0.06, but the final model ends level, 0.893 +/- 0.006
+    ``protoecgnet_variants.md``): projection costs 0.02 instead of 0.06, but the final model ends level, 0.893 +/- 0.006
     against 0.891 +/- 0.009 with 0 (the shipped recipe, the default).
     """
 
@@ -197,6 +197,17 @@ def recipe_with_losses(recipe: ProtoTrainConfig, form: str) -> ProtoTrainConfig:
     if form == "ours":
         return recipe
     return replace(recipe, loss=paper_loss_weights(recipe.loss), freeze_last_layers=True)
+
+
+def recipe_with_prototypes(recipe: ProtoTrainConfig, counts: dict[str, int]) -> ProtoTrainConfig:
+    """``recipe`` with ``counts`` prototypes per class in the named branches (``--prototypes-per-class``; the paper
+    has 5 / 18 / 7 for rhythm / morphology / global); ConfigError naming an unknown branch or a count below 1."""
+    unknown = set(counts) - set(recipe.branches)
+    if unknown or any(c < 1 for c in counts.values()):
+        raise ConfigError("<ProtoTrainConfig>", f"prototypes per class: branches are {tuple(recipe.branches)} and "
+                                                f"counts at least 1, got {counts}")
+    return replace(recipe, branches={n: replace(b, prototypes_per_class=counts.get(n, b.prototypes_per_class))
+                                     for n, b in recipe.branches.items()})
 
 
 def whole_record(pipeline: Pipeline) -> Pipeline:
