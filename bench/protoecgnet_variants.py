@@ -5,10 +5,12 @@ Trains (or resumes) ``ecglens train protoecgnet --trunk baseline --related-group
 variant's changes (``VARIANTS``) for each seed, and writes every run's fold-9 macro AUROC of the fused logits after the
 fine-tune (its best epoch), right after the first projection (refine's epoch 0), after refine, and of the re-fitted
 head, with the head's explanation medians, its training wall time and fold-9 records/s, to
-``bench/results/protoecgnet_variants.{json,md}``. ``shipped`` (the shipped recipe) reads the benchmark's runs
+``bench/results/protoecgnet_variants.{json,md}``. Each label set's runs start from its seed-0 baseline, as
+``bench/run.py``'s. ``shipped`` (the shipped recipe) reads the benchmark's runs
 (``bench/run.py --models protoecgnet-trunk``), the same recipe and seeds. Nothing here reads fold 10.
 
     .venv/bin/python bench/protoecgnet_variants.py --variants shipped push5 morph9 --seeds 0 1 2
+    .venv/bin/python bench/protoecgnet_variants.py --variants morph9 --label-sets superdiagnostic --seeds 0 1 2
     .venv/bin/python bench/protoecgnet_variants.py --variants shipped push5 push10 morph9 paper --seeds 0 1 2 3 4 \
         --finished-only   # the table as run
 """
@@ -27,13 +29,13 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
 import explanation_metrics as em  # noqa: E402
+from run import PROTOECGNET_GROUPS, TRUNK_BASELINES  # noqa: E402
 
 from ecglens.atomic import write_json_atomic, write_text_atomic  # noqa: E402
 
 WORK = REPO / "bench" / "work" / "protoecgnet_variants"
-BENCHMARK_RUNS = REPO / "bench" / "work" / "runs" / "protoecgnet-trunk" / "all"
+BENCHMARK_RUNS = REPO / "bench" / "work" / "runs" / "protoecgnet-trunk"
 RESULTS = REPO / "bench" / "results"
-GROUPS = "diagnostic_class"
 
 
 # name -> (TrunkRecipe changes, prototypes per class by branch, what it is)
@@ -46,51 +48,59 @@ VARIANTS: dict[str, tuple[dict, dict, str]] = {
 }
 
 
-def run_dir(variant: str, seed: int) -> Path:
-    return BENCHMARK_RUNS / f"seed{seed}" if variant == "shipped" else WORK / variant / f"seed{seed}"
+def run_dir(variant: str, seed: int, label_set: str = "all") -> Path:
+    if variant == "shipped":
+        return BENCHMARK_RUNS / label_set / f"seed{seed}"
+    return WORK / (variant if label_set == "all" else f"{variant}-{label_set}") / f"seed{seed}"
 
 
 def recipe(variant: str):
     from ecglens.models.protoecgnet.recipe import ProtoTrainConfig, TrunkRecipe, recipe_with_prototypes
 
     trunk, counts, _ = VARIANTS[variant]
-    return recipe_with_prototypes(ProtoTrainConfig(related_groups=GROUPS, trunk=TrunkRecipe(**trunk)), counts)
+    return recipe_with_prototypes(ProtoTrainConfig(related_groups=PROTOECGNET_GROUPS, trunk=TrunkRecipe(**trunk)),
+                                  counts)
 
 
-def train(variant: str, seed: int, data: Path) -> Path:
+def train(variant: str, seed: int, label_set: str, data: Path) -> Path:
+    """One run on ``label_set``'s seed-0 baseline (as ``bench/run.py``'s protoecgnet-trunk rows)."""
     from ecglens.models.protoecgnet.train import train_protoecgnet
 
-    out = run_dir(variant, seed)
-    train_protoecgnet(data, "all", out, recipe(variant), seed=seed, cache_dir=REPO / "bench" / "work" / "cache",
-                      progress=False, trunk_from="baseline", resume=True)
+    out = run_dir(variant, seed, label_set)
+    train_protoecgnet(data, label_set, out, recipe(variant), seed=seed, cache_dir=REPO / "bench" / "work" / "cache",
+                      progress=False, trunk_from=TRUNK_BASELINES[label_set], resume=True)
     return out
 
 
-def speed(out: Path, data: Path) -> float:
+def speed(out: Path, label_set: str, data: Path) -> float:
     """Fold-9 records/s of the finished model (``Classifier.predict_batch``, 1 thread, preprocessing excluded)."""
     from ecglens.datasets import PTBXL
     from ecglens.models.loading import load_classifier
 
     clf = load_classifier(out / "model", device="cpu")
-    split = PTBXL(data, sampling_rate=100).load("all", folds=(9,), pipeline=clf.pipeline, cache_dir=em.CACHE,
+    split = PTBXL(data, sampling_rate=100).load(label_set, folds=(9,), pipeline=clf.pipeline, cache_dir=em.CACHE,
                                                 progress=False)
     return em.records_per_second(clf, np.asarray(split.arrays()[1], dtype=np.float32))
 
 
-def facts(variant: str, seed: int, out: Path, data: Path) -> dict:
-    """One run's fold-9 numbers from its stage facts and logs, its stages' wall time and its speed."""
+def facts(variant: str, seed: int, label_set: str, out: Path, data: Path) -> dict:
+    """One run's fold-9 numbers from its stage facts and logs, its stages' wall time and its speed; also written to
+    the run's ``val.json``, where ``bench/protoecgnet_finetune.py evaluate`` and ``bench/protoecgnet_trunk.py
+    --read`` find a configuration's fold-9 facts when it is read on fold 10."""
     config = json.loads((out / "model" / "config.json").read_text())
     stage = {s: json.loads((out / s / "stage.json").read_text()) for s in ("finetune", "refine", "head")}
     refine_log = [json.loads(line) for line in (out / "refine" / "train_log.jsonl").read_text().splitlines()]
     head = stage["head"]["candidates"][stage["head"]["kept"]]
-    return {"variant": variant, "seed": seed, "finetune": stage["finetune"]["val_macro_auroc"],
+    row = {"variant": variant, "label_set": label_set, "seed": seed, "finetune": stage["finetune"]["val_macro_auroc"],
             "finetune_best_epoch": stage["finetune"]["best_epoch"],
             "pushed_at_epochs": stage["finetune"].get("pushed_at_epochs", []),
             "after_projection": next(r["val_macro_auroc"] for r in refine_log if r["epoch"] == 0),
             "refine": stage["refine"]["val_macro_auroc"], "final": stage["head"]["val_macro_auroc"],
             "head": stage["head"]["kept"], "own_share": head["own_share_median"], "top3": head["top3_coverage_median"],
             "n_prototypes": config["training"]["n_prototypes"], "wall_s": sum(config["training"]["wall_s"].values()),
-            "records_per_s": speed(out, data)}
+            "records_per_s": speed(out, label_set, data)}
+    write_json_atomic(out / "val.json", {**row, "macro_auroc_val": row["final"]})
+    return row
 
 
 def render(doc: dict) -> str:
@@ -105,13 +115,14 @@ def render(doc: dict) -> str:
              "process) and fold-9 records/s of the final model. Nothing here reads fold 10.", "",
              "| variant | prototypes | seeds | fine-tuned | after projection | after refine | final, mean +/- SD "
              "| final per seed | own share | top-3 | train s | records/s |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for variant in doc["variants"]:
-        rows = [r for r in doc["runs"] if r["variant"] == variant]
+    for variant, label_set in ((v, ls) for ls in doc["label_sets"] for v in doc["variants"]):
+        rows = [r for r in doc["runs"] if r["variant"] == variant and r["label_set"] == label_set]
         if not rows:
             continue
         cell = {k: em._values([r[k] for r in rows]) for k in ("finetune", "after_projection", "refine", "final",
                                                               "own_share", "top3")}
-        lines.append(f"| {variant}: {VARIANTS[variant][2]} | {rows[0]['n_prototypes']} | "
+        lines.append(f"| {variant}{'' if label_set == 'all' else ', ' + label_set}: {VARIANTS[variant][2]} | "
+                     f"{rows[0]['n_prototypes']} | "
                      f"{', '.join(str(r['seed']) for r in rows)} | {cell['finetune']} | {cell['after_projection']} | "
                      f"{cell['refine']} | {em._mean_sd_cells(em._mean_sd([r['final'] for r in rows]))} | "
                      f"{cell['final']} | {cell['own_share']} | {cell['top3']} | "
@@ -125,6 +136,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=["shipped", "push5", "morph9"])
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--label-sets", nargs="+", choices=sorted(TRUNK_BASELINES), default=["all"])
     ap.add_argument("--data", type=Path, default=em.DATA)
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--finished-only", action="store_true", help="train nothing: report the finished runs among those")
@@ -132,12 +144,12 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    runs = [facts(v, seed, run_dir(v, seed) if args.finished_only else train(v, seed, args.data), args.data)
-            for v in args.variants for seed in args.seeds
-            if not args.finished_only or (run_dir(v, seed) / "head" / "stage.json").is_file()]
+    runs = [facts(v, seed, ls, run_dir(v, seed, ls) if args.finished_only else train(v, seed, ls, args.data), args.data)
+            for ls in args.label_sets for v in args.variants for seed in args.seeds
+            if not args.finished_only or (run_dir(v, seed, ls) / "head" / "stage.json").is_file()]
     args.out.mkdir(parents=True, exist_ok=True)
     doc = {"benchmark": "protoecgnet_variants", "python": platform.python_version(), "variants": args.variants,
-           "seeds": args.seeds, "runs": runs}
+           "label_sets": args.label_sets, "seeds": args.seeds, "runs": runs}
     write_json_atomic(args.out / "protoecgnet_variants.json", doc)
     write_text_atomic(args.out / "protoecgnet_variants.md", render(doc))
     print(render(doc))
