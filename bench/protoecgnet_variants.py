@@ -1,5 +1,6 @@
 """Variants of the shipped trunk ProtoECGNet recipe on fold 9 (issue 25): prototypes projected during the fine-tune
-(``TrunkRecipe.push_every``), more prototypes per class (``--prototypes-per-class``).
+(``TrunkRecipe.push_every``), more prototypes per class (``--prototypes-per-class``), a finer grid of head L1s, a
+longer refine.
 
 Trains (or resumes) ``ecglens train protoecgnet --trunk baseline --related-groups diagnostic_class`` with each named
 variant's changes (``VARIANTS``) for each seed, and writes every run's fold-9 macro AUROC of the fused logits after the
@@ -7,7 +8,9 @@ fine-tune (its best epoch), right after the first projection (refine's epoch 0),
 head, with the head's explanation medians, its training wall time and fold-9 records/s, to
 ``bench/results/protoecgnet_variants.{json,md}``. Each label set's runs start from its seed-0 baseline, as
 ``bench/run.py``'s. ``shipped`` (the shipped recipe) reads the benchmark's runs
-(``bench/run.py --models protoecgnet-trunk``), the same recipe and seeds. Nothing here reads fold 10.
+(``bench/run.py --models protoecgnet-trunk``), the same recipe and seeds. A variant that changes only later stages
+(``Variant.redo_from``) resumes a copy of another variant's runs, so its earlier stages are that variant's, seed by
+seed. Nothing here reads fold 10.
 
     .venv/bin/python bench/protoecgnet_variants.py --variants shipped push5 morph9 --seeds 0 1 2
     .venv/bin/python bench/protoecgnet_variants.py --variants morph9 --label-sets superdiagnostic --seeds 0 1 2
@@ -19,7 +22,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import shutil
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -38,13 +43,32 @@ BENCHMARK_RUNS = REPO / "bench" / "work" / "runs" / "protoecgnet-trunk"
 RESULTS = REPO / "bench" / "results"
 
 
-# name -> (TrunkRecipe changes, prototypes per class by branch, what it is)
-VARIANTS: dict[str, tuple[dict, dict, str]] = {
-    "shipped": ({}, {}, "the shipped recipe (prototypes per class rhythm 3, morphology 3, global 5)"),
-    "push5": ({"push_every": 5}, {}, "also projected every 5 fine-tune epochs"),
-    "push10": ({"push_every": 10}, {}, "also projected every 10 fine-tune epochs"),
-    "morph9": ({}, {"morphology": 9}, "9 morphology prototypes per class"),
-    "paper": ({}, {"rhythm": 5, "morphology": 18, "global": 7}, "the paper's counts: rhythm 5, morphology 18, global 7"),
+@dataclass(frozen=True)
+class Variant:
+    """A change to the shipped recipe: ``trunk`` (``TrunkRecipe`` fields), ``counts`` (prototypes per class by
+    branch); ``redo_from`` (variant, stage): a copy of that variant's runs up to the stage, resumed (the stages
+    from there on run with this variant's recipe)."""
+
+    about: str
+    trunk: dict = field(default_factory=dict)
+    counts: dict = field(default_factory=dict)
+    redo_from: tuple[str, str] | None = None
+
+
+FINE_L1 = (5e-4, 7e-4, 1e-3, 1.5e-3, 2e-3)
+VARIANTS: dict[str, Variant] = {
+    "shipped": Variant("the shipped recipe (prototypes per class rhythm 3, morphology 3, global 5)"),
+    "push5": Variant("also projected every 5 fine-tune epochs", trunk={"push_every": 5}),
+    "push10": Variant("also projected every 10 fine-tune epochs", trunk={"push_every": 10}),
+    "morph9": Variant("9 morphology prototypes per class", counts={"morphology": 9}),
+    "paper": Variant("the paper's counts: rhythm 5, morphology 18, global 7",
+                     counts={"rhythm": 5, "morphology": 18, "global": 7}),
+    "shipped-l1": Variant("the shipped runs' head re-fitted at L1 " + "/".join(f"{v:g}" for v in FINE_L1),
+                          trunk={"head_l1": FINE_L1}, redo_from=("shipped", "head")),
+    "morph9-l1": Variant("the morph9 runs' head re-fitted at L1 " + "/".join(f"{v:g}" for v in FINE_L1),
+                         trunk={"head_l1": FINE_L1}, counts={"morphology": 9}, redo_from=("morph9", "head")),
+    "refine20": Variant("refine 20 epochs instead of 10 (the shipped runs' fine-tune and projection)",
+                        trunk={"refine_epochs": 20}, redo_from=("shipped", "refine")),
 }
 
 
@@ -57,16 +81,21 @@ def run_dir(variant: str, seed: int, label_set: str = "all") -> Path:
 def recipe(variant: str):
     from ecglens.models.protoecgnet.recipe import ProtoTrainConfig, TrunkRecipe, recipe_with_prototypes
 
-    trunk, counts, _ = VARIANTS[variant]
-    return recipe_with_prototypes(ProtoTrainConfig(related_groups=PROTOECGNET_GROUPS, trunk=TrunkRecipe(**trunk)),
-                                  counts)
+    v = VARIANTS[variant]
+    return recipe_with_prototypes(ProtoTrainConfig(related_groups=PROTOECGNET_GROUPS, trunk=TrunkRecipe(**v.trunk)),
+                                  v.counts)
 
 
 def train(variant: str, seed: int, label_set: str, data: Path) -> Path:
-    """One run on ``label_set``'s seed-0 baseline (as ``bench/run.py``'s protoecgnet-trunk rows)."""
+    """One run on ``label_set``'s seed-0 baseline (as ``bench/run.py``'s protoecgnet-trunk rows); a variant that
+    redoes later stages starts from a copy of its source's earlier finished stages (their wall times stay counted)."""
     from ecglens.models.protoecgnet.train import train_protoecgnet
+    from ecglens.models.protoecgnet.trunk_stages import TRUNK_STAGES
 
-    out = run_dir(variant, seed, label_set)
+    out, redo = run_dir(variant, seed, label_set), VARIANTS[variant].redo_from
+    if redo is not None and not out.exists():
+        source, kept = run_dir(redo[0], seed, label_set), TRUNK_STAGES[:TRUNK_STAGES.index(redo[1])]
+        shutil.copytree(source, out, ignore=lambda d, names: [n for n in names if Path(d) == source and n not in kept])
     train_protoecgnet(data, label_set, out, recipe(variant), seed=seed, cache_dir=REPO / "bench" / "work" / "cache",
                       progress=False, trunk_from=TRUNK_BASELINES[label_set], resume=True)
     return out
@@ -121,7 +150,7 @@ def render(doc: dict) -> str:
             continue
         cell = {k: em._values([r[k] for r in rows]) for k in ("finetune", "after_projection", "refine", "final",
                                                               "own_share", "top3")}
-        lines.append(f"| {variant}{'' if label_set == 'all' else ', ' + label_set}: {VARIANTS[variant][2]} | "
+        lines.append(f"| {variant}{'' if label_set == 'all' else ', ' + label_set}: {VARIANTS[variant].about} | "
                      f"{rows[0]['n_prototypes']} | "
                      f"{', '.join(str(r['seed']) for r in rows)} | {cell['finetune']} | {cell['after_projection']} | "
                      f"{cell['refine']} | {em._mean_sd_cells(em._mean_sd([r['final'] for r in rows]))} | "
