@@ -41,7 +41,11 @@ class TrunkRecipe:
     coverage >= ``min_top3_coverage``. Chosen on fold 9 (``bench/results/protoecgnet_trunk.md``): 0.899 +/- 0.006
     over 3 seeds, against 0.879 for the branches trained from scratch. ``push_every`` 5 (fold 9, 5 seeds,
     ``protoecgnet_variants.md``): projection costs 0.02 instead of 0.06, but the final model ends level, 0.893 +/- 0.006
-    against 0.891 +/- 0.009 with 0 (the shipped recipe, the default).
+    against 0.891 +/- 0.009 with 0 (the shipped recipe, the default). Also level or lower there: ``refine_epochs``
+    20 (0.892 +/- 0.014), 9 morphology prototypes per class (2 seeds, below the shipped recipe on one; the
+    evidence spreads over more prototypes, so only ``head_l1`` 0.002 keeps top-3 coverage at 0.5) and the paper's
+    5 / 18 / 7 (no L1 tried keeps it). A finer ``head_l1`` grid keeps 0.001: 0.0007 and below reach 0.889-0.905 but
+    with own share under 0.5.
     """
 
     epochs: int = 30
