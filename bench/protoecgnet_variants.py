@@ -106,15 +106,31 @@ def train(variant: str, seed: int, label_set: str, data: Path) -> Path:
     return out
 
 
-def speed(out: Path, label_set: str, data: Path) -> float:
-    """Fold-9 records/s of the finished model (``Classifier.predict_batch``, 1 thread, preprocessing excluded)."""
+def measured(out: Path, label_set: str, data: Path) -> dict:
+    """The finished model's fold-9 records/s (``Classifier.predict_batch``, 1 thread, preprocessing excluded) and,
+    per branch, the macro AUROC of the fused logits over that branch's statements after the fine-tune, after
+    projection and as finished (where the projection's cost lies)."""
     from ecglens.datasets import PTBXL
+    from ecglens.metrics import macro_auroc
     from ecglens.models.loading import load_classifier
+    from ecglens.models.protoecgnet.heads import predict_heads
+    from ecglens.training.checkpoint import load_checkpoint
 
     clf = load_classifier(out / "model", device="cpu")
     split = PTBXL(data, sampling_rate=100).load(label_set, folds=(9,), pipeline=clf.pipeline, cache_dir=em.CACHE,
                                                 progress=False)
-    return em.records_per_second(clf, np.asarray(split.arrays()[1], dtype=np.float32))
+    _, x, y = split.arrays()
+    x, y = np.asarray(x, dtype=np.float32), np.asarray(y)
+    rate = em.records_per_second(clf, x)
+    net, branches = clf.model.net, {}
+    for name, directory in (("finished", None), ("projection", out / "projection" / "model"),
+                            ("finetune", out / "finetune" / "model")):
+        if directory is not None:
+            net.load_state_dict(load_checkpoint(directory)[0])
+        z = predict_heads(net, x)["fusion"]
+        branches[name] = {b: macro_auroc(y[:, list(cols)], z[:, list(cols)])[0]
+                          for b, cols in net.config.branch_index.items()}
+    return {"records_per_s": rate, "branch_macro_auroc": branches}
 
 
 def facts(variant: str, seed: int, label_set: str, out: Path, data: Path) -> dict:
@@ -136,7 +152,7 @@ def facts(variant: str, seed: int, label_set: str, out: Path, data: Path) -> dic
                                    for n, c in stage["head"]["candidates"].items()), key=lambda c: c["val_macro_auroc"]),
             "own_share": head["own_share_median"], "top3": head["top3_coverage_median"],
             "n_prototypes": config["training"]["n_prototypes"], "wall_s": sum(config["training"]["wall_s"].values()),
-            "records_per_s": speed(out, label_set, data)}
+            **measured(out, label_set, data)}
     write_json_atomic(out / "val.json", {**row, "macro_auroc_val": row["final"]})
     return row
 
@@ -144,6 +160,13 @@ def facts(variant: str, seed: int, label_set: str, out: Path, data: Path) -> dic
 def unconstrained(c: dict) -> str:
     return (f"{c['head'].removeprefix('l1 ')} {c['val_macro_auroc']:.3f} ({c['own_share_median']:.2f}, "
             f"{c['top3_coverage_median']:.2f})")
+
+
+def by_branch(rows: list[dict]) -> str:
+    steps = ("finetune", "projection", "finished")
+    return "; ".join(f"{b} " + " > ".join(f"{np.mean([r['branch_macro_auroc'][st][b] for r in rows]):.3f}"
+                                          for st in steps)
+                     for b in rows[0]["branch_macro_auroc"]["finished"])
 
 
 def render(doc: dict) -> str:
@@ -154,11 +177,12 @@ def render(doc: dict) -> str:
              "(`--push-every`; the shipped recipe only after it), more prototypes per class "
              "(`--prototypes-per-class`), a finer grid of head L1s, a longer refine. Fold-9 macro AUROC of the fused logits: the fine-tune's best epoch, right "
              "after the first projection, after refine, and with the re-fitted related head (the final model); its "
-             "median own share and top-3 coverage of called statements; training wall time (all five stages, one "
+             "median own share and top-3 coverage of called statements; by branch, the fused logits' macro AUROC over "
+             "that branch's statements (where projection costs); training wall time (all five stages, one "
              "process) and fold-9 records/s of the final model. Nothing here reads fold 10.", "",
              "| variant | prototypes | seeds | fine-tuned | after projection | after refine | final, mean +/- SD "
              "| final per seed | head L1 kept | own share | top-3 | best head without the minima: L1 AUROC (own share, top-3) "
-             "| train s | records/s |", "|" + "---|" * 14]
+             "| by branch, mean of seeds: fine-tuned > projected > final | train s | records/s |", "|" + "---|" * 15]
     for variant, label_set in ((v, ls) for ls in doc["label_sets"] for v in doc["variants"]):
         rows = [r for r in doc["runs"] if r["variant"] == variant and r["label_set"] == label_set]
         if not rows:
@@ -172,6 +196,7 @@ def render(doc: dict) -> str:
                      f"{cell['after_projection']} | {cell['refine']} | {mean} | {cell['final']} | "
                      f"{', '.join(r['head'].removeprefix('l1 ') for r in rows)} | {cell['own_share']} | "
                      f"{cell['top3']} | {'; '.join(unconstrained(r['best_candidate']) for r in rows)} | "
+                     f"{by_branch(rows)} | "
                      f"{', '.join(str(round(r['wall_s'])) for r in rows)} | "
                      f"{', '.join(str(round(r['records_per_s'])) for r in rows)} |")
     lines += [""] + [f"- {name} stopped {v.stopped}." for name, v in VARIANTS.items()
