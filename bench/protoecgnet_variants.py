@@ -24,7 +24,7 @@ import json
 import platform
 import shutil
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -46,12 +46,13 @@ RESULTS = REPO / "bench" / "results"
 @dataclass(frozen=True)
 class Variant:
     """A change to the shipped recipe: ``trunk`` (``TrunkRecipe`` fields), ``counts`` (prototypes per class by
-    branch); ``redo_from`` (variant, stage): a copy of that variant's runs up to the stage, resumed (the stages
+    branch), ``branches`` (other ``BranchConfig`` fields by branch); ``redo_from`` (variant, stage): a copy of that variant's runs up to the stage, resumed (the stages
     from there on run with this variant's recipe)."""
 
     about: str
     trunk: dict = field(default_factory=dict)
     counts: dict = field(default_factory=dict)
+    branches: dict = field(default_factory=dict)  # branch -> other BranchConfig fields
     redo_from: tuple[str, str] | None = None
     stopped: str = ""  # why it has fewer seeds than the others, when it was stopped early
 
@@ -72,6 +73,10 @@ VARIANTS: dict[str, Variant] = {
                           trunk={"head_l1": FINE_L1}, redo_from=("shipped", "head")),
     "morph9-l1": Variant("the morph9 runs' head re-fitted at L1 " + "/".join(f"{v:g}" for v in FINE_L1),
                          trunk={"head_l1": FINE_L1}, counts={"morphology": 9}, redo_from=("morph9", "head")),
+    "morph0.5s": Variant("morphology prototypes 0.5 s long (3 latent steps) instead of 1 s",
+                         branches={"morphology": {"prototype_seconds": 0.5}}),
+    "morph2s": Variant("morphology prototypes 2 s long (12 latent steps) instead of 1 s",
+                       branches={"morphology": {"prototype_seconds": 2.0}}),
     "refine20": Variant("refine 20 epochs instead of 10 (the shipped runs' fine-tune and projection)",
                         trunk={"refine_epochs": 20}, redo_from=("shipped", "refine")),
 }
@@ -87,8 +92,9 @@ def recipe(variant: str):
     from ecglens.models.protoecgnet.recipe import ProtoTrainConfig, TrunkRecipe, recipe_with_prototypes
 
     v = VARIANTS[variant]
-    return recipe_with_prototypes(ProtoTrainConfig(related_groups=PROTOECGNET_GROUPS, trunk=TrunkRecipe(**v.trunk)),
-                                  v.counts)
+    r = recipe_with_prototypes(ProtoTrainConfig(related_groups=PROTOECGNET_GROUPS, trunk=TrunkRecipe(**v.trunk)),
+                               v.counts)
+    return replace(r, branches={n: replace(b, **v.branches.get(n, {})) for n, b in r.branches.items()})
 
 
 def train(variant: str, seed: int, label_set: str, data: Path) -> Path:
