@@ -9,10 +9,14 @@ the highest similarity is taken at its best window, and the gradient of that sim
 0.5 s on each side, and inside the theoretical receptive field.
 
     .venv/bin/python bench/protoecgnet_locality.py --models protoecgnet bench/work/protoecgnet_finetune/<tag>/seed0/model
+
+Rows are kept by model name: a run measures the models it names and keeps the earlier rows of the others (the
+``protoecgnet`` row stays the network shipped when it was measured).
 """
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import sys
 from pathlib import Path
@@ -79,9 +83,12 @@ def main() -> int:
                      **{k: {"median": float(np.median(v)), "q25": float(np.percentile(v, 25)),
                             "q75": float(np.percentile(v, 75))} for k, v in shares.items()}})
         print(name, {k: round(rows[-1][k]["median"], 3) for k in shares}, flush=True)
+    path = args.out / "protoecgnet_locality.json"
+    earlier = json.loads(path.read_text())["rows"] if path.is_file() else []
+    rows = [r for r in earlier if r["model"] not in args.models] + rows  # a model not named keeps its earlier row
     doc = {"benchmark": "protoecgnet_locality", "fold": 9, "python": platform.python_version(),
            "torch": torch.__version__, "margin_s": MARGIN_S, "rows": rows}
-    write_json_atomic(args.out / "protoecgnet_locality.json", doc)
+    write_json_atomic(path, doc)
     lines = ["# Locality of ProtoECGNet's morphology matches (fold 9)", "",
              "`python bench/protoecgnet_locality.py`: for each of the first "
              f"{args.records} fold-9 records, the morphology prototype with the highest similarity at its best "
@@ -94,7 +101,8 @@ def main() -> int:
                  for k in ("footprint", "footprint_pm_0.5s", "receptive_field")]
         lines.append(f"| {r['model']} | {r['stride']} | {r['footprint_s']:.2f} | {r['receptive_field_s']:.2f} | "
                      + " | ".join(cells) + " |")
-    lines += ["", f"Python {doc['python']}, torch {doc['torch']}.", ""]
+    lines += ["", "Rows are kept by model name (a run re-measures only the models it names); `protoecgnet` is the network "
+              f"shipped when its row was measured. Python {doc['python']}, torch {doc['torch']}.", ""]
     write_text_atomic(args.out / "protoecgnet_locality.md", "\n".join(lines))
     print(f"wrote {args.out / 'protoecgnet_locality.md'}")
     return 0
