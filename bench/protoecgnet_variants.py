@@ -1,6 +1,6 @@
 """Variants of the shipped trunk ProtoECGNet recipe on fold 9 (issue 25): prototypes projected during the fine-tune
-(``TrunkRecipe.push_every``), more prototypes per class (``--prototypes-per-class``), a finer grid of head L1s, a
-longer refine.
+(``TrunkRecipe.push_every``), more prototypes per class (``--prototypes-per-class``), shorter or longer morphology
+prototypes (``--prototype-seconds``), a finer grid of head L1s, a longer refine.
 
 Trains (or resumes) ``ecglens train protoecgnet --trunk baseline --related-groups diagnostic_class`` with each named
 variant's changes (``VARIANTS``) for each seed, and writes every run's fold-9 macro AUROC of the fused logits after the
@@ -24,7 +24,7 @@ import json
 import platform
 import shutil
 import sys
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -46,13 +46,13 @@ RESULTS = REPO / "bench" / "results"
 @dataclass(frozen=True)
 class Variant:
     """A change to the shipped recipe: ``trunk`` (``TrunkRecipe`` fields), ``counts`` (prototypes per class by
-    branch), ``branches`` (other ``BranchConfig`` fields by branch); ``redo_from`` (variant, stage): a copy of that variant's runs up to the stage, resumed (the stages
+    branch), ``seconds`` (partial prototypes' length by branch); ``redo_from`` (variant, stage): a copy of that variant's runs up to the stage, resumed (the stages
     from there on run with this variant's recipe)."""
 
     about: str
     trunk: dict = field(default_factory=dict)
     counts: dict = field(default_factory=dict)
-    branches: dict = field(default_factory=dict)  # branch -> other BranchConfig fields
+    seconds: dict = field(default_factory=dict)
     redo_from: tuple[str, str] | None = None
     stopped: str = ""  # why it has fewer seeds than the others, when it was stopped early
 
@@ -74,11 +74,11 @@ VARIANTS: dict[str, Variant] = {
     "morph9-l1": Variant("the morph9 runs' head re-fitted at L1 " + "/".join(f"{v:g}" for v in FINE_L1),
                          trunk={"head_l1": FINE_L1}, counts={"morphology": 9}, redo_from=("morph9", "head")),
     "morph0.5s": Variant("morphology prototypes 0.5 s long (3 latent steps) instead of 1 s",
-                         branches={"morphology": {"prototype_seconds": 0.5}}),
+                         seconds={"morphology": 0.5}),
     "morph0.75s": Variant("morphology prototypes 0.75 s long (5 latent steps, 0.8 s) instead of 1 s",
-                          branches={"morphology": {"prototype_seconds": 0.75}}),
+                          seconds={"morphology": 0.75}),
     "morph2s": Variant("morphology prototypes 2 s long (12 latent steps) instead of 1 s",
-                       branches={"morphology": {"prototype_seconds": 2.0}},
+                       seconds={"morphology": 2.0},
                        stopped="after 1 seed, when seed 0 of the 0.5-s prototypes was further above the shipped recipe "
                                "(0.900 against 0.889; shipped 0.880)"),
     "refine20": Variant("refine 20 epochs instead of 10 (the shipped runs' fine-tune and projection)",
@@ -96,9 +96,8 @@ def recipe(variant: str):
     from ecglens.models.protoecgnet.recipe import ProtoTrainConfig, TrunkRecipe, recipe_with_prototypes
 
     v = VARIANTS[variant]
-    r = recipe_with_prototypes(ProtoTrainConfig(related_groups=PROTOECGNET_GROUPS, trunk=TrunkRecipe(**v.trunk)),
-                               v.counts)
-    return replace(r, branches={n: replace(b, **v.branches.get(n, {})) for n, b in r.branches.items()})
+    return recipe_with_prototypes(ProtoTrainConfig(related_groups=PROTOECGNET_GROUPS, trunk=TrunkRecipe(**v.trunk)),
+                                  v.counts, v.seconds)
 
 
 def train(variant: str, seed: int, label_set: str, data: Path) -> Path:
@@ -185,7 +184,8 @@ def render(doc: dict) -> str:
              "--related-groups diagnostic_class`; its runs are `bench/run.py`'s protoecgnet-trunk) and variants of it: "
              "prototypes also projected onto training patches every N fine-tune epochs before its last "
              "(`--push-every`; the shipped recipe only after it), more prototypes per class "
-             "(`--prototypes-per-class`), a finer grid of head L1s, a longer refine. Fold-9 macro AUROC of the fused logits: the fine-tune's best epoch, right "
+             "(`--prototypes-per-class`), shorter or longer morphology prototypes (`--prototype-seconds`), a finer grid "
+             "of head L1s, a longer refine. Fold-9 macro AUROC of the fused logits: the fine-tune's best epoch, right "
              "after the first projection, after refine, and with the re-fitted related head (the final model); its "
              "median own share and top-3 coverage of called statements; by branch, the fused logits' macro AUROC over "
              "that branch's statements (where projection costs); training wall time (all five stages, one "

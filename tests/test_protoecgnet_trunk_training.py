@@ -182,6 +182,19 @@ def test_prototypes_per_class_reach_the_recipe():
         recipe_with_prototypes(ProtoTrainConfig(), {"global": 0})
 
 
+def test_prototype_seconds_reach_the_recipe():
+    seconds = options.parse_prototype_seconds("morphology=0.5")
+    assert seconds == {"morphology": 0.5}
+    recipe = recipe_with_prototypes(ProtoTrainConfig(), seconds=seconds)
+    assert recipe.branches["morphology"].prototype_seconds == 0.5
+    assert recipe.branches["rhythm"] == ProtoTrainConfig().branches["rhythm"]
+    for bad in ("morphology=-0.5", "morphology=1.2.3", "morphology=", "beat=1"):
+        with pytest.raises(ConfigError, match="--prototype-seconds"):
+            options.parse_prototype_seconds(bad)
+    with pytest.raises(ConfigError, match="above 0 s"):
+        recipe_with_prototypes(ProtoTrainConfig(), seconds={"morphology": 0.0})
+
+
 @pytest.mark.slow
 def test_trunk_training_runs_under_torchrun(ptbxl_dir, baseline, tmp_path, run_clean):
     import sys
@@ -190,11 +203,12 @@ def test_trunk_training_runs_under_torchrun(ptbxl_dir, baseline, tmp_path, run_c
     run_clean([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "ecglens",
                "train", "protoecgnet", "--data", str(ptbxl_dir), "--labels", "superdiagnostic", "--out", str(out),
                "--trunk", str(baseline), "--trunk-stages", "morphology=1", "--epochs-per-stage", "finetune=1,refine=1",
-               "--prototypes-per-class", "morphology=2",
+               "--prototypes-per-class", "morphology=2", "--prototype-seconds", "morphology=0.5",
                "--max-records", str(N), "--cache", str(tmp_path / "cache"), "--no-progress"], tmp_path, timeout=300)
     _, config = load_checkpoint(out / "model")
     assert config["training"]["world_size"] == 2
     assert config["model"]["branches"]["morphology"]["prototypes_per_class"] == 2
+    assert config["model"]["branches"]["morphology"]["prototype_seconds"] == 0.5
     finetune = json.loads((out / "finetune" / "stage.json").read_text())
     assert finetune["world_size"] == 2
     log = [json.loads(line) for line in (out / "finetune" / "train_log.jsonl").read_text().splitlines()]

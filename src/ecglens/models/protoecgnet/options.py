@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from ...errors import ConfigError
 from ...statements import GROUP_COLUMNS
@@ -15,15 +16,18 @@ EPOCH_STAGES = ("warmup", "joint", "refine", "last_layer", "fusion")  # the stag
 TRUNK_EPOCH_STAGES = ("finetune", "refine")  # the same with --trunk
 
 
-def parse_counts(text: str, option: str, example: str, names: tuple[str, ...] | None = None) -> dict[str, int]:
-    """``"a=2, b=10"`` -> {"a": 2, "b": 10} (``names``: the names allowed); ConfigError naming ``option`` on a bad
-    item."""
+def parse_counts(text: str, option: str, example: str, names: tuple[str, ...] | None = None,
+                 kind: type = int) -> dict[str, Any]:
+    """``"a=2, b=10"`` -> {"a": 2, "b": 10} (``names``: the names allowed; ``kind``: int, or float for e.g. seconds);
+    ConfigError naming ``option`` on a bad item."""
     out = {}
     for item in filter(None, (t.strip() for t in text.split(","))):
         name, _, value = (part.strip() for part in item.partition("="))
-        if not name or (names is not None and name not in names) or not value.isdigit():
+        digits = value.replace(".", "", 1) if kind is float else value  # non-negative numbers only
+        number = kind(value) if digits.isdigit() else None
+        if not name or (names is not None and name not in names) or number is None:
             raise ConfigError(None, f"{option}: bad item {item!r}; use e.g. {example}")
-        out[name] = int(value)
+        out[name] = number
     return out
 
 
@@ -43,6 +47,12 @@ def parse_trunk_stages(text: str) -> dict[str, int]:
 def parse_prototype_counts(text: str) -> dict[str, int]:
     """``"morphology=9"`` -> {"morphology": 9}: prototypes per class of a branch; ConfigError on a bad item."""
     return parse_counts(text, "--prototypes-per-class", "rhythm=5,morphology=18,global=7", BRANCHES)
+
+
+def parse_prototype_seconds(text: str) -> dict[str, float]:
+    """``"morphology=0.5"`` -> {"morphology": 0.5}: how long a branch's partial prototypes are; ConfigError on a bad
+    item."""
+    return parse_counts(text, "--prototype-seconds", "morphology=0.5", BRANCHES, float)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -69,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--prototypes-per-class", default="", metavar="SPEC",
                         help="prototypes per statement of a branch, e.g. morphology=9 (default rhythm=3,morphology=3,"
                              "global=5; the paper's rhythm=5,morphology=18,global=7)")
+    parser.add_argument("--prototype-seconds", default="", metavar="SPEC",
+                        help="how long a branch's partial (sliding) prototypes are, e.g. morphology=0.5 (default 1 s; "
+                             "the window a match shows)")
     parser.add_argument("--trunk", default=None, metavar="BASELINE",
                         help="train on this trained baseline's body and preprocessing (checkpoint, run directory or "
                              "shipped name; same labels and training folds), with it as the distillation teacher: "

@@ -203,14 +203,18 @@ def recipe_with_losses(recipe: ProtoTrainConfig, form: str) -> ProtoTrainConfig:
     return replace(recipe, loss=paper_loss_weights(recipe.loss), freeze_last_layers=True)
 
 
-def recipe_with_prototypes(recipe: ProtoTrainConfig, counts: dict[str, int]) -> ProtoTrainConfig:
-    """``recipe`` with ``counts`` prototypes per class in the named branches (``--prototypes-per-class``; the paper
-    has 5 / 18 / 7 for rhythm / morphology / global); ConfigError naming an unknown branch or a count below 1."""
-    unknown = set(counts) - set(recipe.branches)
-    if unknown or any(c < 1 for c in counts.values()):
-        raise ConfigError("<ProtoTrainConfig>", f"prototypes per class: branches are {tuple(recipe.branches)} and "
-                                                f"counts at least 1, got {counts}")
-    return replace(recipe, branches={n: replace(b, prototypes_per_class=counts.get(n, b.prototypes_per_class))
+def recipe_with_prototypes(recipe: ProtoTrainConfig, counts: dict[str, int] | None = None,
+                           seconds: dict[str, float] | None = None) -> ProtoTrainConfig:
+    """``recipe`` with ``counts`` prototypes per class (``--prototypes-per-class``; the paper has 5 / 18 / 7 for
+    rhythm / morphology / global) and prototypes ``seconds`` long (``--prototype-seconds``; partial prototypes) in
+    the named branches; ConfigError naming an unknown branch, a count below 1 or a length not above 0."""
+    counts, seconds = counts or {}, seconds or {}
+    unknown = (set(counts) | set(seconds)) - set(recipe.branches)
+    if unknown or any(c < 1 for c in counts.values()) or any(v <= 0 for v in seconds.values()):
+        raise ConfigError("<ProtoTrainConfig>", f"prototypes: branches are {tuple(recipe.branches)}, counts at least 1 "
+                                                f"and lengths above 0 s, got counts {counts} and seconds {seconds}")
+    return replace(recipe, branches={n: replace(b, prototypes_per_class=counts.get(n, b.prototypes_per_class),
+                                                prototype_seconds=seconds.get(n, b.prototype_seconds))
                                      for n, b in recipe.branches.items()})
 
 

@@ -22,7 +22,7 @@ from ...errors import ConfigError
 from ...training import StageRunner, provenance, run_training, seed_everything
 from .config import ProtoECGNetConfig
 from .model import ProtoECGNet
-from .options import parse_prototype_counts, parse_stage_epochs, parse_trunk_stages
+from .options import parse_prototype_counts, parse_prototype_seconds, parse_stage_epochs, parse_trunk_stages
 from .recipe import (
     ProtoTrainConfig,
     TrunkRecipe,
@@ -128,7 +128,8 @@ def run(args: argparse.Namespace) -> int:
     recipe = recipe_with_losses(ProtoTrainConfig(max_records=args.max_records, head=args.head,
                                                  normalize=args.normalize, related_groups=args.related_groups,
                                                  trunk=trunk, **epochs), args.losses)
-    recipe = recipe_with_prototypes(recipe, parse_prototype_counts(args.prototypes_per_class))
+    recipe = recipe_with_prototypes(recipe, parse_prototype_counts(args.prototypes_per_class),
+                                    parse_prototype_seconds(args.prototype_seconds))
     folds = tuple(f for f in TRAIN_FOLDS if f != args.val_fold)
     return run_training(lambda: train_protoecgnet(
         args.data, label_set=args.labels, out_dir=args.out, recipe=recipe, folds_train=folds, fold_val=args.val_fold,
