@@ -213,7 +213,8 @@ def render(doc: dict) -> str:
         lines.append("")
     if "reship" in doc:
         lines += ["## Better than what shipped before? (the last 'all' read; `--ship` ships its seed 0 only when "
-                  "every line holds; set before the second read, and since the fourth against what ships then)", "", "| check | value | bound | met |", "|---|---|---|---|"]
+                  "every line holds; set before the second read, and since the fourth against what ships then)", "",
+                  "| check | value | bound | met |", "|---|---|---|---|"]
         lines += [f"| {name} | {t['value']:.3f} | {t['bound']:.3f} | {'yes' if t['met'] else 'no'} |"
                   for name, t in doc["reship"].items()]
         lines += ["", f"Every target of the issue met by the current choices: {'yes' if doc['all_met'] else 'no'}.", ""]

@@ -46,8 +46,8 @@ RESULTS = REPO / "bench" / "results"
 @dataclass(frozen=True)
 class Variant:
     """A change to the shipped recipe: ``trunk`` (``TrunkRecipe`` fields), ``counts`` (prototypes per class by
-    branch), ``seconds`` (partial prototypes' length by branch); ``redo_from`` (variant, stage): a copy of that variant's runs up to the stage, resumed (the stages
-    from there on run with this variant's recipe)."""
+    branch), ``seconds`` (partial prototypes' length by branch); ``redo_from`` (variant, stage): a copy of that
+    variant's runs up to the stage, resumed (the stages from there on run with this variant's recipe)."""
 
     about: str
     trunk: dict = field(default_factory=dict)
@@ -63,8 +63,8 @@ VARIANTS: dict[str, Variant] = {
     "push5": Variant("also projected every 5 fine-tune epochs", trunk={"push_every": 5}),
     "push10": Variant("also projected every 10 fine-tune epochs", trunk={"push_every": 10}),
     "morph9": Variant("9 morphology prototypes per class", counts={"morphology": 9},
-                      stopped="after 2 seeds: 0.883 and 0.882 against the shipped recipe's 0.880 and 0.897 on the same seeds, "
-                              "and only the strongest head L1 (0.002) kept top-3 coverage at 0.5"),
+                      stopped="after 2 seeds: 0.883 and 0.882 against the shipped recipe's 0.880 and 0.897 on the "
+                              "same seeds, and only the strongest head L1 (0.002) kept top-3 coverage at 0.5"),
     "paper": Variant("the paper's counts: rhythm 5, morphology 18, global 7",
                      counts={"rhythm": 5, "morphology": 18, "global": 7},
                      stopped="after 1 seed: no head L1 met the top-3 coverage minimum (0.265 and 0.389), so the head "
@@ -158,7 +158,8 @@ def facts(variant: str, seed: int, label_set: str, out: Path, data: Path) -> dic
             "head": stage["head"]["kept"],
             "best_candidate": max(({"head": n, **{k: c[k] for k in ("val_macro_auroc", "own_share_median",
                                                                        "top3_coverage_median")}}
-                                   for n, c in stage["head"]["candidates"].items()), key=lambda c: c["val_macro_auroc"]),
+                                   for n, c in stage["head"]["candidates"].items()),
+                                  key=lambda c: c["val_macro_auroc"]),
             "own_share": head["own_share_median"], "top3": head["top3_coverage_median"],
             "n_prototypes": config["training"]["n_prototypes"], "wall_s": sum(config["training"]["wall_s"].values()),
             **measured(out, label_set, data)}
@@ -184,14 +185,16 @@ def render(doc: dict) -> str:
              "--related-groups diagnostic_class`; its runs are `bench/run.py`'s protoecgnet-trunk) and variants of it: "
              "prototypes also projected onto training patches every N fine-tune epochs before its last "
              "(`--push-every`; the shipped recipe only after it), more prototypes per class "
-             "(`--prototypes-per-class`), shorter or longer morphology prototypes (`--prototype-seconds`), a finer grid "
+             "(`--prototypes-per-class`), shorter or longer morphology prototypes (`--prototype-seconds`), a finer "
+             "grid "
              "of head L1s, a longer refine. Fold-9 macro AUROC of the fused logits: the fine-tune's best epoch, right "
              "after the first projection, after refine, and with the re-fitted related head (the final model); its "
              "median own share and top-3 coverage of called statements; by branch, the fused logits' macro AUROC over "
              "that branch's statements (where projection costs); training wall time (all five stages, one "
              "process) and fold-9 records/s of the final model. Nothing here reads fold 10.", "",
              "| variant | prototypes | seeds | fine-tuned | after projection | after refine | final, mean +/- SD "
-             "| final per seed | head L1 kept | own share | top-3 | best head without the minima: L1 AUROC (own share, top-3) "
+             "| final per seed | head L1 kept | own share | top-3 "
+             "| best head without the minima: L1 AUROC (own share, top-3) "
              "| by branch, mean of seeds: fine-tuned > projected > final | train s | records/s |", "|" + "---|" * 15]
     for variant, label_set in ((v, ls) for ls in doc["label_sets"] for v in doc["variants"]):
         rows = [r for r in doc["runs"] if r["variant"] == variant and r["label_set"] == label_set]
