@@ -46,8 +46,9 @@ class TrunkRecipe:
     evidence spreads over more prototypes, so only ``head_l1`` 0.002 keeps top-3 coverage at 0.5) and the paper's
     5 / 18 / 7 (no L1 tried keeps it). A finer ``head_l1`` grid keeps 0.001: 0.0007 and below reach 0.889-0.905 but
     with own share under 0.5. Morphology prototypes 0.5 s long (``--prototype-seconds``) lose less at projection and
-    end at 0.897 +/- 0.003 (the same seeds: +0.006, SE 0.005), with less of a match's gradient near its shorter
-    window (0.944 within 0.5 s of it against 0.961); 0.75 s 0.889 +/- 0.009.
+    end at 0.897 +/- 0.004 over 7 seeds (the same seeds of this recipe 0.892 +/- 0.009; paired +0.005, SE 0.004),
+    with less of a match's gradient near its shorter window (0.944 within 0.5 s of it against 0.961); 0.75 s
+    0.889 +/- 0.009 (5 seeds).
     """
 
     epochs: int = 30
