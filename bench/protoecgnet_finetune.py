@@ -351,13 +351,11 @@ def trunk_start(baseline, baseline_name: str, train_y, labels: list[str], label_
     stage a branch reads (``BranchConfig.trunk_stage``; default the last). Returns the model and its checkpoint
     config (the baseline's preprocessing)."""
     from ecglens.models.protoecgnet.heads import related_facts
-    from ecglens.models.protoecgnet.recipe import TrunkRecipe, whole_record
+    from ecglens.models.protoecgnet.recipe import TrunkRecipe, recipe_with_prototypes, whole_record
     from ecglens.models.protoecgnet.trunk_stages import trunk_network
     from ecglens.training import provenance
 
-    branches = {name: dataclasses.replace(b, prototypes_per_class=(counts or {}).get(name, b.prototypes_per_class))
-                for name, b in recipe.branches.items()}
-    recipe = dataclasses.replace(recipe, branches=branches, head="related", related_groups=related_groups)
+    recipe = dataclasses.replace(recipe_with_prototypes(recipe, counts), head="related", related_groups=related_groups)
     threshold = recipe.related_threshold if loop_threshold is None else loop_threshold
     model = trunk_network(dataclasses.replace(recipe, trunk=TrunkRecipe(prototype_channels=prototype_channels,
                                                                         stages=stages or {})),

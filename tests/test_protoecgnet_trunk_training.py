@@ -158,9 +158,15 @@ def test_trunk_recipe_is_checked_and_round_trips():
         train_protoecgnet("unused", recipe=recipe)
 
 
-def test_cli_trunk_options():
+def protoecgnet_parser() -> argparse.ArgumentParser:
+    """The parser of ``ecglens train protoecgnet``'s options."""
     parser = argparse.ArgumentParser()
     options.add_arguments(parser)
+    return parser
+
+
+def test_cli_trunk_options():
+    parser = protoecgnet_parser()
     args = parser.parse_args(["--data", "d", "--out", "o", "--trunk", "baseline", "--trunk-stages",
                               "morphology=2,global=1", "--distill", "1", "--push-every", "5"])
     assert (args.trunk, args.distill, args.push_every) == ("baseline", 1.0, 5)
@@ -255,8 +261,7 @@ def test_a_trunk_must_be_a_baseline_of_the_same_labels(ptbxl_dir, baseline, tmp_
 def test_trunk_options_without_a_trunk_are_refused():
     from ecglens.models.protoecgnet.train import run
 
-    parser = argparse.ArgumentParser()
-    options.add_arguments(parser)
+    parser = protoecgnet_parser()
     for option in (["--distill", "1"], ["--push-every", "5"], ["--trunk-stages", "morphology=2"]):
         with pytest.raises(ConfigError, match="give --trunk"):
             run(parser.parse_args(["--data", "d", "--out", "o", *option]))
@@ -272,8 +277,7 @@ def test_cli_trunk_options_reach_the_recipe(monkeypatch, tmp_path):
         return tmp_path
 
     monkeypatch.setattr(train_module, "train_protoecgnet", fake)
-    parser = argparse.ArgumentParser()
-    options.add_arguments(parser)
+    parser = protoecgnet_parser()
     assert train_module.run(parser.parse_args(
         ["--data", "d", "--out", "o", "--trunk", "baseline", "--trunk-stages", "morphology=2", "--distill", "1",
          "--push-every", "5", "--epochs-per-stage", "finetune=4,refine=2", "--related-groups", "diagnostic_class"])) == 0

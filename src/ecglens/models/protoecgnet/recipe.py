@@ -32,9 +32,9 @@ class TrunkRecipe:
     default the last; morphology on stage 3 keeps a match within ~4 s of its window) through their own
     ``prototype_channels``-wide add-ons and prototypes, with the related head in the loop (co-occurring
     statements only, ``loop_l1`` on its related weights). Stages: ``finetune`` (every parameter, ``epochs``
-    at ``lr``, projecting the prototypes every ``push_every`` epochs before its last (0: never), BCE of the fused logits + the recipe's prototype losses times ``prototype_loss_scale`` +
-    ``distill`` times the cross-entropy against the baseline's probabilities on the training records; best
-    validation macro AUROC), ``projection``, ``refine`` (prototypes tied to their sources, ``refine_epochs`` at
+    at ``lr``, projecting the prototypes every ``push_every`` epochs before its last (0: never), BCE of the fused
+    logits + the recipe's prototype losses times ``prototype_loss_scale`` + ``distill`` times the cross-entropy
+    against the baseline's probabilities on the training records; best validation macro AUROC), ``projection``, ``refine`` (prototypes tied to their sources, ``refine_epochs`` at
     ``refine_lr``), ``reprojection`` and ``head``: the related head (with ``ProtoTrainConfig.related_groups``)
     re-fitted on the fixed prototype scores at each L1 of ``head_l1``, keeping the best validation macro AUROC
     among those whose called validation statements have median own share >= ``min_own_share`` and top-3
