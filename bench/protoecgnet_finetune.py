@@ -470,11 +470,13 @@ def run_seed(args) -> int:
 
 
 def evaluate_seeds(args) -> int:
-    """Fold 10 and the external records for every seed of ``--tag`` (``<seed>/test.json``)."""
+    """Fold 10 and the external records for every seed of ``--tag`` (``--seeds``: only these) (``<seed>/test.json``)."""
     from ecglens.api import load_model
 
     torch.set_num_threads(1)
     for directory in sorted((args.work / args.tag).glob("seed*/model")):
+        if args.seeds is not None and int(directory.parent.name.removeprefix("seed")) not in args.seeds:
+            continue
         clf = load_model(directory).loaded
         _, folds, labels = load_folds(clf.pipeline, args.data, clf.config["label_set"])  # its own preprocessing
         result = evaluate(clf.model.net, clf, folds, labels, args.records)
@@ -646,6 +648,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("command", choices=("run", "evaluate", "report", "ship"))
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", type=int, nargs="+", default=None, help="evaluate: only these seeds (default all)")
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--lr", type=float, default=3e-3, help="the fine-tune's peak learning rate")
     ap.add_argument("--refine-epochs", type=int, default=10,

@@ -128,9 +128,22 @@ def sweep(work: Path) -> list[dict]:
     return rows
 
 
-def read(work: Path, label_set: str, tag: str) -> dict:
+def with_earlier(rows: list[dict], before: list[dict]) -> list[dict]:
+    """``rows`` measured now, then those of an earlier report whose tag is not among them: ``bench/work`` does not
+    outlive a checkout, so configurations run in an earlier session stay reported from there (marked ``carried``)."""
+    now = {(r["tag"], r["label_set"]) for r in rows}
+    return sorted(rows + [{**r, "carried": True} for r in before if (r["tag"], r["label_set"]) not in now],
+                  key=lambda r: r["tag"])
+
+
+def read(work: Path, label_set: str, tag: str, before: list[dict] = ()) -> dict:
     """The evaluated seeds of ``tag`` (a directory under ``work``; ``../protoecgnet_variants/<variant>`` for
-    ``bench/protoecgnet_variants.py``'s package runs): fold 9 and 10, external, explanations, speed."""
+    ``bench/protoecgnet_variants.py``'s package runs): fold 9 and 10, external, explanations, speed. A read whose
+    runs are no longer on disk is taken from the earlier report's reads (``before``), marked ``carried``."""
+    if not (work / tag).is_dir():
+        earlier = next((c for c in before if (c["label_set"], c["tag"]) == (label_set, tag)), None)
+        if earlier is not None:
+            return {**{k: v for k, v in earlier.items() if k != "targets"}, "carried": True}
     seeds = evaluated_seeds(work / tag)
     return {"label_set": label_set, "tag": tag, "dir": (work / tag).resolve().relative_to(REPO).as_posix(),
             "seeds": [r["seed"] for r in seeds],
@@ -245,6 +258,12 @@ def render(doc: dict) -> str:
                      f"{f(r['val_after_first_projection'])} | {r['val_after_reprojection']:.3f} | "
                      f"{r['val_final']:.3f} | {r['own_share_val']:.3f} | {r['top3_val']:.3f} | "
                      f"{'yes' if r['targets_met_val'] else 'no'} | {r['wall_s']:.0f} |")
+    rows = doc["seeds_fold_9"] + doc["sweep_fold_9"] + doc["reads"]
+    if any(r.get("carried") for r in rows):
+        fresh = sorted({r["tag"] for r in rows if not r.get("carried")})
+        lines += ["", "Configurations and reads run in earlier sessions are carried from the earlier report (their run "
+                  "directories went with that checkout); measured from their run directories in this run of the "
+                  "script: " + (", ".join(f"`{t}`" for t in fresh) or "none") + "."]
     lines += ["", ("Tags ending in `-resumed` re-ran only the projection and head steps on a copy of the named run's "
                    "finished training (their wall time is that alone); `within-targets` is the same settings as "
                    "`trunk_c32_l10_d1_e30_r10` with the fine-tuned head kept as a re-fit candidate. A missing run of a "
@@ -319,10 +338,14 @@ def main() -> int:
     if args.ship:
         return ship(args.out)
     base = baseline_numbers(args.out)
+    before_path = args.out / "protoecgnet_trunk.json"
+    before = json.loads(before_path.read_text()) if before_path.is_file() else {}
     doc = {"benchmark": "protoecgnet_trunk", "python": platform.python_version(), "baseline": base,
-           "reads": [read(args.work, *item.split("=", 1)) for item in args.read], "sweep_fold_9": sweep(args.work),
+           "reads": [read(args.work, *item.split("=", 1), before.get("reads", [])) for item in args.read],
+           "sweep_fold_9": with_earlier(sweep(args.work), before.get("sweep_fold_9", [])),
            "fold9_references": fold9_references(args.out)}
-    doc["seeds_fold_9"] = seeds_fold9(doc["sweep_fold_9"], args.work, args.data)
+    doc["seeds_fold_9"] = with_earlier(seeds_fold9(doc["sweep_fold_9"], args.work, args.data),
+                                       before.get("seeds_fold_9", []))
     for c in doc["reads"]:
         c["targets"] = judge(c["label_set"], c, base)
     current = last_reads(doc["reads"])

@@ -1,21 +1,21 @@
 """Variants of the shipped trunk ProtoECGNet recipe on fold 9 (issue 25): prototypes projected during the fine-tune
-(``TrunkRecipe.push_every``), more prototypes per class (``--prototypes-per-class``), shorter or longer morphology
-prototypes (``--prototype-seconds``), a finer grid of head L1s, a longer refine.
+(``TrunkRecipe.push_every``), more or fewer prototypes per class (``--prototypes-per-class``), shorter or longer
+morphology prototypes (``--prototype-seconds``), a finer grid of head L1s, a longer refine, an L1 on the related head
+during training (``--loop-l1``, the package's default since), teacher targets for the head.
 
-Trains (or resumes) ``ecglens train protoecgnet --trunk baseline --related-groups diagnostic_class`` with each named
-variant's changes (``VARIANTS``) for each seed, and writes every run's fold-9 macro AUROC of the fused logits after the
-fine-tune (its best epoch), right after the first projection (refine's epoch 0), after refine, and of the re-fitted
-head, with the head's explanation medians, its training wall time and fold-9 records/s, to
-``bench/results/protoecgnet_variants.{json,md}``. Each label set's runs start from its seed-0 baseline, as
-``bench/run.py``'s. ``shipped`` (the shipped recipe) reads the benchmark's runs
-(``bench/run.py --models protoecgnet-trunk``), the same recipe and seeds. A variant that changes only later stages
+Trains (or resumes) ``ecglens train protoecgnet --trunk baseline --related-groups diagnostic_class`` with the shipped
+network's recipe (``run.SHIPPED_TRUNK``) and each named variant's changes (``VARIANTS``) for each seed, and writes
+every run's fold-9 macro AUROC of the fused logits after the fine-tune (its best epoch), right after the first
+projection (refine's epoch 0), after refine, and of the re-fitted head, with the head's explanation medians, its
+training wall time and fold-9 records/s, to ``bench/results/protoecgnet_variants.{json,md}``. Each label set's runs
+start from its seed-0 baseline, as ``bench/run.py``'s. A variant that changes only later stages
 (``Variant.redo_from``) resumes a copy of another variant's runs, so its earlier stages are that variant's, seed by
 seed. Nothing here reads fold 10.
 
     .venv/bin/python bench/protoecgnet_variants.py --variants shipped push5 morph9 --seeds 0 1 2
-    .venv/bin/python bench/protoecgnet_variants.py --variants morph9 --label-sets superdiagnostic --seeds 0 1 2
-    .venv/bin/python bench/protoecgnet_variants.py --variants shipped push5 push10 morph9 paper --seeds 0 1 2 3 4 \
-        --finished-only   # the table as run
+    .venv/bin/python bench/protoecgnet_variants.py --variants loop-l1 --label-sets superdiagnostic --seeds 0 1 2
+    .venv/bin/python bench/protoecgnet_variants.py --variants shipped push5 ... --seeds 0 1 2 3 4 5 6 \
+        --finished-only   # the table as run (runs no longer on disk are carried from the earlier json)
 """
 from __future__ import annotations
 
@@ -34,12 +34,11 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
 import explanation_metrics as em  # noqa: E402
-from run import PROTOECGNET_GROUPS, TRUNK_BASELINES  # noqa: E402
+from run import PROTOECGNET_GROUPS, SHIPPED_TRUNK, TRUNK_BASELINES  # noqa: E402
 
 from ecglens.atomic import write_json_atomic, write_text_atomic  # noqa: E402
 
 WORK = REPO / "bench" / "work" / "protoecgnet_variants"
-BENCHMARK_RUNS = REPO / "bench" / "work" / "runs" / "protoecgnet-trunk"
 RESULTS = REPO / "bench" / "results"
 
 
@@ -59,7 +58,8 @@ class Variant:
 
 FINE_L1 = (5e-4, 7e-4, 1e-3, 1.5e-3, 2e-3)
 VARIANTS: dict[str, Variant] = {
-    "shipped": Variant("the shipped recipe (prototypes per class rhythm 3, morphology 3, global 5)"),
+    "shipped": Variant("the shipped network's recipe (prototypes per class rhythm 3, morphology 3, global 5; no L1 in "
+                       "the loop, head L1 0.001/0.002)"),
     "push5": Variant("also projected every 5 fine-tune epochs", trunk={"push_every": 5}),
     "push10": Variant("also projected every 10 fine-tune epochs", trunk={"push_every": 10}),
     "morph9": Variant("9 morphology prototypes per class", counts={"morphology": 9},
@@ -81,14 +81,25 @@ VARIANTS: dict[str, Variant] = {
                        seconds={"morphology": 2.0},
                        stopped="after 1 seed, when seed 0 of the 0.5-s prototypes was further above the shipped recipe "
                                "(0.900 against 0.888; shipped 0.880)"),
+    "morph2-l1": Variant("2 morphology prototypes per class (a statement's evidence on fewer prototypes, so a weaker "
+                         "head L1 may meet the minima), head L1 " + "/".join(f"{v:g}" for v in FINE_L1),
+                         counts={"morphology": 2}, trunk={"head_l1": FINE_L1}),
+    "loop-l1": Variant("L1 0.001 on the related head's related weights during the fine-tune and refine (loop_l1; "
+                       "0 shipped), so a statement's evidence settles on its own prototypes and a weaker head L1 may "
+                       "meet the minima; head L1 " + "/".join(f"{v:g}" for v in FINE_L1),
+                       trunk={"loop_l1": 1e-3, "head_l1": FINE_L1}),
+    "shipped-hd3": Variant("the shipped runs' head re-fitted on the labels mixed with the baseline's probabilities at "
+                           "the fine-tune's weight (head_distill 3)", trunk={"head_distill": 3.0},
+                           redo_from=("shipped", "head")),
+    "shipped-hd3-l1": Variant("the shipped runs' head re-fitted with head_distill 3 at L1 "
+                              + "/".join(f"{v:g}" for v in FINE_L1),
+                              trunk={"head_distill": 3.0, "head_l1": FINE_L1}, redo_from=("shipped", "head")),
     "refine20": Variant("refine 20 epochs instead of 10 (the shipped runs' fine-tune and projection)",
                         trunk={"refine_epochs": 20}, redo_from=("shipped", "refine")),
 }
 
 
 def run_dir(variant: str, seed: int, label_set: str = "all") -> Path:
-    if variant == "shipped":
-        return BENCHMARK_RUNS / label_set / f"seed{seed}"
     return WORK / (variant if label_set == "all" else f"{variant}-{label_set}") / f"seed{seed}"
 
 
@@ -96,7 +107,8 @@ def recipe(variant: str):
     from ecglens.models.protoecgnet.recipe import ProtoTrainConfig, TrunkRecipe, recipe_with_prototypes
 
     v = VARIANTS[variant]
-    return recipe_with_prototypes(ProtoTrainConfig(related_groups=PROTOECGNET_GROUPS, trunk=TrunkRecipe(**v.trunk)),
+    return recipe_with_prototypes(ProtoTrainConfig(related_groups=PROTOECGNET_GROUPS,
+                                                   trunk=TrunkRecipe(**{**SHIPPED_TRUNK, **v.trunk})),
                                   v.counts, v.seconds)
 
 
@@ -167,6 +179,14 @@ def facts(variant: str, seed: int, label_set: str, out: Path, data: Path) -> dic
     return row
 
 
+def earlier_runs(path: Path) -> dict[tuple[str, str, int], dict]:
+    """The runs of an earlier results file by (variant, label set, seed). ``bench/work`` does not outlive a checkout,
+    so with ``--finished-only`` a run no longer on disk is reported from there (marked ``carried``)."""
+    if not path.is_file():
+        return {}
+    return {(r["variant"], r["label_set"], r["seed"]): r for r in json.loads(path.read_text())["runs"]}
+
+
 def unconstrained(c: dict) -> str:
     return (f"{c['head'].removeprefix('l1 ')} {c['val_macro_auroc']:.3f} ({c['own_share_median']:.2f}, "
             f"{c['top3_coverage_median']:.2f})")
@@ -181,13 +201,14 @@ def by_branch(rows: list[dict]) -> str:
 
 def render(doc: dict) -> str:
     lines = ["# ProtoECGNet on the trunk: variants of the shipped recipe (fold 9)", "",
-             "`python bench/protoecgnet_variants.py`: the shipped recipe (`ecglens train protoecgnet --trunk baseline "
-             "--related-groups diagnostic_class`; its runs are `bench/run.py`'s protoecgnet-trunk) and variants of it: "
+             "`python bench/protoecgnet_variants.py`: the shipped network's recipe (`ecglens train protoecgnet --trunk "
+             "baseline --related-groups diagnostic_class --loop-l1 0 --head-l1 0.001,0.002`) and variants of it: "
              "prototypes also projected onto training patches every N fine-tune epochs before its last "
-             "(`--push-every`; the shipped recipe only after it), more prototypes per class "
+             "(`--push-every`; the shipped recipe only after it), more or fewer prototypes per class "
              "(`--prototypes-per-class`), shorter or longer morphology prototypes (`--prototype-seconds`), a finer "
-             "grid "
-             "of head L1s, a longer refine. Fold-9 macro AUROC of the fused logits: the fine-tune's best epoch, right "
+             "grid of head L1s, a longer refine, an L1 on the related head's related weights while the network "
+             "trains (`--loop-l1`), the head fitted on targets mixed with the baseline's probabilities. Fold-9 macro "
+             "AUROC of the fused logits: the fine-tune's best epoch, right "
              "after the first projection, after refine, and with the re-fitted related head (the final model); its "
              "median own share and top-3 coverage of called statements; by branch, the fused logits' macro AUROC over "
              "that branch's statements (where projection costs); training wall time (all five stages, one "
@@ -214,6 +235,13 @@ def render(doc: dict) -> str:
                      f"{', '.join(str(round(r['records_per_s'])) for r in rows)} |")
     lines += [""] + [f"- {name} stopped {v.stopped}." for name, v in VARIANTS.items()
                      if v.stopped and name in doc["variants"]]
+    carried = {v: [str(r["seed"]) for r in doc["runs"] if r["variant"] == v and r.get("carried")]
+               for v in doc["variants"]}
+    if any(carried.values()):
+        lines += ["", "Carried from the earlier results (trained and measured in an earlier session; its run "
+                  "directories are gone with that checkout): " + "; ".join(f"{v} seeds {', '.join(seeds)}"
+                                                                         for v, seeds in carried.items() if seeds)
+                  + ". The other rows were measured from their run directories in this run of the script."]
     lines += ["", "The head stage re-fits the related head at each L1 of its grid (shipped: 0.001/0.002) and keeps the "
               "best fold-9 macro AUROC among those whose called statements have median own share and top-3 coverage "
               ">= 0.5 (else the largest own share). A variant that redoes later stages counts the copied stages' wall "
@@ -234,9 +262,14 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    runs = [facts(v, seed, ls, run_dir(v, seed, ls) if args.finished_only else train(v, seed, ls, args.data), args.data)
-            for ls in args.label_sets for v in args.variants for seed in args.seeds
-            if not args.finished_only or (run_dir(v, seed, ls) / "head" / "stage.json").is_file()]
+    earlier = earlier_runs(args.out / "protoecgnet_variants.json")
+    runs = []
+    for ls, v, seed in ((ls, v, seed) for ls in args.label_sets for v in args.variants for seed in args.seeds):
+        if not args.finished_only or (run_dir(v, seed, ls) / "head" / "stage.json").is_file():
+            out = run_dir(v, seed, ls) if args.finished_only else train(v, seed, ls, args.data)
+            runs.append(facts(v, seed, ls, out, args.data))
+        elif (v, ls, seed) in earlier:
+            runs.append({**earlier[v, ls, seed], "carried": True})
     args.out.mkdir(parents=True, exist_ok=True)
     doc = {"benchmark": "protoecgnet_variants", "python": platform.python_version(), "variants": args.variants,
            "label_sets": args.label_sets, "seeds": args.seeds, "runs": runs}

@@ -15,7 +15,13 @@ from ecglens.models.baseline.config import get_recipe
 from ecglens.models.baseline.train import train_baseline
 from ecglens.models.protoecgnet import options
 from ecglens.models.protoecgnet.heads import explanation_shares
-from ecglens.models.protoecgnet.recipe import ProtoTrainConfig, TrunkRecipe, recipe_with_prototypes
+from ecglens.models.protoecgnet.losses import classification_loss
+from ecglens.models.protoecgnet.recipe import (
+    ProtoTrainConfig,
+    TrunkRecipe,
+    head_targets,
+    recipe_with_prototypes,
+)
 from ecglens.models.protoecgnet.train import train_protoecgnet
 from ecglens.models.protoecgnet.trunk_stages import (
     TRUNK_STAGES,
@@ -147,11 +153,28 @@ def test_explanation_shares_by_hand():
     assert out["nonzero_weights_per_statement_median"] == 2.0
 
 
+def test_head_targets_by_hand_and_as_the_fine_tunes_objective():
+    labels, teacher = np.array([[1.0, 0.0]]), np.array([[0.2, 0.6]])
+    np.testing.assert_allclose(head_targets(labels, teacher, 3.0), [[0.4, 0.45]], rtol=1e-6)  # (1+.6)/4, 1.8/4
+    np.testing.assert_array_equal(head_targets(labels, teacher, 0.0), labels)
+    with pytest.raises(ConfigError, match=">= 0"):
+        head_targets(labels, teacher, -1.0)
+    rng = np.random.default_rng(0)
+    y = (rng.random((16, 5)) < 0.3).astype(np.float32)
+    t = rng.random((16, 5)).astype(np.float32)
+    z, pos_weight = torch.randn(16, 5), torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])
+    mixed = classification_loss(z, torch.from_numpy(head_targets(y, t, 3.0)), pos_weight)
+    summed = classification_loss(z, torch.from_numpy(y), pos_weight) + 3.0 * classification_loss(
+        z, torch.from_numpy(t), pos_weight)
+    assert float(4.0 * mixed) == pytest.approx(float(summed), rel=1e-5)
+
+
 def test_trunk_recipe_is_checked_and_round_trips():
     recipe = ProtoTrainConfig(trunk=TrunkRecipe(stages={"morphology": 2}, head_l1=[1e-3]))
     again = ProtoTrainConfig.from_dict(json.loads(json.dumps(recipe.to_dict())))
     assert again.trunk == recipe.trunk and again.trunk.head_l1 == (1e-3,)
-    for bad in ({"epochs": 0}, {"head_l1": ()}, {"distill": -1.0}, {"loop_l1": -1e-3}, {"push_every": -1}):
+    for bad in ({"epochs": 0}, {"head_l1": ()}, {"distill": -1.0}, {"loop_l1": -1e-3}, {"push_every": -1},
+                {"head_distill": -0.5}):
         with pytest.raises(ConfigError):
             TrunkRecipe(**bad)
     with pytest.raises(ConfigError, match="trunk_from"):
@@ -173,6 +196,13 @@ def test_cli_trunk_options():
     assert options.parse_trunk_stages(args.trunk_stages) == {"morphology": 2, "global": 1}
     with pytest.raises(ConfigError, match="--trunk-stages"):
         options.parse_trunk_stages("morphology")
+
+
+def test_head_l1_list_is_parsed_and_checked():
+    assert options.parse_head_l1("0.0005,0.001") == (5e-4, 1e-3)
+    for bad in ("", "a,0.001", "-0.001", ","):
+        with pytest.raises(ConfigError, match="--head-l1"):
+            options.parse_head_l1(bad)
 
 
 def test_prototypes_per_class_reach_the_recipe():
@@ -262,7 +292,8 @@ def test_trunk_options_without_a_trunk_are_refused():
     from ecglens.models.protoecgnet.train import run
 
     parser = protoecgnet_parser()
-    for option in (["--distill", "1"], ["--push-every", "5"], ["--trunk-stages", "morphology=2"]):
+    for option in (["--distill", "1"], ["--push-every", "5"], ["--trunk-stages", "morphology=2"], ["--loop-l1", "0"],
+                   ["--head-l1", "0.001"]):
         with pytest.raises(ConfigError, match="give --trunk"):
             run(parser.parse_args(["--data", "d", "--out", "o", *option]))
 
@@ -280,10 +311,11 @@ def test_cli_trunk_options_reach_the_recipe(monkeypatch, tmp_path):
     parser = protoecgnet_parser()
     assert train_module.run(parser.parse_args(
         ["--data", "d", "--out", "o", "--trunk", "baseline", "--trunk-stages", "morphology=2", "--distill", "1",
-         "--push-every", "5", "--epochs-per-stage", "finetune=4,refine=2", "--related-groups", "diagnostic_class"])) == 0
+         "--push-every", "5", "--epochs-per-stage", "finetune=4,refine=2", "--related-groups", "diagnostic_class",
+         "--loop-l1", "0.002", "--head-l1", "0.0005, 0.003"])) == 0
     assert seen["trunk_from"] == "baseline" and seen["recipe"].related_groups == "diagnostic_class"
     assert seen["recipe"].trunk == TrunkRecipe(epochs=4, refine_epochs=2, distill=1.0, push_every=5,
-                                               stages={"morphology": 2})
+                                               stages={"morphology": 2}, loop_l1=0.002, head_l1=(5e-4, 3e-3))
     with pytest.raises(ConfigError, match="--epochs-per-stage"):  # the from-scratch stages are not the trunk's
         train_module.run(parser.parse_args(["--data", "d", "--out", "o", "--trunk", "b", "--epochs-per-stage",
                                             "joint=3"]))

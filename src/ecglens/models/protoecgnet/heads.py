@@ -281,9 +281,12 @@ def head_l1(kind: str, recipe: ProtoTrainConfig) -> float:
 
 def fit_fusion_on_scores(model: ProtoECGNet, kind: str, scores: Mapping[str, np.ndarray],
                          targets: Mapping[str, np.ndarray], recipe: ProtoTrainConfig, seed: int = 0,
-                         related: Sequence[tuple[int, int]] = ()) -> tuple[ClassConnectedLinear, dict[str, Any]]:
+                         related: Sequence[tuple[int, int]] = (), pos_weight: torch.Tensor | None = None,
+                         ) -> tuple[ClassConnectedLinear, dict[str, Any]]:
     """One fusion head of ``kind`` trained as the ``fusion`` stage trains it, on given normalised prototype
     scores (``scores``/``targets`` with ``train`` and ``val`` arrays, fusion order), writing nothing.
+    ``pos_weight``: the BCE's positive weights, by default from ``targets["train"]`` (pass them when those
+    targets are soft, e.g. labels mixed with a teacher's probabilities).
 
     Returns the head at its best validation epoch and its facts. The model is not changed (a masked head
     is trained on a copy of the model's fusion). ``seed`` sets the batch order.
@@ -299,7 +302,8 @@ def fit_fusion_on_scores(model: ProtoECGNet, kind: str, scores: Mapping[str, np.
     run = StageRun(stage, None, {}, False, int(seed), False, head)
     sets = {part: TensorDataset(torch.as_tensor(np.asarray(scores[part], dtype=np.float32)),
                                 torch.as_tensor(np.asarray(targets[part], dtype=np.float32))) for part in ("train", "val")}
-    pos_weight = pos_weight_from_labels(np.asarray(targets["train"]), cap=recipe.pos_weight_cap)
+    if pos_weight is None:
+        pos_weight = pos_weight_from_labels(np.asarray(targets["train"]), cap=recipe.pos_weight_cap)
     facts = fit_head(run, recipe, head, None, sets, pos_weight, head_l1(kind, recipe), model.config.branch_index)
     return head.eval(), facts
 

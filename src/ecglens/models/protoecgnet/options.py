@@ -55,6 +55,17 @@ def parse_prototype_seconds(text: str) -> dict[str, float]:
     return parse_counts(text, "--prototype-seconds", "morphology=0.5", BRANCHES, float)
 
 
+def parse_head_l1(text: str) -> tuple[float, ...]:
+    """``"0.0005,0.001"`` -> (0.0005, 0.001): the related head's L1 weights to try; ConfigError on a bad item."""
+    try:
+        values = tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        values = ()
+    if not values or min(values) < 0:
+        raise ConfigError(None, f"--head-l1 takes L1 weights >= 0 separated by commas, e.g. 0.0005,0.001; got {text!r}")
+    return values
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``ecglens train protoecgnet``."""
     add_training_options(parser, out="run directory: one sub-directory per stage; the final model goes to "
@@ -96,5 +107,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--push-every", type=int, default=None, metavar="N",
                         help="with --trunk: also project the prototypes every N fine-tune epochs (default 0: only "
                              "after it)")
+    parser.add_argument("--loop-l1", type=float, default=None,
+                        help="with --trunk: L1 on the related head's weights from other statements' prototypes while "
+                             "the network trains, so each statement's evidence settles on its own prototypes "
+                             "(default 0.001)")
+    parser.add_argument("--head-l1", default=None, metavar="LIST",
+                        help="with --trunk: the L1 weights the final related head is re-fitted at; the best on the "
+                             "validation fold whose explanations stay case-based is kept (default "
+                             "0.0005,0.0007,0.001,0.0015,0.002)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads per process (default 1: faster than 2 for these small convolutions)")

@@ -34,21 +34,24 @@ class TrunkRecipe:
     statements only, ``loop_l1`` on its related weights). Stages: ``finetune`` (every parameter, ``epochs``
     at ``lr``, projecting the prototypes every ``push_every`` epochs before its last (0: never), BCE of the fused
     logits + the recipe's prototype losses times ``prototype_loss_scale`` + ``distill`` times the cross-entropy
-    against the baseline's probabilities on the training records; best validation macro AUROC), ``projection``, ``refine`` (prototypes tied to their sources, ``refine_epochs`` at
-    ``refine_lr``), ``reprojection`` and ``head``: the related head (with ``ProtoTrainConfig.related_groups``)
-    re-fitted on the fixed prototype scores at each L1 of ``head_l1``, keeping the best validation macro AUROC
-    among those whose called validation statements have median own share >= ``min_own_share`` and top-3
-    coverage >= ``min_top3_coverage``. Chosen on fold 9 (``bench/results/protoecgnet_trunk.md``): 0.899 +/- 0.006
-    over 3 seeds, against 0.879 for the branches trained from scratch. ``push_every`` 5 (fold 9, 5 seeds,
-    ``protoecgnet_variants.md``): projection costs 0.02 instead of 0.06, but the final model ends level, 0.893 +/- 0.006
-    against 0.891 +/- 0.009 with 0 (the shipped recipe, the default). Also level or lower there: ``refine_epochs``
-    20 (0.892 +/- 0.014), 9 morphology prototypes per class (2 seeds, below the shipped recipe on one; the
-    evidence spreads over more prototypes, so only ``head_l1`` 0.002 keeps top-3 coverage at 0.5) and the paper's
-    5 / 18 / 7 (no L1 tried keeps it). A finer ``head_l1`` grid keeps 0.001: 0.0007 and below reach 0.889-0.905 but
-    with own share under 0.5. Morphology prototypes 0.5 s long (``--prototype-seconds``) lose less at projection and
-    end at 0.897 +/- 0.004 over 7 seeds (the same seeds of this recipe 0.892 +/- 0.009; paired +0.005, SE 0.004),
-    with less of a match's gradient near its shorter window (0.944 within 0.5 s of it against 0.961); 0.75 s
-    0.889 +/- 0.009 (5 seeds).
+    against the baseline's probabilities on the training records + ``loop_l1`` times the L1 of the head's related
+    weights; best validation macro AUROC), ``projection``, ``refine`` (prototypes tied to their sources,
+    ``refine_epochs`` at ``refine_lr``, the same loss), ``reprojection`` and ``head``: the related head (with
+    ``ProtoTrainConfig.related_groups``) re-fitted on the fixed prototype scores at each L1 of ``head_l1``, keeping
+    the best validation macro AUROC among those whose called validation statements have median own share >=
+    ``min_own_share`` and top-3 coverage >= ``min_top3_coverage``; ``head_distill`` weighs the baseline's
+    probabilities in the head's training targets as ``distill`` does in the network's (0: the labels only;
+    ``head_targets``).
+
+    Chosen on fold 9 (``bench/results/protoecgnet_trunk.md``, ``protoecgnet_variants.md``). ``loop_l1`` 0.001 with
+    the finer ``head_l1`` grid: 0.899 +/- 0.006 over 5 seeds against 0.890 +/- 0.009 over 10 seeds with 0 and
+    0.001/0.002 (the recipe of the shipped network): with the L1 in the loop a statement's evidence settles on its
+    own prototypes (own share 0.69-0.73 at head L1 0.001 against 0.52-0.60), so a weaker head L1 (0.0005-0.0007)
+    meets the explanation minima; without it the minima cost 0.005-0.008. Level or lower there: ``push_every`` 5
+    or 10 (projection costs 0.02 instead of 0.06, the final model ends level), ``refine_epochs`` 20, 9 morphology
+    prototypes per class and the paper's 5 / 18 / 7 (a statement's evidence spreads, so top-3 coverage falls),
+    2 (2 seeds), morphology prototypes 0.5 s long (+0.005 over 7 paired seeds, SE 0.004, with less of a match's
+    gradient near its shorter window) or 0.75 s, and ``head_distill`` 3 (lower at every head L1 on 2 seeds).
     """
 
     epochs: int = 30
@@ -57,13 +60,14 @@ class TrunkRecipe:
     refine_lr: float = 1e-3
     distill: float = 3.0
     prototype_loss_scale: float = 0.25
-    loop_l1: float = 0.0
+    loop_l1: float = 1e-3
     push_every: int = 0
     prototype_channels: int = 32
     stages: dict[str, int] = field(default_factory=lambda: {"morphology": 3})
-    head_l1: tuple[float, ...] = (1e-3, 2e-3)
+    head_l1: tuple[float, ...] = (5e-4, 7e-4, 1e-3, 1.5e-3, 2e-3)
     min_own_share: float = 0.5
     min_top3_coverage: float = 0.5
+    head_distill: float = 0.0
 
     def __post_init__(self):
         self.head_l1 = tuple(float(v) for v in self.head_l1)
@@ -73,8 +77,19 @@ class TrunkRecipe:
             raise ConfigError(src, "epochs must be at least 1, refine_epochs and push_every at least 0")
         if not self.head_l1 or min(self.head_l1) < 0:
             raise ConfigError(src, f"head_l1 must list L1 weights >= 0, got {self.head_l1}")
-        if min(self.distill, self.prototype_loss_scale, self.loop_l1) < 0:
-            raise ConfigError(src, "distill, prototype_loss_scale and loop_l1 must be >= 0")
+        if min(self.distill, self.prototype_loss_scale, self.loop_l1, self.head_distill) < 0:
+            raise ConfigError(src, "distill, prototype_loss_scale, loop_l1 and head_distill must be >= 0")
+
+
+def head_targets(labels: np.ndarray, teacher: np.ndarray, weight: float) -> np.ndarray:
+    """The related head's training targets: ``(labels + weight * teacher) / (1 + weight)``. Binary cross-entropy is
+    linear in its target, so BCE against these is BCE against the labels plus ``weight`` times BCE against the
+    teacher's probabilities, divided by ``1 + weight``: the fine-tune's objective for the head when ``weight`` is its
+    ``distill``."""
+    if weight < 0:
+        raise ConfigError("<head_targets>", f"the teacher's weight must be >= 0, got {weight}")
+    return ((np.asarray(labels, dtype=np.float32) + weight * np.asarray(teacher, dtype=np.float32))
+            / (1.0 + weight)).astype(np.float32)
 
 
 @dataclass

@@ -22,7 +22,13 @@ from ...errors import ConfigError
 from ...training import StageRunner, provenance, run_training, seed_everything
 from .config import ProtoECGNetConfig
 from .model import ProtoECGNet
-from .options import parse_prototype_counts, parse_prototype_seconds, parse_stage_epochs, parse_trunk_stages
+from .options import (
+    parse_head_l1,
+    parse_prototype_counts,
+    parse_prototype_seconds,
+    parse_stage_epochs,
+    parse_trunk_stages,
+)
 from .recipe import (
     ProtoTrainConfig,
     TrunkRecipe,
@@ -116,13 +122,15 @@ def _train(data_root, label_set, out, recipe, folds_train, fold_val, seed, cache
 
 def run(args: argparse.Namespace) -> int:
     """``ecglens train protoecgnet`` (options: ``protoecgnet.options``)."""
-    if args.trunk is None and any(v is not None for v in (args.trunk_stages, args.distill, args.push_every)):
-        raise ConfigError(None, "--trunk-stages, --distill and --push-every set up training on a baseline's body: "
-                                "give --trunk")
+    trunk_only = (args.trunk_stages, args.distill, args.push_every, args.loop_l1, args.head_l1)
+    if args.trunk is None and any(v is not None for v in trunk_only):
+        raise ConfigError(None, "--trunk-stages, --distill, --push-every, --loop-l1 and --head-l1 set up training on "
+                                "a baseline's body: give --trunk")
     trunk, epochs = None, parse_stage_epochs(args.epochs_per_stage, trunk=args.trunk is not None)
     if args.trunk is not None:
         given = {"epochs": epochs.pop("finetune_epochs", None), "refine_epochs": epochs.pop("refine_epochs", None),
-                 "distill": args.distill, "push_every": args.push_every,
+                 "distill": args.distill, "push_every": args.push_every, "loop_l1": args.loop_l1,
+                 "head_l1": None if args.head_l1 is None else parse_head_l1(args.head_l1),
                  "stages": None if args.trunk_stages is None else parse_trunk_stages(args.trunk_stages)}
         trunk = TrunkRecipe(**{key: value for key, value in given.items() if value is not None})
     recipe = recipe_with_losses(ProtoTrainConfig(max_records=args.max_records, head=args.head,

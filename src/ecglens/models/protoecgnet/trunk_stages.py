@@ -1,15 +1,16 @@
 """ProtoECGNet on a trained baseline's body (``TrunkRecipe``): its five stages, declared for the shared ``StageRunner``.
 
 1. ``finetune``: every parameter (the baseline's body, the branches' add-ons and prototypes, the related head)
-   on BCE of the fused logits, the recipe's prototype losses (scaled) and the distillation term: the cross-entropy
-   of the fused logits against the baseline's probabilities on the training records. The best validation
-   macro AUROC epoch is kept.
+   on BCE of the fused logits, the recipe's prototype losses (scaled), the distillation term (the cross-entropy
+   of the fused logits against the baseline's probabilities on the training records) and ``loop_l1`` times the L1
+   of the head's weights from other statements' prototypes. The best validation macro AUROC epoch is kept.
 2. ``projection``: every prototype becomes its best real training window (``ProtoStages``'s).
 3. ``refine``: the same training with the prototypes frozen and set back onto their source windows after every
    epoch, so the network adapts to prototypes that stay real patches.
 4. ``reprojection``: projection once more (each prototype is its source patch: nothing moves).
 5. ``head``: the related head re-fitted on the fixed prototype scores once per L1 of ``head_l1`` (relating the
-   recipe's groups as well, where the loop related co-occurrence only); the best validation macro AUROC among the
+   recipe's groups as well, where the loop related co-occurrence only; targets the labels, or with ``head_distill``
+   mixed with the baseline's probabilities); the best validation macro AUROC among the
    candidates whose called validation statements keep their explanations case-based is kept.
 """
 from __future__ import annotations
@@ -42,7 +43,7 @@ from .heads import (
 from .losses import classification_loss, pos_weight_from_labels, total_loss
 from .model import ProtoECGNet
 from .projection import project_onto_training, sync_prototypes
-from .recipe import ProtoTrainConfig, TrainingData, branch_map_for
+from .recipe import ProtoTrainConfig, TrainingData, branch_map_for, head_targets
 from .stages import ProtoStages
 
 TRUNK_STAGES = ("finetune", "projection", "refine", "reprojection", "head")
@@ -190,12 +191,13 @@ class TrunkStages(ProtoStages):
         relations = related_facts(d.train_y, d.labels, r)
         self._relate(relations)
         scores = {"train": predict_heads(model, d.train_x)["scores"], "val": predict_heads(model, d.val_x)["scores"]}
-        targets = {"train": d.train_y, "val": d.val_y}
+        targets = {"train": head_targets(d.train_y, self.teacher, t.head_distill), "val": d.val_y}
+        pos_weight = pos_weight_from_labels(d.train_y, cap=r.pos_weight_cap)
         heads, rows = {}, {}
         for l1 in t.head_l1:
             name = f"l1 {l1:g}"
             heads[name], _ = fit_fusion_on_scores(model, "related", scores, targets, replace(r, related_l1=l1),
-                                                  run.seed, model.config.related_pairs())
+                                                  run.seed, model.config.related_pairs(), pos_weight)
             with torch.no_grad():
                 z = heads[name](torch.from_numpy(scores["val"])).double().numpy()
             _, stats = called_explanations(heads[name], d.labels, scores["val"], z, d.val_y, z, d.train_y.sum(0))
