@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import platform
 import sys
 from pathlib import Path
@@ -140,12 +141,13 @@ def read(work: Path, label_set: str, tag: str, before: list[dict] = ()) -> dict:
     """The evaluated seeds of ``tag`` (a directory under ``work``; ``../protoecgnet_variants/<variant>`` for
     ``bench/protoecgnet_variants.py``'s package runs): fold 9 and 10, external, explanations, speed. A read whose
     runs are no longer on disk is taken from the earlier report's reads (``before``), marked ``carried``."""
-    if not (work / tag).is_dir():
+    directory = Path(os.path.normpath(work / tag))  # lexically: ``work`` itself may be gone
+    if not directory.is_dir():
         earlier = next((c for c in before if (c["label_set"], c["tag"]) == (label_set, tag)), None)
         if earlier is not None:
             return {**{k: v for k, v in earlier.items() if k != "targets"}, "carried": True}
-    seeds = evaluated_seeds(work / tag)
-    return {"label_set": label_set, "tag": tag, "dir": (work / tag).resolve().relative_to(REPO).as_posix(),
+    seeds = evaluated_seeds(directory)
+    return {"label_set": label_set, "tag": tag, "dir": directory.resolve().relative_to(REPO).as_posix(),
             "seeds": [r["seed"] for r in seeds],
             "macro_auroc_val": em._mean_sd([r["macro_auroc_val"] for r in seeds]),
             "macro_auroc_test": em._mean_sd([r["macro_auroc_test"] for r in seeds]),

@@ -64,7 +64,8 @@ VARIANTS: dict[str, Variant] = {
     "push10": Variant("also projected every 10 fine-tune epochs", trunk={"push_every": 10}),
     "morph9": Variant("9 morphology prototypes per class", counts={"morphology": 9},
                       stopped="after 2 seeds: 0.883 and 0.882 against the shipped recipe's 0.880 and 0.897 on the "
-                              "same seeds, and only the strongest head L1 (0.002) kept top-3 coverage at 0.5"),
+                              "same seeds (that session's runs), and only the strongest head L1 (0.002) kept top-3 "
+                              "coverage at 0.5"),
     "paper": Variant("the paper's counts: rhythm 5, morphology 18, global 7",
                      counts={"rhythm": 5, "morphology": 18, "global": 7},
                      stopped="after 1 seed: no head L1 met the top-3 coverage minimum (0.265 and 0.389), so the head "
@@ -241,7 +242,8 @@ def render(doc: dict) -> str:
         lines += ["", "Carried from the earlier results (trained and measured in an earlier session; its run "
                   "directories are gone with that checkout): " + "; ".join(f"{v} seeds {', '.join(seeds)}"
                                                                          for v, seeds in carried.items() if seeds)
-                  + ". The other rows were measured from their run directories in this run of the script."]
+                  + ". The other rows were measured from their run directories in this run of the script; wall "
+                  "time and records/s compare only within one machine (a session's)."]
     lines += ["", "The head stage re-fits the related head at each L1 of its grid (shipped: 0.001/0.002) and keeps the "
               "best fold-9 macro AUROC among those whose called statements have median own share and top-3 coverage "
               ">= 0.5 (else the largest own share). A variant that redoes later stages counts the copied stages' wall "
