@@ -15,13 +15,8 @@ from ecglens.models.baseline.config import get_recipe
 from ecglens.models.baseline.train import train_baseline
 from ecglens.models.protoecgnet import options
 from ecglens.models.protoecgnet.heads import explanation_shares
-from ecglens.models.protoecgnet.losses import classification_loss
-from ecglens.models.protoecgnet.recipe import (
-    ProtoTrainConfig,
-    TrunkRecipe,
-    head_targets,
-    recipe_with_prototypes,
-)
+from ecglens.models.protoecgnet.losses import classification_loss, head_targets
+from ecglens.models.protoecgnet.recipe import ProtoTrainConfig, TrunkRecipe, recipe_with_prototypes
 from ecglens.models.protoecgnet.train import train_protoecgnet
 from ecglens.models.protoecgnet.trunk_stages import (
     TRUNK_STAGES,

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from ...errors import ECGError
+from ...errors import ConfigError, ECGError
 
 
 def pos_weight_from_labels(y_train, cap: float = 20.0) -> torch.Tensor:
@@ -35,6 +35,17 @@ def classification_loss(logits: torch.Tensor, targets: torch.Tensor,
                         pos_weight: torch.Tensor | None = None) -> torch.Tensor:
     """Binary cross-entropy with logits, mean over records and classes."""
     return F.binary_cross_entropy_with_logits(logits, targets.to(logits.dtype), pos_weight=pos_weight)
+
+
+def head_targets(labels: np.ndarray, teacher: np.ndarray, weight: float) -> np.ndarray:
+    """The related head's training targets: ``(labels + weight * teacher) / (1 + weight)``. Binary cross-entropy is
+    linear in its target, so BCE against these is BCE against the labels plus ``weight`` times BCE against the
+    teacher's probabilities, divided by ``1 + weight``: the fine-tune's objective for the head when ``weight`` is its
+    ``distill``."""
+    if weight < 0:
+        raise ConfigError("<head_targets>", f"the teacher's weight must be >= 0, got {weight}")
+    return ((np.asarray(labels, dtype=np.float32) + weight * np.asarray(teacher, dtype=np.float32))
+            / (1.0 + weight)).astype(np.float32)
 
 
 def _class_max(sim: torch.Tensor, proto_class: torch.Tensor, n_classes: int) -> tuple[torch.Tensor, torch.Tensor]:

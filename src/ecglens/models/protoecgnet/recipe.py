@@ -41,17 +41,17 @@ class TrunkRecipe:
     the best validation macro AUROC among those whose called validation statements have median own share >=
     ``min_own_share`` and top-3 coverage >= ``min_top3_coverage``; ``head_distill`` weighs the baseline's
     probabilities in the head's training targets as ``distill`` does in the network's (0: the labels only;
-    ``head_targets``).
+    ``losses.head_targets``).
 
     Chosen on fold 9 (``bench/results/protoecgnet_trunk.md``, ``protoecgnet_variants.md``). ``loop_l1`` 0.001 with
     the finer ``head_l1`` grid: 0.899 +/- 0.006 over 5 seeds against 0.890 +/- 0.010 for the same seeds with 0 and
     0.001/0.002 (the shipped network's recipe; paired +0.009, SE 0.005): with the L1 in the loop a statement's
     evidence settles on its own prototypes (own share 0.67-0.73 at head L1 0.001 against 0.52-0.58), so a weaker
     head L1 (0.0005-0.0007) meets the explanation minima; without it they cost 0.003-0.008. Read once on fold 10
-    (5 seeds): 0.878 +/- 0.010, external 0.768; superdiagnostic (3 seeds) 0.929. Level or lower there: ``push_every`` 5
-    or 10 (projection costs 0.02 instead of 0.06, the final model ends level), ``refine_epochs`` 20, 9 morphology
-    prototypes per class and the paper's 5 / 18 / 7 (a statement's evidence spreads, so top-3 coverage falls),
-    2 (2 seeds), morphology prototypes 0.5 s long (+0.005 over 7 paired seeds, SE 0.004, with less of a match's
+    (5 seeds): 0.878 +/- 0.010, external 0.768; superdiagnostic (3 seeds) 0.929. Level or lower there:
+    ``push_every`` 5 or 10 (projection costs 0.02 instead of 0.06, the final model ends level), ``refine_epochs``
+    20, 9 morphology prototypes per class and the paper's 5 / 18 / 7 (a statement's evidence spreads, so top-3
+    coverage falls), 2 (2 seeds), morphology prototypes 0.5 s long (+0.005 over 7 paired seeds, SE 0.004, with less of a match's
     gradient near its shorter window) or 0.75 s, and ``head_distill`` 3 (lower at every head L1 on 2 seeds).
     """
 
@@ -80,17 +80,6 @@ class TrunkRecipe:
             raise ConfigError(src, f"head_l1 must list L1 weights >= 0, got {self.head_l1}")
         if min(self.distill, self.prototype_loss_scale, self.loop_l1, self.head_distill) < 0:
             raise ConfigError(src, "distill, prototype_loss_scale, loop_l1 and head_distill must be >= 0")
-
-
-def head_targets(labels: np.ndarray, teacher: np.ndarray, weight: float) -> np.ndarray:
-    """The related head's training targets: ``(labels + weight * teacher) / (1 + weight)``. Binary cross-entropy is
-    linear in its target, so BCE against these is BCE against the labels plus ``weight`` times BCE against the
-    teacher's probabilities, divided by ``1 + weight``: the fine-tune's objective for the head when ``weight`` is its
-    ``distill``."""
-    if weight < 0:
-        raise ConfigError("<head_targets>", f"the teacher's weight must be >= 0, got {weight}")
-    return ((np.asarray(labels, dtype=np.float32) + weight * np.asarray(teacher, dtype=np.float32))
-            / (1.0 + weight)).astype(np.float32)
 
 
 @dataclass

@@ -40,10 +40,10 @@ from .heads import (
     predict_heads,
     related_facts,
 )
-from .losses import classification_loss, pos_weight_from_labels, total_loss
+from .losses import classification_loss, head_targets, pos_weight_from_labels, total_loss
 from .model import ProtoECGNet
 from .projection import project_onto_training, sync_prototypes
-from .recipe import ProtoTrainConfig, TrainingData, branch_map_for, head_targets
+from .recipe import ProtoTrainConfig, TrainingData, branch_map_for
 from .stages import ProtoStages
 
 TRUNK_STAGES = ("finetune", "projection", "refine", "reprojection", "head")
