@@ -298,7 +298,8 @@ def main() -> int:
 
     doc = {"benchmark": "explanation_metrics", "python": platform.python_version(), "torch": torch.__version__,
            "threads": 1, "load_average_at_start": list(load), "wall_s": time.time() - t_start,
-           "backbone": "the shipped src/ecglens/pretrained/protoecgnet network (not retrained); heads only",
+           "backbone": "the network shipped as src/ecglens/pretrained/protoecgnet when this ran (not retrained); "
+                       "heads only",
            "seeds": "head seeds (batch order of head training) on that one backbone", "targets": TARGETS,
            "related_selection": {"grid": grid, "chosen": choice, "met_targets_on_fold_9": met},
            "n_records": {p: len(targets[p]) for p in targets},

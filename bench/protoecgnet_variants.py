@@ -1,16 +1,16 @@
-"""Variants of the shipped trunk ProtoECGNet recipe on fold 9 (issue 25): prototypes projected during the fine-tune
+"""Variants of read 3's trunk ProtoECGNet recipe on fold 9 (issue 25): prototypes projected during the fine-tune
 (``TrunkRecipe.push_every``), more or fewer prototypes per class (``--prototypes-per-class``), shorter or longer
 morphology prototypes (``--prototype-seconds``), a finer grid of head L1s, a longer refine, an L1 on the related head
 during training (``--loop-l1``, the package's default since), teacher targets for the head.
 
-Trains (or resumes) ``ecglens train protoecgnet --trunk baseline --related-groups diagnostic_class`` with the shipped
-network's recipe (``run.SHIPPED_TRUNK``) and each named variant's changes (``VARIANTS``) for each seed, and writes
-every run's fold-9 macro AUROC of the fused logits after the fine-tune (its best epoch), right after the first
-projection (refine's epoch 0), after refine, and of the re-fitted head, with the head's explanation medians, its
-training wall time and fold-9 records/s, to ``bench/results/protoecgnet_variants.{json,md}``. Each label set's runs
-start from its seed-0 baseline, as ``bench/run.py``'s. A variant that changes only later stages
-(``Variant.redo_from``) resumes a copy of another variant's runs, so its earlier stages are that variant's, seed by
-seed. Nothing here reads fold 10.
+Trains (or resumes) ``ecglens train protoecgnet --trunk baseline --related-groups diagnostic_class`` with the recipe
+of the network shipped from read 3 until loop-l1 replaced it (``READ3_TRUNK``; the variant "shipped") and each named
+variant's changes (``VARIANTS``) for each seed, and writes every run's fold-9 macro AUROC of the fused logits after
+the fine-tune (its best epoch), right after the first projection (refine's epoch 0), after refine, and of the
+re-fitted head, with the head's explanation medians, its training wall time and fold-9 records/s, to
+``bench/results/protoecgnet_variants.{json,md}``. Each label set's runs start from its seed-0 baseline, as
+``bench/run.py``'s. A variant that changes only later stages (``Variant.redo_from``) resumes a copy of another
+variant's runs, so its earlier stages are that variant's, seed by seed. Nothing here reads fold 10.
 
     .venv/bin/python bench/protoecgnet_variants.py --variants shipped push5 morph9 --seeds 0 1 2
     .venv/bin/python bench/protoecgnet_variants.py --variants loop-l1 --label-sets superdiagnostic --seeds 0 1 2
@@ -34,7 +34,7 @@ sys.path.insert(0, str(REPO / "src"))
 sys.path.insert(0, str(REPO / "bench"))
 
 import explanation_metrics as em  # noqa: E402
-from run import PROTOECGNET_GROUPS, SHIPPED_TRUNK, TRUNK_BASELINES  # noqa: E402
+from run import PROTOECGNET_GROUPS, TRUNK_BASELINES  # noqa: E402
 
 from ecglens.atomic import write_json_atomic, write_text_atomic  # noqa: E402
 
@@ -44,7 +44,7 @@ RESULTS = REPO / "bench" / "results"
 
 @dataclass(frozen=True)
 class Variant:
-    """A change to the shipped recipe: ``trunk`` (``TrunkRecipe`` fields), ``counts`` (prototypes per class by
+    """A change to read 3's recipe: ``trunk`` (``TrunkRecipe`` fields), ``counts`` (prototypes per class by
     branch), ``seconds`` (partial prototypes' length by branch); ``redo_from`` (variant, stage): a copy of that
     variant's runs up to the stage, resumed (the stages from there on run with this variant's recipe)."""
 
@@ -57,9 +57,12 @@ class Variant:
 
 
 FINE_L1 = (5e-4, 7e-4, 1e-3, 1.5e-3, 2e-3)
+# The recipe every variant changes: that of the network shipped from issue 25's read 3 until loop-l1 replaced it
+# (the package's defaults since: the L1 in the loop and the finer head grid, which "loop-l1" sets explicitly).
+READ3_TRUNK = {"loop_l1": 0.0, "head_l1": (1e-3, 2e-3)}
 VARIANTS: dict[str, Variant] = {
-    "shipped": Variant("the shipped network's recipe (prototypes per class rhythm 3, morphology 3, global 5; no L1 in "
-                       "the loop, head L1 0.001/0.002)"),
+    "shipped": Variant("the recipe of the network shipped until loop-l1 replaced it (prototypes per class rhythm 3, "
+                       "morphology 3, global 5; no L1 in the loop, head L1 0.001/0.002)"),
     "push5": Variant("also projected every 5 fine-tune epochs", trunk={"push_every": 5}),
     "push10": Variant("also projected every 10 fine-tune epochs", trunk={"push_every": 10}),
     "morph9": Variant("9 morphology prototypes per class", counts={"morphology": 9},
@@ -109,7 +112,7 @@ def recipe(variant: str):
 
     v = VARIANTS[variant]
     return recipe_with_prototypes(ProtoTrainConfig(related_groups=PROTOECGNET_GROUPS,
-                                                   trunk=TrunkRecipe(**{**SHIPPED_TRUNK, **v.trunk})),
+                                                   trunk=TrunkRecipe(**{**READ3_TRUNK, **v.trunk})),
                                   v.counts, v.seconds)
 
 
@@ -201,11 +204,12 @@ def by_branch(rows: list[dict]) -> str:
 
 
 def render(doc: dict) -> str:
-    lines = ["# ProtoECGNet on the trunk: variants of the shipped recipe (fold 9)", "",
-             "`python bench/protoecgnet_variants.py`: the shipped network's recipe (`ecglens train protoecgnet --trunk "
+    lines = ["# ProtoECGNet on the trunk: variants of read 3's recipe (fold 9)", "",
+             "`python bench/protoecgnet_variants.py`: the recipe of the network shipped from issue 25's read 3 until "
+             "loop-l1 replaced it (the variant \"shipped\"; `ecglens train protoecgnet --trunk "
              "baseline --related-groups diagnostic_class --loop-l1 0 --head-l1 0.001,0.002`) and variants of it: "
              "prototypes also projected onto training patches every N fine-tune epochs before its last "
-             "(`--push-every`; the shipped recipe only after it), more or fewer prototypes per class "
+             "(`--push-every`; that recipe only after it), more or fewer prototypes per class "
              "(`--prototypes-per-class`), shorter or longer morphology prototypes (`--prototype-seconds`), a finer "
              "grid of head L1s, a longer refine, an L1 on the related head's related weights while the network "
              "trains (`--loop-l1`), the head fitted on targets mixed with the baseline's probabilities. Fold-9 macro "
@@ -244,7 +248,8 @@ def render(doc: dict) -> str:
                                                                          for v, seeds in carried.items() if seeds)
                   + ". The other rows were measured from their run directories in this run of the script; wall "
                   "time and records/s compare only within one machine (a session's)."]
-    lines += ["", "The head stage re-fits the related head at each L1 of its grid (shipped: 0.001/0.002) and keeps the "
+    lines += ["", "The head stage re-fits the related head at each L1 of its grid (read 3's recipe: 0.001/0.002) and "
+              "keeps the "
               "best fold-9 macro AUROC among those whose called statements have median own share and top-3 coverage "
               ">= 0.5 (else the largest own share). A variant that redoes later stages counts the copied stages' wall "
               "time in its own. Records/s: `Classifier.predict_batch` on fold 9, measured on a quiet machine after "
@@ -260,7 +265,12 @@ def main() -> int:
     ap.add_argument("--data", type=Path, default=em.DATA)
     ap.add_argument("--out", type=Path, default=RESULTS)
     ap.add_argument("--finished-only", action="store_true", help="train nothing: report the finished runs among those")
+    ap.add_argument("--render-only", action="store_true", help="rewrite the .md from the .json in --out")
     args = ap.parse_args()
+    if args.render_only:
+        write_text_atomic(args.out / "protoecgnet_variants.md",
+                          render(json.loads((args.out / "protoecgnet_variants.json").read_text())))
+        return 0
     import torch
 
     torch.set_num_threads(1)

@@ -44,7 +44,7 @@ def _trainer(command: str, **options):
             from ecglens.models.protoecgnet.recipe import ProtoTrainConfig, TrunkRecipe
             kwargs["trunk_from"] = TRUNK_BASELINES[label_set]
             kwargs["recipe"] = ProtoTrainConfig(related_groups=PROTOECGNET_GROUPS, trunk=TrunkRecipe(
-                **SHIPPED_TRUNK, **({} if epochs is None else {"epochs": epochs})))
+                **({} if epochs is None else {"epochs": epochs})))
             kwargs["threads"] = None
         elif command == "protoecgnet":
             from ecglens.models.protoecgnet.recipe import ProtoTrainConfig
@@ -83,9 +83,6 @@ BLACKBOX_LEAD_MODE = "12"
 # ProtoECGNet as shipped (issue 25): on the baseline's body, the re-fitted related head also relating the statements
 # of one diagnostic class (chosen on fold 9: bench/results/protoecgnet_trunk.md, protoecgnet_relations.md).
 PROTOECGNET_GROUPS = "diagnostic_class"
-# The shipped network's TrunkRecipe fields where the package's defaults have moved on since it was trained (the
-# defaults' L1 in the loop and finer head grid were chosen on fold 9 after it shipped: protoecgnet_variants.md).
-SHIPPED_TRUNK = {"loop_l1": 0.0, "head_l1": (1e-3, 2e-3)}
 # Every seed starts from the label set's seed-0 baseline, as in that choice (the seeds vary the ProtoECGNet run): for
 # "all" the shipped baseline (bench/ship.py's copy of runs/baseline/all/seed0), for the others the run itself.
 TRUNK_BASELINES = {"all": "baseline", "superdiagnostic": WORK / "runs" / "baseline" / "superdiagnostic" / "seed0" / "model"}
@@ -99,8 +96,7 @@ MODELS = {
     "protoecgnet": ("ProtoECGNet, 3 prototype branches, dense fusion; the masked fusion and each branch in the "
                     "heads table (Sethi et al. 2025)", _trainer("protoecgnet")),
     "protoecgnet-trunk": ("ProtoECGNet as shipped: the branches on the seed-0 baseline's body (morphology on its "
-                          "stage 3), the baseline as teacher, related head (`ecglens train protoecgnet --trunk "
-                          "--loop-l1 0 --head-l1 0.001,0.002`)",
+                          "stage 3), the baseline as teacher, related head (`ecglens train protoecgnet --trunk`)",
                           _trainer("protoecgnet", trunk=True)),
     "factorecg": ("FactorECG: median-beat VAE factors + rhythm features, logistic regression per statement (one "
                   "VAE, bench/vae_search.py's, serves every label set)",

@@ -42,11 +42,11 @@ CALIBRATION_FOLD = 9
 # shipped name -> benchmark checkpoint
 SOURCES = {
     "baseline": RUNS / "baseline" / "all" / "seed0" / "model",
-    # ProtoECGNet on the baseline's body, chosen on fold 9 and shipped by bench/protoecgnet_trunk.py --ship (issue 25;
-    # bench/results/protoecgnet_trunk.md), then bench/prototype_reference.py; bench/run.py's protoecgnet-trunk rows
-    # are the same recipe through `ecglens train protoecgnet --trunk`
-    "protoecgnet": REPO / "bench" / "work" / "protoecgnet_finetune" / "trunk_all_auroc_refit_ploss0.25_refitclass_d3_morph3"
-                   / "seed0" / "model",
+    # ProtoECGNet on the baseline's body: `ecglens train protoecgnet --trunk baseline` with the package's recipe
+    # (bench/protoecgnet_variants.py --variants loop-l1 --seeds 0), chosen on fold 9 and shipped by
+    # bench/protoecgnet_trunk.py --ship (issue 25; bench/results/protoecgnet_trunk.md), then
+    # bench/prototype_reference.py; bench/run.py's protoecgnet-trunk rows are the same recipe
+    "protoecgnet": REPO / "bench" / "work" / "protoecgnet_variants" / "loop-l1" / "seed0" / "model",
     # bench/run.py --models factorecg --label-sets all --seeds 0: the factors and factor models (logistic regression
     # with rhythm features, C=0.1) on bench/run.py's FACTORECG_VAE (bench/vae_search.py train ... factorecg-vae3)
     "factorecg": RUNS / "factorecg" / "all" / "seed0" / "model",

@@ -45,7 +45,7 @@ class TrunkRecipe:
 
     Chosen on fold 9 (``bench/results/protoecgnet_trunk.md``, ``protoecgnet_variants.md``). ``loop_l1`` 0.001 with
     the finer ``head_l1`` grid: 0.899 +/- 0.006 over 5 seeds against 0.890 +/- 0.010 for the same seeds with 0 and
-    0.001/0.002 (the shipped network's recipe; paired +0.009, SE 0.005): with the L1 in the loop a statement's
+    0.001/0.002 (the recipe shipped before this one; paired +0.009, SE 0.005): with the L1 in the loop a statement's
     evidence settles on its own prototypes (own share 0.67-0.73 at head L1 0.001 against 0.52-0.58), so a weaker
     head L1 (0.0005-0.0007) meets the explanation minima; without it they cost 0.003-0.008. Read once on fold 10
     (5 seeds): 0.878 +/- 0.010, external 0.768; superdiagnostic (3 seeds) 0.929. Level or lower there:
