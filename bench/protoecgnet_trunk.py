@@ -300,10 +300,11 @@ def locality(results: Path) -> dict[str, float]:
 def shipped_explanations(reads: list[dict]) -> list[str]:
     """The shipped read's seed-0 explanation metrics on fold 10 (``protoecgnet_finetune.py evaluate``: the
     network that ships, its head, calibration and thresholds fitted on fold 9), with the deletion check by branch."""
-    shipped = [(n, c) for n, c in enumerate(reads, 1) if c["label_set"] == "all" and c["tag"] in SHIPPED_READS]
+    shipped = shipped_reads(reads)
     if not shipped:
         return []
-    n, c = shipped[-1]
+    c = shipped[-1]
+    n = reads.index(c) + 1
     ex, deletion = c["explanation_test_seed0"], c["deletion_test_seed0"]
     lines = [f"## What ships: read {n}'s seed 0, its explanations on fold 10", "",
              "Over the statements called at the fold-9 thresholds (definitions in `explanation_metrics.md`): "
@@ -320,10 +321,15 @@ def shipped_explanations(reads: list[dict]) -> list[str]:
     return lines + [""]
 
 
+def shipped_reads(reads: list[dict]) -> list[dict]:
+    """The "all" reads shipped by ``--ship`` (``SHIPPED_READS``), in read order."""
+    return [r for r in reads if r["label_set"] == "all" and r["tag"] in SHIPPED_READS]
+
+
 def shipped_before(c: dict, reads: list[dict]) -> dict | None:
-    """The read that ships when ``c`` is read: the last earlier "all" read in ``SHIPPED_READS`` (None: the
-    ProtoECGNet shipped before issue 25 still ships)."""
-    earlier = [r for r in reads[:reads.index(c)] if r["label_set"] == "all" and r["tag"] in SHIPPED_READS]
+    """The read that ships when ``c`` is read: the last shipped read before it (None: the ProtoECGNet shipped
+    before issue 25 still ships)."""
+    earlier = shipped_reads(reads[:reads.index(c)])
     return earlier[-1] if earlier else None
 
 

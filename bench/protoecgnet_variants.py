@@ -20,6 +20,7 @@ variant's runs, so its earlier stages are that variant's, seed by seed. Nothing 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import platform
 import shutil
@@ -276,7 +277,7 @@ def main() -> int:
     torch.set_num_threads(1)
     earlier = earlier_runs(args.out / "protoecgnet_variants.json")
     runs = []
-    for ls, v, seed in ((ls, v, seed) for ls in args.label_sets for v in args.variants for seed in args.seeds):
+    for ls, v, seed in itertools.product(args.label_sets, args.variants, args.seeds):
         if not args.finished_only or (run_dir(v, seed, ls) / "head" / "stage.json").is_file():
             out = run_dir(v, seed, ls) if args.finished_only else train(v, seed, ls, args.data)
             runs.append(facts(v, seed, ls, out, args.data))
